@@ -1,0 +1,1 @@
+"""Batch indexer: MySQL catalog rows → VGG16 features → Elasticsearch kNN index."""

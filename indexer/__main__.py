@@ -1,0 +1,153 @@
+"""Command line: `python -m indexer full` builds a new index version and swaps the alias."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from indexer.settings import ConfigError, environ
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_VALIDATION = 3
+
+ENVIRONMENT_HELP = """\
+configuration (environment variables, see env.example):
+  ES_URL                 Elasticsearch URL (default http://127.0.0.1:9200)
+  ES_INDEX               alias the shop searches (default images); versions are ES_INDEX-<UTC time>
+  ES_VECTOR_INDEX_TYPE   dense_vector index_options.type (default int8_hnsw)
+  ES_NUMBER_OF_REPLICAS  replicas of the serving index (default 1; 0 on a single node)
+  MYSQL_URL              mysql://user:password@host:port/database (required)
+  MYSQL_TABLE, MYSQL_ID_COLUMN, MYSQL_RELATION_COLUMN, MYSQL_PHOTO_COLUMN, MYSQL_UPDATED_COLUMN
+  IMAGE_BASE_URL         base URL or folder that relative `photo` values are resolved against
+  VGG16_WEIGHTS          imagenet (default) | random (tests, offline) | path to an .h5 file
+  INDEXER_KEEP_VERSIONS  index versions kept for rollback (default 2)
+  INDEXER_REPORT_DIR     where run reports are written as JSON (default ./reports)
+
+exit codes: 0 done, 1 run failed (alias untouched), 2 bad configuration, 3 validation failed
+(new index kept for inspection, alias untouched)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m indexer",
+        description="Index catalog images from MySQL into Elasticsearch for similarity search.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    full = commands.add_parser(
+        "full",
+        help="rebuild: index every row into a new version, validate, swap the alias",
+        description="Index every catalog row into a new versioned index, validate it, then "
+        "atomically point the alias at it and delete versions beyond the retention count.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    full.add_argument("--batch-size", type=positive_int, default=8, help="images per model call (default 8)")
+    full.add_argument("--workers", type=positive_int, default=8, help="download/decode threads (default 8)")
+    full.add_argument(
+        "--page-size", type=positive_int, default=500, help="rows per keyset page (default 500)"
+    )
+    full.add_argument("--limit", type=positive_int, default=None, help="stop after this many rows")
+    full.add_argument(
+        "--max-failure-ratio",
+        type=ratio,
+        default=0.01,
+        help="largest share of failed rows that still allows the alias swap (default 0.01)",
+    )
+    full.add_argument("--no-progress", action="store_true", help="no progress bar or progress log lines")
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def run_full(args: argparse.Namespace) -> int:
+    """Check services, load the model, run the rebuild, print and write the report."""
+    from elastic_transport import TransportError
+
+    from indexer.config import load_indexer_config
+    from indexer.features import FeatureExtractor
+    from indexer.pipeline import FullRebuild, RunOptions, ValidationFailed
+    from indexer.progress import make_progress
+    from indexer.sink import make_client, server_version
+    from indexer.source import CatalogSource
+
+    log = logging.getLogger("indexer")
+    try:
+        config = load_indexer_config(environ())
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    es = make_client(config.elastic)
+    source = CatalogSource(config.mysql, page_size=args.page_size)
+    try:
+        version = server_version(es)
+        total = source.count()
+    except TransportError as exc:
+        log.error("Elasticsearch at %s is not reachable: %s", config.elastic.url, exc)
+        return EXIT_RUN_FAILED
+    except Exception as exc:  # noqa: BLE001 - mysql.connector raises many types
+        log.error("catalog database %s:%s is not reachable: %s", config.mysql.host, config.mysql.port, exc)
+        return EXIT_RUN_FAILED
+    log.info("Elasticsearch %s at %s; %d catalog rows", version, config.elastic.url, total)
+    try:
+        extractor = FeatureExtractor(config.model.weights, config.model.seed)
+    except Exception as exc:  # noqa: BLE001 - e.g. weights not downloadable offline
+        log.error("cannot load VGG16 weights %r: %s", config.model.weights, exc)
+        return EXIT_CONFIG
+    options = RunOptions(
+        batch_size=args.batch_size,
+        workers=args.workers,
+        limit=args.limit,
+        max_failure_ratio=args.max_failure_ratio,
+    )
+    expected = min(total, args.limit) if args.limit else total
+    progress = make_progress(expected, enabled=not args.no_progress)
+    run = FullRebuild(config, es, source, extractor, options, progress)
+    code = EXIT_OK
+    try:
+        run.run()
+    except ValidationFailed as exc:
+        run.report.finish("validation_failed", str(exc))
+        code = EXIT_VALIDATION
+    except Exception as exc:
+        log.exception("run failed")
+        run.report.finish("failed", f"{type(exc).__name__}: {exc}")
+        code = EXIT_RUN_FAILED
+    finally:
+        source.close()
+    path = run.report.write_json(config.report_dir)
+    print(run.report.summary(), file=sys.stderr)
+    log.info("report written to %s", path)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "full":
+        return run_full(args)
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

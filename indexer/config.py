@@ -1,0 +1,169 @@
+"""Indexer configuration from environment variables, validated at start-up."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from indexer.settings import ConfigError, env_choice, env_float, env_int, env_str
+
+VECTOR_INDEX_TYPES = (
+    "hnsw",
+    "int8_hnsw",
+    "int4_hnsw",
+    "bbq_hnsw",
+    "flat",
+    "int8_flat",
+    "int4_flat",
+    "bbq_flat",
+)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+_ALIAS = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+
+
+@dataclass(frozen=True)
+class ElasticConfig:
+    """Where the index lives and how it is built."""
+
+    url: str
+    alias: str
+    request_timeout: float
+    vector_index_type: str
+    replicas: int
+    shards: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which VGG16 weights to load."""
+
+    weights: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class MySqlConfig:
+    """Connection to the catalog database and the names of its table and columns."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    table: str
+    id_column: str
+    relation_column: str
+    photo_column: str
+    updated_column: str
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How photos are located and downloaded."""
+
+    base_url: str
+    timeout: float
+    max_bytes: int
+    retries: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class IndexerConfig:
+    """Everything `python -m indexer` needs."""
+
+    elastic: ElasticConfig
+    model: ModelConfig
+    mysql: MySqlConfig
+    fetch: FetchConfig
+    keep_versions: int
+    report_dir: str
+
+
+def load_elastic_config(env: Mapping[str, str]) -> ElasticConfig:
+    url = env_str(env, "ES_URL", "http://127.0.0.1:9200")
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError(f"ES_URL must be an http(s) URL, got {url!r}")
+    alias = env_str(env, "ES_INDEX", "images")
+    if not _ALIAS.match(alias):
+        raise ConfigError(f"ES_INDEX must be a lowercase index/alias name, got {alias!r}")
+    return ElasticConfig(
+        url=url,
+        alias=alias,
+        request_timeout=env_float(env, "ES_REQUEST_TIMEOUT", 30.0, minimum=0.1),
+        vector_index_type=env_choice(env, "ES_VECTOR_INDEX_TYPE", "int8_hnsw", VECTOR_INDEX_TYPES),
+        replicas=env_int(env, "ES_NUMBER_OF_REPLICAS", 1, minimum=0, maximum=10),
+        shards=env_int(env, "ES_NUMBER_OF_SHARDS", 1, minimum=1, maximum=64),
+    )
+
+
+def load_model_config(env: Mapping[str, str]) -> ModelConfig:
+    return ModelConfig(
+        weights=env_str(env, "VGG16_WEIGHTS", "imagenet"),
+        seed=env_int(env, "VGG16_SEED", 1234),
+    )
+
+
+def parse_mysql_url(url: str) -> dict[str, object]:
+    """Split mysql://user:password@host:port/database into connection arguments."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
+        raise ConfigError("MYSQL_URL must look like mysql://user:password@host:port/database")
+    database = parts.path.lstrip("/")
+    if not database:
+        raise ConfigError("MYSQL_URL must name a database: mysql://user:password@host:port/database")
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise ConfigError("MYSQL_URL has an invalid port") from None
+    return {
+        "host": parts.hostname,
+        "port": port,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "database": unquote(database),
+    }
+
+
+def identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    """A table or column name, restricted so it can be quoted safely in SQL."""
+    value = env_str(env, name, default)
+    if not _IDENTIFIER.match(value):
+        raise ConfigError(f"{name} must be a plain SQL identifier (letters, digits, _), got {value!r}")
+    return value
+
+
+def load_mysql_config(env: Mapping[str, str]) -> MySqlConfig:
+    connection = parse_mysql_url(env_str(env, "MYSQL_URL"))
+    return MySqlConfig(
+        **connection,  # type: ignore[arg-type]
+        table=identifier(env, "MYSQL_TABLE", "images"),
+        id_column=identifier(env, "MYSQL_ID_COLUMN", "id"),
+        relation_column=identifier(env, "MYSQL_RELATION_COLUMN", "relation_id"),
+        photo_column=identifier(env, "MYSQL_PHOTO_COLUMN", "photo"),
+        updated_column=identifier(env, "MYSQL_UPDATED_COLUMN", "updated_at"),
+    )
+
+
+def load_fetch_config(env: Mapping[str, str]) -> FetchConfig:
+    return FetchConfig(
+        base_url=env.get("IMAGE_BASE_URL", "").strip(),
+        timeout=env_float(env, "IMAGE_FETCH_TIMEOUT", 10.0, minimum=0.1),
+        max_bytes=env_int(env, "IMAGE_MAX_BYTES", 20 * 1024 * 1024, minimum=1024),
+        retries=env_int(env, "IMAGE_FETCH_RETRIES", 2, minimum=0, maximum=10),
+        max_pixels=env_int(env, "IMAGE_MAX_PIXELS", 40_000_000, minimum=10_000),
+    )
+
+
+def load_indexer_config(env: Mapping[str, str]) -> IndexerConfig:
+    """Read and validate every indexer variable; raises ConfigError naming the bad one."""
+    return IndexerConfig(
+        elastic=load_elastic_config(env),
+        model=load_model_config(env),
+        mysql=load_mysql_config(env),
+        fetch=load_fetch_config(env),
+        keep_versions=env_int(env, "INDEXER_KEEP_VERSIONS", 2, minimum=1, maximum=100),
+        report_dir=env_str(env, "INDEXER_REPORT_DIR", "reports"),
+    )

@@ -1,0 +1,53 @@
+"""Pure builders of Elasticsearch documents and bulk actions for catalog rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from indexer.errors import RowFailure, RowStatus
+from indexer.source import CatalogRow
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def base_fields(row: CatalogRow, image_url: str | None, indexed_at: datetime) -> dict[str, object]:
+    return {
+        "source_id": row.id,
+        "relation_id": row.relation_id,
+        "photo": row.photo,
+        "image_url": image_url,
+        "updated_at": iso(row.updated_at),
+        "indexed_at": iso(indexed_at),
+    }
+
+
+def indexed_document(
+    row: CatalogRow, image_url: str, vector: np.ndarray, indexed_at: datetime
+) -> dict[str, object]:
+    """A searchable document: the row's fields plus its unit feature vector."""
+    return {
+        **base_fields(row, image_url, indexed_at),
+        "feature": [round(float(value), 7) for value in vector],
+        "status": RowStatus.INDEXED.value,
+    }
+
+
+def failed_document(
+    row: CatalogRow, image_url: str | None, failure: RowFailure, indexed_at: datetime
+) -> dict[str, object]:
+    """A document without a vector that records why the row is not searchable."""
+    return {
+        **base_fields(row, image_url, indexed_at),
+        "status": failure.status.value,
+        "error_reason": failure.reason,
+        "error_message": failure.message[:2000],
+    }
+
+
+def index_action(index: str, row_id: int, document: dict[str, object]) -> dict[str, object]:
+    """A bulk `index` action; `_id` is the catalog primary key, so reruns overwrite, never duplicate."""
+    return {"_op_type": "index", "_index": index, "_id": str(row_id), "_source": document}

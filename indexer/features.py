@@ -1,0 +1,138 @@
+"""VGG16 feature extractor shared by the indexer and the search API (one code path for both)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.imaging import TARGET_SIZE
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "keras-vgg16-notop-maxpool-224-l2"
+FEATURE_DIMS = 512
+RANDOM_WEIGHTS = "random"
+IMAGENET_WEIGHTS = "imagenet"
+RANDOM_WEIGHTS_WARNING = (
+    "VGG16_WEIGHTS=random: the model uses seeded RANDOM weights, not ImageNet. "
+    "Vectors are deterministic but carry no learned semantics; use only for tests and offline demos."
+)
+MIN_FEATURE_NORM = 1e-6
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What built a vector: stored in the index `_meta` and shown by the API."""
+
+    model_id: str
+    weights: str
+    fingerprint: str
+    dims: int = FEATURE_DIMS
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights == RANDOM_WEIGHTS
+
+    def as_meta(self) -> dict[str, object]:
+        return {
+            "id": self.model_id,
+            "weights": self.weights,
+            "fingerprint": self.fingerprint,
+            "dims": self.dims,
+        }
+
+
+def describe_weights(weights: str) -> str:
+    """Name of the weights for `_meta`: 'imagenet', 'random' or the file's base name."""
+    if weights in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS):
+        return weights
+    return f"file:{os.path.basename(weights)}"
+
+
+def weights_fingerprint(arrays: list[np.ndarray]) -> str:
+    """A stable digest of all weight tensors, so indices built by other weights are detected."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def build_vgg16(weights: str, seed: int):
+    """Build Keras VGG16 (no top, global max pooling) with imagenet, file or seeded random weights."""
+    import keras
+
+    if weights == RANDOM_WEIGHTS:
+        log.warning("!" * 20 + " %s (seed=%d) " + "!" * 20, RANDOM_WEIGHTS_WARNING, seed)
+        keras.utils.set_random_seed(seed)
+    keras_weights = IMAGENET_WEIGHTS if weights == IMAGENET_WEIGHTS else None
+    model = keras.applications.VGG16(
+        include_top=False,
+        weights=keras_weights,
+        pooling="max",
+        input_shape=(*TARGET_SIZE, 3),
+    )
+    if weights not in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS):
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"VGG16_WEIGHTS file not found: {weights}")
+        model.load_weights(weights)
+    return model
+
+
+class FeatureExtractor:
+    """Loads VGG16 once; turns batches of decoded images into unit-length 512-d vectors."""
+
+    def __init__(self, weights: str = IMAGENET_WEIGHTS, seed: int = 0) -> None:
+        import tensorflow as tf
+
+        self._model = build_vgg16(weights, seed)
+        self.info = ModelInfo(
+            model_id=MODEL_ID,
+            weights=describe_weights(weights),
+            fingerprint=weights_fingerprint(self._model.get_weights()),
+        )
+        self._forward = tf.function(
+            self._normalised_features,
+            input_signature=[tf.TensorSpec([None, *TARGET_SIZE, 3], tf.uint8)],
+        )
+        self._lock = threading.Lock()
+        log.info(
+            "VGG16 ready: weights=%s fingerprint=%s devices=%s",
+            self.info.weights,
+            self.info.fingerprint,
+            [d.name for d in tf.config.list_logical_devices()],
+        )
+
+    def _normalised_features(self, images):
+        """Graph: uint8 RGB → preprocess_input (caffe BGR mean) → VGG16 → (features, norms)."""
+        import keras
+        import tensorflow as tf
+
+        x = keras.applications.vgg16.preprocess_input(tf.cast(images, tf.float32))
+        features = self._model(x, training=False)
+        norms = tf.norm(features, axis=1)
+        return features / tf.maximum(norms, MIN_FEATURE_NORM)[:, None], norms
+
+    def warm_up(self) -> None:
+        """Trace and run the graph once so the first real request is not slow."""
+        self.extract(np.zeros((1, *TARGET_SIZE, 3), dtype=np.uint8))
+
+    def extract(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (unit vectors float32 [n, 512], raw norms [n]) for uint8 images [n, 224, 224, 3]."""
+        if images.ndim != 4 or images.shape[1:] != (*TARGET_SIZE, 3):
+            raise ValueError(f"expected images of shape [n, 224, 224, 3], got {images.shape}")
+        with self._lock:
+            vectors, norms = self._forward(images)
+        return vectors.numpy().astype(np.float32), norms.numpy()
+
+    def extract_one(self, image: np.ndarray) -> np.ndarray:
+        """Unit vector for one decoded image; raises ValueError if the feature is all zero."""
+        vectors, norms = self.extract(image[None, ...])
+        if norms[0] < MIN_FEATURE_NORM:
+            raise ValueError("the image produced an all-zero feature vector")
+        return vectors[0]

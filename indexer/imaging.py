@@ -1,0 +1,112 @@
+"""Decode untrusted image bytes into the 224x224 RGB array the model expects."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from indexer.errors import RowFailure, RowStatus
+
+TARGET_SIZE = (224, 224)
+DEFAULT_MAX_PIXELS = 40_000_000
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+def decode_failure(reason: str, message: str) -> RowFailure:
+    """A decode-stage failure with a reason code for the error histogram."""
+    return RowFailure(RowStatus.DECODE_FAILED, reason, message)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) and check format and pixel count before any pixel is decoded."""
+    if not data:
+        raise decode_failure("empty", "the file is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise decode_failure("not_an_image", "the bytes are not an image Pillow recognises") from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise decode_failure("unsupported_format", f"image format {image.format} is not accepted")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise decode_failure(
+            "too_many_pixels",
+            f"{width}x{height} = {width * height} pixels exceeds the cap of {max_pixels}",
+        )
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any mode to 8-bit RGB; alpha is composited onto white."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _high_depth_to_rgb(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16-bit / 32-bit integer or float grayscale to 8 bits instead of clipping."""
+    pixels = np.asarray(image, dtype=np.float64)
+    top = float(pixels.max()) if pixels.size else 0.0
+    if image.mode == "F" and top <= 1.0:
+        scale = 255.0
+    elif top <= 255.0:
+        scale = 1.0
+    else:
+        scale = 255.0 / 65535.0 if top <= 65535.0 else 255.0 / top
+    eight_bit = np.clip(pixels * scale, 0, 255).astype(np.uint8)
+    return Image.fromarray(eight_bit, mode="L").convert("RGB")
+
+
+def apply_orientation(image: Image.Image) -> Image.Image:
+    """Rotate/flip per the EXIF orientation tag; a broken EXIF block is ignored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - malformed EXIF must not fail an otherwise good image
+        return image
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Return a (224, 224, 3) uint8 RGB array, or raise RowFailure(decode_failed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = open_image(data, max_pixels)
+            if image.format == "JPEG":
+                image.draft("RGB", TARGET_SIZE)
+            image.load()
+            image = to_rgb(apply_orientation(image))
+            image = image.resize(TARGET_SIZE, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        except RowFailure:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise decode_failure(_reason_for(exc), f"cannot decode image: {exc}") from None
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _reason_for(exc: BaseException) -> str:
+    """A stable short code for a Pillow exception, for the error histogram."""
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "too_many_pixels"
+    text = str(exc).lower()
+    if "truncated" in text or isinstance(exc, EOFError):
+        return "truncated"
+    return "corrupt"

@@ -1,0 +1,190 @@
+"""Elasticsearch side of a run: versioned index, background bulk writer, alias swap, retention."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch.helpers import streaming_bulk
+
+from indexer.config import ElasticConfig
+
+log = logging.getLogger(__name__)
+
+MAPPING_FILE = Path(__file__).resolve().parent.parent / "mappings" / "images.json"
+BULK_CHUNK_DOCS = 200
+BULK_CHUNK_BYTES = 5 * 1024 * 1024
+BULK_MAX_RETRIES = 5
+_END = object()
+
+
+def make_client(config: ElasticConfig, max_retries: int = 3) -> Elasticsearch:
+    """An Elasticsearch client; created on demand, never at import time."""
+    return Elasticsearch(
+        config.url,
+        request_timeout=config.request_timeout,
+        max_retries=max_retries,
+        retry_on_timeout=True,
+    )
+
+
+def server_version(es: Elasticsearch) -> str:
+    """The server version; also a reachability check (`GET /` is absent from minimal distributions)."""
+    nodes = es.nodes.info(node_id="_local", metric="_none", filter_path="nodes.*.version").body
+    return next(iter(nodes["nodes"].values()))["version"]
+
+
+def load_index_definition(config: ElasticConfig, meta: dict[str, object]) -> dict[str, object]:
+    """Settings and mappings from mappings/images.json with configured shards, vector type and _meta."""
+    definition = json.loads(MAPPING_FILE.read_text())
+    body = copy.deepcopy(definition)
+    index_settings = body["settings"]["index"]
+    index_settings["number_of_shards"] = config.shards
+    index_settings["number_of_replicas"] = config.replicas
+    body["mappings"]["properties"]["feature"]["index_options"]["type"] = config.vector_index_type
+    body["mappings"]["_meta"] = {**body["mappings"]["_meta"], **meta}
+    return body
+
+
+def version_name(alias: str, now: datetime) -> str:
+    """A sortable physical index name such as images-20261121t030405123z (UTC, milliseconds)."""
+    stamp = now.astimezone(UTC)
+    return f"{alias}-{stamp:%Y%m%d}t{stamp:%H%M%S}{stamp.microsecond // 1000:03d}z"
+
+
+def version_pattern(alias: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(alias)}-\d{{8}}t\d{{9}}z$")
+
+
+def create_build_index(es: Elasticsearch, name: str, body: dict[str, object]) -> None:
+    """Create the new version tuned for bulk loading (no refresh, no replicas)."""
+    build_body = copy.deepcopy(body)
+    build_body["settings"]["index"]["refresh_interval"] = "-1"
+    build_body["settings"]["index"]["number_of_replicas"] = 0
+    es.indices.create(index=name, settings=build_body["settings"], mappings=build_body["mappings"])
+    log.info("created index %s", name)
+
+
+def finish_build_index(es: Elasticsearch, name: str, body: dict[str, object]) -> None:
+    """Restore the serving settings, refresh, and wait until the index can serve."""
+    serving = body["settings"]["index"]
+    es.indices.put_settings(
+        index=name,
+        settings={
+            "index": {
+                "refresh_interval": serving["refresh_interval"],
+                "number_of_replicas": serving["number_of_replicas"],
+            }
+        },
+    )
+    es.indices.refresh(index=name)
+    es.cluster.health(index=name, wait_for_status="yellow", timeout="60s")
+
+
+def aliased_indices(es: Elasticsearch, alias: str) -> list[str]:
+    """Physical indices the alias points to now (empty when the alias does not exist)."""
+    try:
+        return sorted(es.indices.get_alias(name=alias).body.keys())
+    except NotFoundError:
+        return []
+
+
+def swap_alias(es: Elasticsearch, alias: str, new_index: str) -> list[str]:
+    """Point the alias at new_index in one atomic _aliases call; return the indices it left."""
+    previous = aliased_indices(es, alias)
+    actions: list[dict[str, object]] = [
+        {"remove": {"index": old, "alias": alias, "must_exist": True}} for old in previous
+    ]
+    actions.append({"add": {"index": new_index, "alias": alias, "is_write_index": True}})
+    es.indices.update_aliases(actions=actions)
+    log.info("alias %s -> %s (was %s)", alias, new_index, previous or "unset")
+    return previous
+
+
+def list_versions(es: Elasticsearch, alias: str) -> list[str]:
+    """All physical versions of this alias, newest first."""
+    pattern = version_pattern(alias)
+    names = es.indices.get(index=f"{alias}-*", expand_wildcards="open,closed").body.keys()
+    return sorted((name for name in names if pattern.match(name)), reverse=True)
+
+
+def delete_old_versions(es: Elasticsearch, alias: str, keep: int) -> list[str]:
+    """Delete versions beyond the newest `keep`, never one the alias points to."""
+    live = set(aliased_indices(es, alias))
+    stale = [name for name in list_versions(es, alias)[keep:] if name not in live]
+    for name in stale:
+        es.indices.delete(index=name)
+        log.info("deleted old version %s", name)
+    return stale
+
+
+BulkResultHandler = Callable[[str, bool, str | None], None]
+
+
+def bulk_error_text(item: dict[str, object]) -> str:
+    """A readable message from one failed bulk item."""
+    result = next(iter(item.values())) if item else {}
+    error = result.get("error") if isinstance(result, dict) else None
+    if isinstance(error, dict):
+        return f"{error.get('type')}: {error.get('reason')}"
+    status = result.get("status") if isinstance(result, dict) else None
+    return f"bulk item failed (status {status}): {error or result}"
+
+
+class BulkWriter:
+    """Streams actions to Elasticsearch on a background thread and reports each item's outcome."""
+
+    def __init__(self, es: Elasticsearch, on_result: BulkResultHandler, max_pending: int = 2000) -> None:
+        self._es = es
+        self._on_result = on_result
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._thread = threading.Thread(target=self._run, name="bulk-writer", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> BulkWriter:
+        self._thread.start()
+        return self
+
+    def put(self, action: dict[str, object]) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"bulk writer stopped: {self.error}") from self.error
+        self._queue.put(action)
+
+    def close(self) -> None:
+        """Flush everything queued and wait; re-raise a fatal writer error."""
+        self._queue.put(_END)
+        self._thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"bulk writer failed: {self.error}") from self.error
+
+    def _actions(self) -> Iterator[dict[str, object]]:
+        while (action := self._queue.get()) is not _END:
+            yield action
+
+    def _run(self) -> None:
+        try:
+            for ok, item in streaming_bulk(
+                self._es,
+                self._actions(),
+                chunk_size=BULK_CHUNK_DOCS,
+                max_chunk_bytes=BULK_CHUNK_BYTES,
+                raise_on_error=False,
+                raise_on_exception=False,
+                max_retries=BULK_MAX_RETRIES,
+                initial_backoff=1,
+                max_backoff=30,
+            ):
+                result = next(iter(item.values()))
+                self._on_result(str(result.get("_id")), ok, None if ok else bulk_error_text(item))
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the pipeline by close()/put()
+            self.error = exc
+            while self._queue.get() is not _END:
+                pass

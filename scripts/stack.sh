@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# Local "real stack" without Docker: Elasticsearch (official integ-test zip, fetched
+# by Maven coordinates) + MariaDB (Debian package).
+#
+#   scripts/stack.sh up      install what is missing, start both, wait until they answer
+#   scripts/stack.sh down    stop both (tolerant if already stopped)
+#   scripts/stack.sh status  print what runs
+#   scripts/stack.sh env     print `export ES_URL=...` / `export MYSQL_URL=...` lines
+#
+# Environment overrides:
+#   STACK_HOME   cache folder (default: $HOME/.cache/imgsearch-stack)
+#   ES_PORT      Elasticsearch HTTP port (default 9200)
+#   ES_HEAP      Elasticsearch heap, used for -Xms and -Xmx (default 1g, keep <= 2g)
+#   ES_JAVA_HOME Java (17+) used to run Elasticsearch (default: Java 17, else `java`)
+#   ES_START_TIMEOUT  seconds to wait for the cluster to become yellow (default 120)
+#   ES_USER      unprivileged user that runs Elasticsearch when invoked as root (default imgsearch)
+#   MYSQL_PORT   MariaDB TCP port on 127.0.0.1 (default 3306)
+#   MAVEN_REPO_LOCAL  Maven local repository (default ~/.m2/repository)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source-path=SCRIPTDIR source=versions.env
+. "$SCRIPT_DIR/versions.env"
+
+STACK_HOME="${STACK_HOME:-$HOME/.cache/imgsearch-stack}"
+ES_PORT="${ES_PORT:-9200}"
+ES_HEAP="${ES_HEAP:-1g}"
+ES_START_TIMEOUT="${ES_START_TIMEOUT:-120}"
+ES_USER="${ES_USER:-imgsearch}"
+MYSQL_PORT="${MYSQL_PORT:-3306}"
+MAVEN_REPO_LOCAL="${MAVEN_REPO_LOCAL:-$HOME/.m2/repository}"
+
+DB_NAME=imgsearch
+DB_USER=imgsearch
+DB_PASS=imgsearch
+
+ES_URL="http://127.0.0.1:${ES_PORT}"
+MYSQL_URL="mysql://${DB_USER}:${DB_PASS}@127.0.0.1:${MYSQL_PORT}/${DB_NAME}"
+
+ES_HOME="$STACK_HOME/elasticsearch-$ES_VERSION"
+ES_DATA="$STACK_HOME/es-data"
+ES_LOGS="$STACK_HOME/es-logs"
+ES_RUN="$STACK_HOME/es-run"
+ES_PIDFILE="$ES_RUN/elasticsearch.pid"
+ES_CLUSTER=imgsearch-local
+ES_ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:${ES_VERSION}:zip"
+ES_ZIP="$MAVEN_REPO_LOCAL/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
+
+MARIADB_CNF=/etc/mysql/mariadb.conf.d/60-imgsearch-stack.cnf
+
+log() { echo "[stack] $*" >&2; }
+die() { echo "[stack] ERROR: $*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+as_root() {
+  if is_root; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@"
+  else
+    die "need root (or passwordless sudo) for: $*"
+  fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not available; please install: $*"
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    log "apt-get update"
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+need_cmd() { # need_cmd <command> <apt package>
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
+# --------------------------------------------------------------------------- Elasticsearch
+
+# NB: the integ-test distribution lacks the rest-root module, so `GET /` (and HEAD /, i.e.
+# client info()/ping()) answer 405; probe with the cluster health API instead.
+es_answers() { curl -fsS -m 3 "$ES_URL/_cluster/health?timeout=1s" >/dev/null 2>&1; }
+
+es_pid() {
+  [ -s "$ES_PIDFILE" ] || return 1
+  local pid
+  pid="$(cat "$ES_PIDFILE")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+java_major() { # java_major <java home> -> prints the feature version (e.g. 17)
+  "$1/bin/java" -XshowSettings:properties -version 2>&1 |
+    sed -n 's/^ *java\.specification\.version = \([0-9][0-9]*\).*/\1/p' | head -n1
+}
+
+find_java_home() {
+  local cand major
+  for cand in "${ES_JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-* \
+              "${JAVA_HOME:-}" \
+              "$(command -v java >/dev/null 2>&1 && dirname "$(dirname "$(readlink -f "$(command -v java)")")")"; do
+    [ -n "$cand" ] && [ -x "$cand/bin/java" ] || continue
+    major="$(java_major "$cand")"
+    if [ -n "$major" ] && [ "$major" -ge 17 ]; then
+      echo "$cand"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_java() {
+  if ! ES_JAVA_HOME="$(find_java_home)"; then
+    apt_install openjdk-17-jre-headless
+    ES_JAVA_HOME="$(find_java_home)" || die "no Java 17+ found (set ES_JAVA_HOME)"
+  fi
+  export ES_JAVA_HOME
+}
+
+ensure_es_user() {
+  is_root || return 0
+  if ! id -u "$ES_USER" >/dev/null 2>&1; then
+    log "creating system user '$ES_USER' (Elasticsearch refuses to run as root)"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$ES_USER"
+  fi
+}
+
+run_as_es() { # run a command as the Elasticsearch user (no-op switch when not root)
+  if is_root; then
+    runuser -u "$ES_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# When STACK_HOME sits under /root (mode 700) the unprivileged user cannot reach it:
+# grant traverse-only permission (o+x, no listing) on the ancestors that block it.
+ensure_traversable() {
+  is_root || return 0
+  run_as_es test -x "$STACK_HOME" 2>/dev/null && return 0
+  local d="$STACK_HOME"
+  local blocked=()
+  while [ "$d" != "/" ]; do
+    d="$(dirname "$d")"
+    if [ -d "$d" ] && ! run_as_es test -x "$d" 2>/dev/null; then
+      blocked+=("$d")
+    fi
+  done
+  local b
+  for b in "${blocked[@]}"; do
+    log "granting traverse permission (chmod o+x) on $b so '$ES_USER' can reach $STACK_HOME"
+    chmod o+x "$b"
+  done
+  chmod o+x "$STACK_HOME"
+  run_as_es test -x "$STACK_HOME" || die "user '$ES_USER' cannot access $STACK_HOME; set STACK_HOME elsewhere"
+}
+
+ensure_es_unpacked() {
+  if [ -x "$ES_HOME/bin/elasticsearch" ]; then
+    log "reusing unpacked Elasticsearch $ES_VERSION in $ES_HOME"
+    return 0
+  fi
+  need_cmd unzip unzip
+  if [ -f "$ES_ZIP" ]; then
+    log "reusing cached zip $ES_ZIP"
+  else
+    command -v mvn >/dev/null 2>&1 || apt_install maven
+    log "fetching $ES_ARTIFACT with Maven"
+    mvn -q -B dependency:get -Dartifact="$ES_ARTIFACT" -Dtransitive=false \
+        -Dmaven.repo.local="$MAVEN_REPO_LOCAL"
+    [ -f "$ES_ZIP" ] || die "Maven did not produce $ES_ZIP"
+  fi
+  local tmp="$STACK_HOME/.unpack-$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  log "unpacking into $ES_HOME"
+  unzip -q "$ES_ZIP" -d "$tmp"
+  [ -x "$tmp/elasticsearch-$ES_VERSION/bin/elasticsearch" ] || die "unexpected zip layout in $ES_ZIP"
+  mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
+  rm -rf "$tmp"
+}
+
+write_es_config() {
+  # Only settings the integ-test distribution accepts (it ships just the server plus a
+  # few modules: transport-netty4, x-pack-core, x-pack-security, apm); an unknown
+  # setting makes Elasticsearch refuse to start.
+  cat > "$ES_HOME/config/elasticsearch.yml" <<EOF
+# Written by scripts/stack.sh - local demo node, do not expose.
+cluster.name: $ES_CLUSTER
+node.name: imgsearch-node-1
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $ES_PORT
+path.data: $ES_DATA
+path.logs: $ES_LOGS
+xpack.security.enabled: false
+# CI disks may be fuller than the default watermarks allow.
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+EOF
+  mkdir -p "$ES_HOME/config/jvm.options.d"
+  cat > "$ES_HOME/config/jvm.options.d/imgsearch-heap.options" <<EOF
+-Xms$ES_HEAP
+-Xmx$ES_HEAP
+EOF
+}
+
+es_log_tail() {
+  local f
+  for f in "$ES_LOGS/$ES_CLUSTER.log" "$ES_LOGS/launcher.out"; do
+    if [ -s "$f" ]; then
+      echo "----- tail of $f -----" >&2
+      tail -n 60 "$f" >&2
+    fi
+  done
+}
+
+es_wait_healthy() {
+  local deadline=$(( $(date +%s) + ES_START_TIMEOUT )) body
+  while :; do
+    body="$(curl -sS -m 10 "$ES_URL/_cluster/health?wait_for_status=yellow&timeout=5s" 2>/dev/null || true)"
+    if [[ "$body" == *'"timed_out":false'* ]]; then
+      return 0
+    fi
+    if ! es_pid >/dev/null && ! es_answers; then
+      # give the launcher a moment to write the pid file before declaring failure
+      sleep 2
+      if ! es_pid >/dev/null && ! es_answers; then
+        log "Elasticsearch process is not running"
+        return 1
+      fi
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || { log "timed out after ${ES_START_TIMEOUT}s"; return 1; }
+    sleep 2
+  done
+}
+
+es_up() {
+  if es_answers; then
+    log "reusing Elasticsearch already answering on $ES_URL ($(es_version))"
+    return 0
+  fi
+  need_cmd curl curl
+  ensure_java
+  ensure_es_user
+  mkdir -p "$STACK_HOME"
+  ensure_es_unpacked
+  mkdir -p "$ES_DATA" "$ES_LOGS" "$ES_RUN"
+  write_es_config
+  if is_root; then
+    chown -R "$ES_USER:$ES_USER" "$ES_HOME" "$ES_DATA" "$ES_LOGS" "$ES_RUN"
+    ensure_traversable
+  fi
+  if pid="$(es_pid)"; then
+    log "Elasticsearch pid $pid exists but does not answer yet; waiting"
+  else
+    rm -f "$ES_PIDFILE"
+    log "starting Elasticsearch $ES_VERSION on $ES_URL (heap $ES_HEAP, java $ES_JAVA_HOME)"
+    # -d daemonizes, -p writes the pid file; stdout/stderr of the launcher go to launcher.out
+    if ! run_as_es env HOME="$ES_HOME" ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ES_HOME/config" \
+           "$ES_HOME/bin/elasticsearch" -d -p "$ES_PIDFILE" >"$ES_LOGS/launcher.out" 2>&1; then
+      log "Elasticsearch launcher failed"
+      es_log_tail
+      exit 1
+    fi
+  fi
+  if ! es_wait_healthy; then
+    es_log_tail
+    die "Elasticsearch did not become healthy on $ES_URL"
+  fi
+  log "Elasticsearch is up on $ES_URL ($(es_version), pid $(es_pid || echo '?'))"
+}
+
+es_version() {
+  curl -fsS -m 3 "$ES_URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null |
+    sed -n 's/.*"version" *: *"\([^"]*\)".*/version \1/p' | head -n1
+}
+
+es_down() {
+  local pid
+  if ! pid="$(es_pid)"; then
+    rm -f "$ES_PIDFILE"
+    if es_answers; then
+      log "Elasticsearch answers on $ES_URL but was not started by this script (no pid file); leaving it"
+    else
+      log "Elasticsearch is not running"
+    fi
+    return 0
+  fi
+  log "stopping Elasticsearch (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "Elasticsearch did not stop within 60s; sending SIGKILL"
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$ES_PIDFILE"
+  log "Elasticsearch stopped"
+}
+
+es_status() {
+  local pid
+  if es_answers; then
+    local health
+    health="$(curl -fsS -m 5 "$ES_URL/_cluster/health" 2>/dev/null |
+              sed -n 's/.*"status" *: *"\([^"]*\)".*/\1/p')"
+    if pid="$(es_pid)"; then
+      echo "elasticsearch: running on $ES_URL ($(es_version), health ${health:-?}, pid $pid)"
+    else
+      echo "elasticsearch: answering on $ES_URL ($(es_version), health ${health:-?}, not started by this script)"
+    fi
+  elif pid="$(es_pid)"; then
+    echo "elasticsearch: process $pid alive but not answering on $ES_URL (starting?)"
+  else
+    echo "elasticsearch: stopped"
+  fi
+}
+
+# --------------------------------------------------------------------------- MariaDB
+
+mysql_client() {
+  if command -v mariadb >/dev/null 2>&1; then echo mariadb; else echo mysql; fi
+}
+
+mysql_admin() {
+  if command -v mariadb-admin >/dev/null 2>&1; then echo mariadb-admin; else echo mysqladmin; fi
+}
+
+# admin connection: root over the unix socket (Debian's default unix_socket auth)
+mysql_root_ping() { as_root "$(mysql_admin)" --protocol=socket -uroot ping >/dev/null 2>&1; }
+
+mysql_root_sql() { as_root "$(mysql_client)" --protocol=socket -uroot -N -B "$@"; }
+
+mysql_app_ping() {
+  command -v "$(mysql_client)" >/dev/null 2>&1 || return 1
+  "$(mysql_client)" --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -u"$DB_USER" -p"$DB_PASS" \
+    -N -B -e 'SELECT 1' "$DB_NAME" >/dev/null 2>&1
+}
+
+mysql_server_installed() {
+  command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 ||
+    [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ]
+}
+
+ensure_mariadb_installed() {
+  if mysql_server_installed; then
+    return 0
+  fi
+  log "MariaDB server not installed; installing mariadb-server"
+  APT_UPDATED=0
+  apt_install mariadb-server
+}
+
+# Bind to 127.0.0.1 on MYSQL_PORT; written as a conf.d snippet so it also applies when the
+# server is (re)started by other means (init.d, systemd).
+write_mariadb_config() {
+  local want
+  want="$(printf '# Written by scripts/stack.sh (imgsearch local stack)\n[mysqld]\nbind-address = 127.0.0.1\nport = %s\n' "$MYSQL_PORT")"
+  if [ -f "$MARIADB_CNF" ] && [ "$(cat "$MARIADB_CNF")" = "$want" ]; then
+    return 0
+  fi
+  log "writing $MARIADB_CNF (bind 127.0.0.1, port $MYSQL_PORT)"
+  printf '%s\n' "$want" | as_root tee "$MARIADB_CNF" >/dev/null
+}
+
+mariadb_service() { # mariadb_service start|stop
+  if command -v service >/dev/null 2>&1; then
+    as_root service mariadb "$1"
+  elif [ -x /etc/init.d/mariadb ]; then
+    as_root /etc/init.d/mariadb "$1"
+  else
+    return 1
+  fi
+}
+
+mariadb_start() {
+  log "starting MariaDB"
+  if mariadb_service start >/dev/null 2>&1; then
+    :
+  else
+    log "service start failed; starting mysqld_safe directly"
+    as_root install -d -m 755 -o mysql -g root /run/mysqld
+    as_root sh -c 'nohup mysqld_safe >/dev/null 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do
+    mysql_root_ping && return 0
+    sleep 1
+  done
+  die "MariaDB did not answer within 60s (see: journal/syslog or /var/log/mysql)"
+}
+
+mariadb_stop() {
+  if mariadb_service stop >/dev/null 2>&1 && ! mysql_root_ping; then
+    return 0
+  fi
+  as_root "$(mysql_admin)" --protocol=socket -uroot shutdown >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do
+    mysql_root_ping || return 0
+    sleep 1
+  done
+  die "MariaDB did not stop"
+}
+
+mariadb_setup_db() {
+  # Idempotent; ALTER USER resets the password should it have drifted.
+  # `imgsearch\_%` matches throwaway test databases such as imgsearch_test_xxx.
+  mysql_root_sql <<'SQL'
+CREATE DATABASE IF NOT EXISTS `imgsearch` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS 'imgsearch'@'localhost' IDENTIFIED BY 'imgsearch';
+CREATE USER IF NOT EXISTS 'imgsearch'@'127.0.0.1' IDENTIFIED BY 'imgsearch';
+ALTER USER 'imgsearch'@'localhost' IDENTIFIED BY 'imgsearch';
+ALTER USER 'imgsearch'@'127.0.0.1' IDENTIFIED BY 'imgsearch';
+GRANT ALL PRIVILEGES ON `imgsearch`.* TO 'imgsearch'@'localhost';
+GRANT ALL PRIVILEGES ON `imgsearch`.* TO 'imgsearch'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON `imgsearch\_%`.* TO 'imgsearch'@'localhost';
+GRANT ALL PRIVILEGES ON `imgsearch\_%`.* TO 'imgsearch'@'127.0.0.1';
+FLUSH PRIVILEGES;
+SQL
+}
+
+mysql_up() {
+  if ! mysql_server_installed && mysql_app_ping; then
+    log "reusing MySQL already answering on 127.0.0.1:$MYSQL_PORT (not a local MariaDB; grants not managed)"
+    return 0
+  fi
+  ensure_mariadb_installed
+  write_mariadb_config
+  if mysql_root_ping; then
+    local port
+    port="$(mysql_root_sql -e 'SELECT @@port' 2>/dev/null || true)"
+    if [ "$port" != "$MYSQL_PORT" ]; then
+      log "MariaDB runs on port ${port:-?}, want $MYSQL_PORT; restarting"
+      mariadb_stop
+      mariadb_start
+    else
+      log "reusing running MariaDB ($(mysql_root_sql -e 'SELECT VERSION()' 2>/dev/null), port $port)"
+    fi
+  else
+    mariadb_start
+  fi
+  mariadb_setup_db
+  for _ in $(seq 1 30); do
+    if mysql_app_ping; then
+      log "MariaDB is up: $MYSQL_URL"
+      return 0
+    fi
+    sleep 1
+  done
+  die "cannot connect as $DB_USER to 127.0.0.1:$MYSQL_PORT/$DB_NAME"
+}
+
+mysql_down() {
+  if ! mysql_server_installed; then
+    log "MariaDB is not installed; nothing to stop"
+    return 0
+  fi
+  if ! mysql_root_ping; then
+    log "MariaDB is not running"
+    return 0
+  fi
+  log "stopping MariaDB"
+  mariadb_stop
+  log "MariaDB stopped"
+}
+
+mysql_status() {
+  if mysql_server_installed && mysql_root_ping; then
+    echo "mariadb: running ($(mysql_root_sql -e 'SELECT CONCAT(VERSION(), ", port ", @@port, ", bind ", @@bind_address)' 2>/dev/null))$(mysql_app_ping && echo ", app login OK" || echo ", app login FAILED")"
+  elif mysql_app_ping; then
+    echo "mariadb: a MySQL server answers on 127.0.0.1:$MYSQL_PORT (app login OK)"
+  else
+    echo "mariadb: stopped"
+  fi
+}
+
+# --------------------------------------------------------------------------- main
+
+cmd_env() {
+  echo "export ES_URL=$ES_URL"
+  echo "export MYSQL_URL=$MYSQL_URL"
+}
+
+usage() {
+  echo "usage: $0 {up|down|status|env}" >&2
+  exit 2
+}
+
+main() {
+  [ $# -eq 1 ] || usage
+  case "$1" in
+    up)
+      local t0=$SECONDS
+      log "stack home: $STACK_HOME"
+      mysql_up
+      es_up
+      log "stack is up in $(( SECONDS - t0 ))s; use: eval \"\$($0 env)\""
+      ;;
+    down)
+      es_down
+      mysql_down
+      ;;
+    status)
+      es_status
+      mysql_status
+      ;;
+    env)
+      cmd_env
+      ;;
+    *)
+      usage
+      ;;
+  esac
+}
+
+main "$@"

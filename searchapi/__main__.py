@@ -1,0 +1,35 @@
+"""Command line: `python -m searchapi --host H --port P` serves the search API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from indexer.settings import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m searchapi",
+        description="Serve the image similarity search API (configuration from environment variables, "
+        "see env.example).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from searchapi import create_app
+
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        logging.getLogger("searchapi").error("configuration error: %s", exc)
+        return 2
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

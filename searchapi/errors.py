@@ -1,0 +1,67 @@
+"""JSON errors for every failure: a status, a machine code and a message; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from elastic_transport import ConnectionError as EsConnectionError
+from elastic_transport import ConnectionTimeout
+from elasticsearch import ApiError as EsApiError
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the client can act on, returned as JSON with its HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str):
+    response = jsonify({"error": {"status": status, "code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map every exception to a JSON body; unknown ones become a logged, opaque 500."""
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        if exc.code == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            return error_response(
+                413, "payload_too_large", f"request body exceeds the limit of {limit} bytes"
+            )
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(EsConnectionError)
+    @app.errorhandler(ConnectionTimeout)
+    def es_unreachable(exc: Exception):
+        log.warning("Elasticsearch unreachable: %s", exc)
+        return error_response(503, "search_backend_unavailable", "Elasticsearch is unreachable; retry later")
+
+    @app.errorhandler(EsApiError)
+    def es_api_error(exc: EsApiError):
+        log.error("Elasticsearch error: %s", exc)
+        if exc.meta.status == 404:
+            return error_response(
+                503, "index_missing", "the search index does not exist yet; run the indexer"
+            )
+        return error_response(502, "search_backend_error", "Elasticsearch rejected the query")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; it has been logged")

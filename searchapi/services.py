@@ -1,0 +1,44 @@
+"""Long-lived objects of one API process: config, Elasticsearch client, model, index checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from elasticsearch import Elasticsearch
+
+from indexer.features import FeatureExtractor
+from searchapi.config import SearchConfig
+from searchapi.errors import ApiError
+
+MODEL_CHECK_TTL_SECONDS = 30.0
+
+
+@dataclass
+class Services:
+    """Created once in create_app(); shared by all requests of the process."""
+
+    config: SearchConfig
+    es: Elasticsearch
+    extractor: FeatureExtractor
+    _checked_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ensure_index_model_matches(self) -> None:
+        """Refuse to query an index whose vectors come from another model (cached for 30 s)."""
+        if time.monotonic() - self._checked_at < MODEL_CHECK_TTL_SECONDS:
+            return
+        with self._lock:
+            mappings = self.es.indices.get_mapping(index=self.config.elastic.alias).body
+            for index, body in mappings.items():
+                model = body.get("mappings", {}).get("_meta", {}).get("model", {})
+                if model.get("fingerprint") != self.extractor.info.fingerprint:
+                    raise ApiError(
+                        503,
+                        "model_mismatch",
+                        f"index {index} was built with model {model.get('id')} weights "
+                        f"{model.get('weights')} ({model.get('fingerprint')}); this API runs "
+                        f"{self.extractor.info.weights} ({self.extractor.info.fingerprint})",
+                    )
+            self._checked_at = time.monotonic()

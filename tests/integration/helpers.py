@@ -1,0 +1,38 @@
+"""Helpers for integration tests: seed a catalog, run a full rebuild in-process."""
+
+from __future__ import annotations
+
+from demo.catalog import CatalogEntry, load_catalog
+from indexer.config import load_indexer_config
+from indexer.pipeline import FullRebuild, RunOptions
+from indexer.report import RunReport
+from indexer.sink import make_client
+from indexer.source import CatalogSource
+
+
+def photo_entries(count_products: int = 4, views: int = 2) -> list[CatalogEntry]:
+    """Rows matching the files written by the photo_folder fixture (ids from 1)."""
+    from demo.catalog import PHOTOS, VIEWS
+
+    entries: list[CatalogEntry] = []
+    for number, name in enumerate(PHOTOS[:count_products], start=1):
+        for view in VIEWS[:views]:
+            entries.append(
+                CatalogEntry(len(entries) + 1, f"product-{number:03d}", f"p{number:03d}-{name}-{view}.jpg")
+            )
+    return entries
+
+
+def seed(env: dict[str, str], entries: list[CatalogEntry]) -> None:
+    load_catalog(load_indexer_config(env).mysql, entries)
+
+
+def run_full(env: dict[str, str], extractor, **options) -> RunReport:
+    """Run `indexer full` in-process (sharing the session's model) and return its report."""
+    config = load_indexer_config(env)
+    source = CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
+    try:
+        run = FullRebuild(config, make_client(config.elastic), source, extractor, RunOptions(**options))
+        return run.run()
+    finally:
+        source.close()

@@ -1,0 +1,61 @@
+"""Find the real Elasticsearch and MySQL for integration tests: env vars, else testcontainers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+VERSIONS_FILE = Path(__file__).resolve().parents[2] / "scripts" / "versions.env"
+NO_STACK_MESSAGE = (
+    "Integration tests need a real Elasticsearch and MySQL/MariaDB. Run `make test` (it runs "
+    "`make stack-up` and exports ES_URL and MYSQL_URL), or export ES_URL and MYSQL_URL yourself, "
+    "or install a Docker engine so testcontainers can start them."
+)
+
+
+def pinned_versions() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in VERSIONS_FILE.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
+    return probe.returncode == 0
+
+
+def from_environment() -> tuple[str, str] | None:
+    es_url, mysql_url = os.environ.get("ES_URL"), os.environ.get("MYSQL_URL")
+    return (es_url, mysql_url) if es_url and mysql_url else None
+
+
+def start_containers():
+    """Start Elasticsearch and MySQL with testcontainers; returns (es_url, mysql_url, stop)."""
+    from testcontainers.elasticsearch import ElasticSearchContainer
+    from testcontainers.mysql import MySqlContainer
+
+    versions = pinned_versions()
+    es = ElasticSearchContainer(
+        f"docker.elastic.co/elasticsearch/elasticsearch:{versions['ES_VERSION']}", mem_limit="2g"
+    ).with_env("xpack.security.enabled", "false")
+    mysql = MySqlContainer(
+        versions["MYSQL_IMAGE"], username="imgsearch", password="imgsearch", dbname="imgsearch"
+    )
+    es.start()
+    mysql.start()
+    es_url = es.get_url()
+    host, port = mysql.get_container_host_ip(), mysql.get_exposed_port(3306)
+    mysql_url = f"mysql://imgsearch:imgsearch@{host}:{port}/imgsearch"
+
+    def stop() -> None:
+        mysql.stop()
+        es.stop()
+
+    return es_url, mysql_url, stop
