@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from indexer.logsetup import configure_logging
 from indexer.settings import ConfigError, environ
 
 EXIT_OK = 0
@@ -140,10 +141,7 @@ def run_full(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     if args.command == "full":
         return run_full(args)
     return EXIT_CONFIG

@@ -1,0 +1,49 @@
+# Image similarity search on Elasticsearch: set-up, tests and demo.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STACK := bash scripts/stack.sh
+STACK_ENV = eval "$$($(STACK) env)"
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help venv stack-up stack-down stack-status lint format test test-unit demo clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(BIN)/.installed  ## create .venv with the pinned requirements
+
+stack-up: venv  ## install (if needed) and start Elasticsearch + MariaDB locally (no Docker)
+	$(STACK) up
+
+stack-down:  ## stop the local Elasticsearch and MariaDB
+	$(STACK) down
+
+stack-status:  ## show what runs
+	$(STACK) status
+
+lint: venv  ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint stack-up  ## lint, start the stack, run unit + integration tests against it
+	$(STACK_ENV) && $(BIN)/pytest
+
+test-unit: venv  ## unit tests only (no services needed)
+	$(BIN)/pytest tests/unit
+
+demo: stack-up  ## index the demo catalog of real photos and serve the search page
+	$(STACK_ENV) && ES_NUMBER_OF_REPLICAS=$${ES_NUMBER_OF_REPLICAS:-0} $(BIN)/python -m demo
+
+clean:  ## remove caches and demo files (not the venv or the stack)
+	rm -rf .pytest_cache .ruff_cache .demo reports

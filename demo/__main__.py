@@ -1,0 +1,110 @@
+"""`python -m demo`: load a demo catalog of real photos, run `indexer full`, serve the search page."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from demo.catalog import PHOTOS, VIEWS, load_catalog, write_photo_files
+from indexer.config import load_mysql_config
+from indexer.logsetup import configure_logging
+from indexer.settings import environ
+
+log = logging.getLogger("demo")
+REPO = Path(__file__).resolve().parent.parent
+IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def choose_weights() -> str:
+    """VGG16_WEIGHTS if set; else ImageNet when obtainable; else `random` with a loud warning."""
+    if os.environ.get("VGG16_WEIGHTS"):
+        return os.environ["VGG16_WEIGHTS"]
+    if (Path.home() / ".keras" / "models" / IMAGENET_FILE).is_file():
+        return "imagenet"
+    socket.setdefaulttimeout(15)
+    try:
+        import keras
+
+        keras.applications.VGG16(include_top=False, weights="imagenet", pooling="max")
+        return "imagenet"
+    except Exception as exc:  # noqa: BLE001 - offline machines land here
+        banner = "!" * 78
+        log.warning(
+            "\n%s\nImageNet weights could not be downloaded (%s).\nFALLING BACK TO VGG16_WEIGHTS=random: "
+            "results show the pipeline working, NOT meaningful similarity.\nPut %s in ~/.keras/models/ "
+            "or set VGG16_WEIGHTS=/path/to/weights.h5 for real results.\n%s",
+            banner,
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            IMAGENET_FILE,
+            banner,
+        )
+        return "random"
+    finally:
+        socket.setdefaulttimeout(None)
+
+
+class QuietFileHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve_photos(folder: Path, port: int) -> str:
+    """Serve the demo photos over HTTP on a background thread (the indexer downloads them)."""
+    handler = partial(QuietFileHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def run_indexer(env: dict[str, str]) -> int:
+    """Run the real CLI, exactly as cron would."""
+    command = [sys.executable, "-m", "indexer", "full", "--max-failure-ratio", "0"]
+    return subprocess.run(command, cwd=REPO, env=env, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--products", type=int, default=len(PHOTOS), help="products (sample photos)")
+    parser.add_argument("--views", type=int, default=3, help=f"images per product (max {len(VIEWS)})")
+    parser.add_argument("--folder", default=str(REPO / ".demo" / "photos"), help="where photos are written")
+    parser.add_argument("--photo-port", type=int, default=8001, help="port of the demo photo server")
+    parser.add_argument("--host", default="127.0.0.1", help="API bind address")
+    parser.add_argument("--port", type=int, default=8000, help="API port")
+    parser.add_argument("--index-only", action="store_true", help="load and index, then exit")
+    args = parser.parse_args(argv)
+    configure_logging("INFO")
+
+    entries = write_photo_files(Path(args.folder), args.products, args.views)
+    base_url = serve_photos(Path(args.folder), args.photo_port)
+    env = {
+        **environ(),
+        "IMAGE_BASE_URL": base_url,
+        "VGG16_WEIGHTS": choose_weights(),
+        "SEARCH_URL_ALLOWED_HOSTS": os.environ.get("SEARCH_URL_ALLOWED_HOSTS", "127.0.0.1,localhost"),
+    }
+    load_catalog(load_mysql_config(env), entries)
+    log.info("demo catalog: %d images of %d products, served at %s", len(entries), args.products, base_url)
+    if (code := run_indexer(env)) != 0:
+        log.error("indexer failed with exit code %d", code)
+        return code
+    if args.index_only:
+        return 0
+    os.environ.update(env)
+    from searchapi import create_app
+
+    app = create_app()
+    print(f"\n  Search page: http://{args.host}:{args.port}/   (Ctrl-C to stop)\n", flush=True)
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
