@@ -67,6 +67,9 @@ def build_vgg16(weights: str, seed: int):
     """Build Keras VGG16 (no top, global max pooling) with imagenet, file or seeded random weights."""
     import keras
 
+    from_file = weights not in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS)
+    if from_file and not os.path.isfile(weights):
+        raise FileNotFoundError(f"VGG16_WEIGHTS file not found: {weights}")
     if weights == RANDOM_WEIGHTS:
         log.warning("!" * 20 + " %s (seed=%d) " + "!" * 20, RANDOM_WEIGHTS_WARNING, seed)
         keras.utils.set_random_seed(seed)
@@ -77,9 +80,7 @@ def build_vgg16(weights: str, seed: int):
         pooling="max",
         input_shape=(*TARGET_SIZE, 3),
     )
-    if weights not in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS):
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"VGG16_WEIGHTS file not found: {weights}")
+    if from_file:
         model.load_weights(weights)
     return model
 
