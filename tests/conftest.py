@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import stack
+from tests.support.catalog import TEST_SEED, catalog_environment
 from tests.support.imageserver import serve_folder
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-TEST_SEED = 1234
 
 
 @pytest.fixture(scope="session")
@@ -62,16 +62,7 @@ def alias(es) -> Iterator[str]:
 @pytest.fixture
 def catalog_env(stack_urls, alias, tmp_path) -> dict[str, str]:
     """Environment for a run against a fresh images table and a fresh alias."""
-    return {
-        "ES_URL": stack_urls[0],
-        "ES_INDEX": alias,
-        "ES_NUMBER_OF_REPLICAS": "0",
-        "MYSQL_URL": stack_urls[1],
-        "MYSQL_TABLE": f"images_{uuid.uuid4().hex[:10]}",
-        "VGG16_WEIGHTS": "random",
-        "VGG16_SEED": str(TEST_SEED),
-        "INDEXER_REPORT_DIR": str(tmp_path / "reports"),
-    }
+    return catalog_environment(*stack_urls, alias, str(tmp_path / "reports"))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from PIL import Image
 
 from searchapi import create_app
 from tests.integration.helpers import photo_entries, run_full, seed
+from tests.support.catalog import catalog_environment
 
 pytestmark = [pytest.mark.integration]
 
@@ -21,17 +22,8 @@ def indexed(stack_urls, extractor, image_server, tmp_path_factory, es):
     import uuid
 
     alias = f"test-api-{uuid.uuid4().hex[:8]}"
-    env = {
-        "ES_URL": stack_urls[0],
-        "ES_INDEX": alias,
-        "ES_NUMBER_OF_REPLICAS": "0",
-        "MYSQL_URL": stack_urls[1],
-        "MYSQL_TABLE": f"images_{uuid.uuid4().hex[:10]}",
-        "VGG16_WEIGHTS": "random",
-        "VGG16_SEED": "1234",
-        "IMAGE_BASE_URL": image_server,
-        "INDEXER_REPORT_DIR": str(tmp_path_factory.mktemp("reports")),
-    }
+    env = catalog_environment(*stack_urls, alias, str(tmp_path_factory.mktemp("reports")))
+    env["IMAGE_BASE_URL"] = image_server
     seed(env, photo_entries(4, 2))
     run_full(env, extractor)
     yield env
