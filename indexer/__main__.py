@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="largest share of failed rows that still allows the alias swap (default 0.01)",
     )
+    full.add_argument(
+        "--recompute",
+        action="store_true",
+        help="compute every vector again instead of reusing unchanged ones from the live index",
+    )
     full.add_argument("--no-progress", action="store_true", help="no progress bar or progress log lines")
     return parser
 
@@ -117,6 +122,7 @@ def run_full(args: argparse.Namespace) -> int:
         workers=args.workers,
         limit=args.limit,
         max_failure_ratio=args.max_failure_ratio,
+        recompute=args.recompute,
     )
     expected = min(total, args.limit) if args.limit else total
     progress = make_progress(expected, enabled=not args.no_progress)

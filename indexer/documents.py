@@ -26,13 +26,17 @@ def base_fields(row: CatalogRow, image_url: str | None, indexed_at: datetime) ->
 
 
 def indexed_document(
-    row: CatalogRow, image_url: str, vector: np.ndarray, indexed_at: datetime
+    row: CatalogRow,
+    image_url: str,
+    vector: np.ndarray | list[float],
+    indexed_at: datetime,
+    status: RowStatus = RowStatus.INDEXED,
 ) -> dict[str, object]:
     """A searchable document: the row's fields plus its unit feature vector."""
     return {
         **base_fields(row, image_url, indexed_at),
         "feature": [round(float(value), 7) for value in vector],
-        "status": RowStatus.INDEXED.value,
+        "status": status.value,
     }
 
 

@@ -9,11 +9,15 @@ class RowStatus(StrEnum):
     """Final status of one catalog row in a run."""
 
     INDEXED = "indexed"
+    REUSED = "reused"
     INVALID_ROW = "invalid_row"
     DOWNLOAD_FAILED = "download_failed"
     DECODE_FAILED = "decode_failed"
     FEATURE_FAILED = "feature_failed"
     INDEX_FAILED = "index_failed"
+
+
+SUCCESS_STATUSES = frozenset({RowStatus.INDEXED, RowStatus.REUSED})
 
 
 class RowFailure(Exception):

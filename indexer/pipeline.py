@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 import numpy as np
 from elasticsearch import Elasticsearch
 
-from indexer import sink
+from indexer import reuse, sink
 from indexer.config import IndexerConfig
 from indexer.documents import failed_document, index_action, indexed_document
-from indexer.errors import RowFailure, RowStatus
+from indexer.errors import SUCCESS_STATUSES, RowFailure, RowStatus
 from indexer.features import MIN_FEATURE_NORM, FeatureExtractor
 from indexer.fetch import ImageFetcher, resolve_photo
 from indexer.imaging import decode_image
@@ -37,6 +37,7 @@ class RunOptions:
     workers: int = 8
     limit: int | None = None
     max_failure_ratio: float = 0.01
+    recompute: bool = False
 
 
 @dataclass
@@ -47,6 +48,7 @@ class PreparedRow:
     image_url: str | None
     pixels: np.ndarray | None = None
     failure: RowFailure | None = None
+    reused_vector: list[float] | None = None
 
 
 def prefetch(items: Iterable, pool: ThreadPoolExecutor, work: Callable, ahead: int) -> Iterator:
@@ -81,7 +83,7 @@ class FullRebuild:
         self.fetcher = ImageFetcher(config.fetch, pool_size=options.workers)
         self.report = RunReport(mode="full", alias=config.elastic.alias)
         self.report.model = extractor.info.as_meta()
-        self._pending: dict[str, RowFailure | None] = {}
+        self._pending: dict[str, RowFailure | RowStatus] = {}
         self._pending_lock = threading.Lock()
 
     def run(self) -> RunReport:
@@ -118,12 +120,19 @@ class FullRebuild:
     def _index_rows(self, index: str, writer: sink.BulkWriter) -> None:
         batch: list[PreparedRow] = []
         ahead = max(self.options.workers * 4, self.options.batch_size * 2)
-        rows = self.source.iter_rows(limit=self.options.limit)
+        reuse_index = None
+        if not self.options.recompute:
+            reuse_index = reuse.reuse_source(
+                self.es, self.config.elastic.alias, self.extractor.info.fingerprint
+            )
+        rows = reuse.with_stored_vectors(
+            self.source.iter_rows(limit=self.options.limit), self.es, reuse_index
+        )
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="fetch") as pool:
             for prepared in prefetch(rows, pool, self.prepare, ahead):
                 self.report.rows_seen += 1
-                if prepared.failure is not None:
-                    self._submit(writer, index, prepared, None)
+                if prepared.failure is not None or prepared.reused_vector is not None:
+                    self._submit(writer, index, prepared, prepared.reused_vector)
                     continue
                 batch.append(prepared)
                 if len(batch) >= self.options.batch_size:
@@ -132,13 +141,23 @@ class FullRebuild:
         if batch:
             self._embed_and_submit(writer, index, batch)
 
-    def prepare(self, row: CatalogRow) -> PreparedRow:
-        """Fetch and decode one row (runs on a worker thread); failures stay with the row."""
+    def _reuse_index(self) -> str | None:
+        if self.options.recompute:
+            log.info("--recompute: every vector is computed again")
+            return None
+        return reuse.reuse_source(self.es, self.config.elastic.alias, self.extractor.info.fingerprint)
+
+    def prepare(self, item: tuple[CatalogRow, reuse.StoredVector | None]) -> PreparedRow:
+        """Reuse, or fetch and decode one row (on a worker thread); failures stay with the row."""
+        row, stored = item
         prepared = PreparedRow(row=row, image_url=None)
         try:
             if row.relation_id is None or not row.relation_id.strip():
                 raise RowFailure(RowStatus.INVALID_ROW, "no_relation_id", "relation_id is NULL or empty")
             prepared.image_url = resolve_photo(row.photo or "", self.config.fetch.base_url)
+            if reuse.is_unchanged(stored, prepared.image_url, row):
+                prepared.reused_vector = stored.feature
+                return prepared
             with Stopwatch(self.report, "fetch"):
                 data = self.fetcher.fetch(prepared.image_url)
             with Stopwatch(self.report, "decode"):
@@ -161,31 +180,38 @@ class FullRebuild:
             self._submit(writer, index, prepared, None if prepared.failure else vector)
 
     def _submit(
-        self, writer: sink.BulkWriter, index: str, prepared: PreparedRow, vector: np.ndarray | None
+        self,
+        writer: sink.BulkWriter,
+        index: str,
+        prepared: PreparedRow,
+        vector: np.ndarray | list[float] | None,
     ) -> None:
         now = datetime.now(UTC)
         row = prepared.row
+        outcome: RowFailure | RowStatus
         if vector is not None:
-            document = indexed_document(row, prepared.image_url or "", vector, now)
+            outcome = RowStatus.REUSED if prepared.reused_vector is not None else RowStatus.INDEXED
+            document = indexed_document(row, prepared.image_url or "", vector, now, outcome)
         else:
             log.warning("row %s failed: %s", row.id, prepared.failure)
+            outcome = prepared.failure
             document = failed_document(row, prepared.image_url, prepared.failure, now)
         with self._pending_lock:
-            self._pending[str(row.id)] = prepared.failure
+            self._pending[str(row.id)] = outcome
         writer.put(index_action(index, row.id, document))
         self.progress.update(1)
 
     def _on_bulk_result(self, doc_id: str, ok: bool, error: str | None) -> None:
         """Account one bulk item to its row (called on the writer thread)."""
         with self._pending_lock:
-            failure = self._pending.pop(doc_id, None)
+            outcome = self._pending.pop(doc_id)
         row_id = int(doc_id)
         if not ok:
             self.report.record_failure(row_id, RowFailure(RowStatus.INDEX_FAILED, "bulk_item", error or ""))
-        elif failure is not None:
-            self.report.record_failure(row_id, failure)
+        elif isinstance(outcome, RowFailure):
+            self.report.record_failure(row_id, outcome)
         else:
-            self.report.record_success()
+            self.report.record_success(outcome)
 
     def validate(self, index: str) -> None:
         """Refuse to swap an index that is empty, incomplete, too failed, or unsearchable."""
@@ -206,9 +232,8 @@ class FullRebuild:
         self._check_sample_query(index)
 
     def _check_sample_query(self, index: str) -> None:
-        sample = self.es.search(
-            index=index, size=1, query={"term": {"status": "indexed"}}, source=["feature"]
-        )
+        searchable = {"terms": {"status": sorted(status.value for status in SUCCESS_STATUSES)}}
+        sample = self.es.search(index=index, size=1, query=searchable, source=["feature"])
         hits = sample["hits"]["hits"]
         if not hits:
             raise ValidationFailed("no searchable document in the new index")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indexer.errors import RowFailure, RowStatus
+from indexer.errors import SUCCESS_STATUSES, RowFailure, RowStatus
 
 MAX_LISTED_FAILURES = 1000
 
@@ -65,8 +65,12 @@ class RunReport:
         return sum(self.statuses.values())
 
     @property
+    def succeeded(self) -> int:
+        return sum(self.statuses[status.value] for status in SUCCESS_STATUSES)
+
+    @property
     def failed(self) -> int:
-        return self.processed - self.statuses[RowStatus.INDEXED.value]
+        return self.processed - self.succeeded
 
     @property
     def elapsed_seconds(self) -> float:
@@ -80,7 +84,7 @@ class RunReport:
 
     def as_dict(self) -> dict[str, object]:
         elapsed = self.elapsed_seconds
-        indexed = self.statuses[RowStatus.INDEXED.value]
+        computed = self.statuses[RowStatus.INDEXED.value]
         return {
             "run_id": self.run_id,
             "mode": self.mode,
@@ -96,7 +100,8 @@ class RunReport:
             "errors": dict(self.errors.most_common()),
             "failures": self.failures,
             "stage_seconds": {stage: round(sec, 3) for stage, sec in self.stage_seconds.items()},
-            "images_per_second": round(indexed / elapsed, 3) if elapsed > 0 else None,
+            "images_per_second": round(computed / elapsed, 3) if elapsed > 0 else None,
+            "rows_per_second": round(self.processed / elapsed, 3) if elapsed > 0 else None,
             "previous_indices": self.previous_indices,
             "deleted_indices": self.deleted_indices,
             "model": self.model,
@@ -116,7 +121,8 @@ class RunReport:
         lines = [
             f"run {self.run_id} ({self.mode}) {self.outcome}: {self.message}".rstrip(": "),
             f"  alias {self.alias} -> {self.index}; rows seen {self.rows_seen}, "
-            f"elapsed {data['elapsed_seconds']} s, {data['images_per_second']} images/s",
+            f"elapsed {data['elapsed_seconds']} s, {data['rows_per_second']} rows/s, "
+            f"{data['images_per_second']} new vectors/s",
             "  statuses: " + ", ".join(f"{k}={v}" for k, v in sorted(self.statuses.items())) or "none",
         ]
         for reason, count in self.errors.most_common(10):
