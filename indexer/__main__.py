@@ -66,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute every vector again instead of reusing unchanged ones from the live index",
     )
     full.add_argument("--no-progress", action="store_true", help="no progress bar or progress log lines")
+    status = commands.add_parser(
+        "status",
+        help="show what the alias serves: versions, documents per status, model, last run",
+        description="Show the alias, the index it points to, every retained version with its "
+        "documents per status and model, the catalog row count (when MYSQL_URL is set) and the "
+        "latest run report.",
+    )
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    rollback = commands.add_parser(
+        "rollback",
+        help="point the alias back to the previous retained version",
+        description="Atomically point the alias at the newest retained version older than the live "
+        "one (or at --to INDEX). The API refuses an index built by other weights, so check `status`.",
+    )
+    rollback.add_argument("--to", metavar="INDEX", help="a specific retained version to serve")
     return parser
 
 
@@ -145,12 +160,101 @@ def run_full(args: argparse.Namespace) -> int:
     return code
 
 
+def run_status(args: argparse.Namespace) -> int:
+    """Print the alias state; exit 1 when Elasticsearch is unreachable."""
+    import json
+
+    from elastic_transport import TransportError
+
+    from indexer.admin import alias_status, latest_report
+    from indexer.config import load_elastic_config
+    from indexer.sink import make_client
+
+    env = environ()
+    config = load_elastic_config(env)
+    try:
+        state = alias_status(make_client(config), config.alias)
+    except TransportError as exc:
+        logging.getLogger("indexer").error("Elasticsearch at %s is not reachable: %s", config.url, exc)
+        return EXIT_RUN_FAILED
+    state["catalog_rows"] = catalog_rows(env)
+    state["latest_report"] = latest_report(env.get("INDEXER_REPORT_DIR", "reports"))
+    if args.json:
+        print(json.dumps(state, indent=2, default=str))
+    else:
+        print(format_status(state))
+    return EXIT_OK
+
+
+def catalog_rows(env) -> int | None:
+    """Rows in the catalog table, or None when MYSQL_URL is not set or unreachable."""
+    if not env.get("MYSQL_URL"):
+        return None
+    from indexer.config import load_mysql_config
+    from indexer.source import CatalogSource
+
+    source = CatalogSource(load_mysql_config(env))
+    try:
+        return source.count()
+    except Exception:  # noqa: BLE001 - status is informative; a DB outage must not hide the index state
+        return None
+    finally:
+        source.close()
+
+
+def format_status(state: dict) -> str:
+    lines = [f"alias {state['alias']} -> {', '.join(state['live']) or '(not set)'}"]
+    if state["catalog_rows"] is not None:
+        lines.append(f"catalog rows: {state['catalog_rows']}")
+    for version in state["versions"]:
+        marker = "*" if version["live"] else " "
+        model = version["model"] or {}
+        statuses = ", ".join(f"{k}={v}" for k, v in sorted(version["statuses"].items()))
+        lines.append(
+            f" {marker} {version['index']}  docs={version['documents']}  {statuses}  "
+            f"model={model.get('weights')} {model.get('fingerprint')}"
+        )
+    report = state["latest_report"]
+    if report:
+        lines.append(
+            f"last run {report['run_id']} ({report['mode']}) {report['outcome']} at {report['finished_at']}: "
+            f"{report['statuses']}"
+        )
+    return "\n".join(lines)
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from elastic_transport import TransportError
+
+    from indexer.admin import RollbackImpossible, rollback
+    from indexer.config import load_elastic_config
+    from indexer.sink import make_client
+
+    log = logging.getLogger("indexer")
+    config = load_elastic_config(environ())
+    try:
+        current, previous = rollback(make_client(config), config.alias, args.to)
+    except RollbackImpossible as exc:
+        log.error("rollback impossible: %s", exc)
+        return EXIT_RUN_FAILED
+    except TransportError as exc:
+        log.error("Elasticsearch at %s is not reachable: %s", config.url, exc)
+        return EXIT_RUN_FAILED
+    print(f"alias {config.alias}: {current} -> {previous}")
+    return EXIT_OK
+
+
+COMMANDS = {"full": run_full, "status": run_status, "rollback": run_rollback}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    if args.command == "full":
-        return run_full(args)
-    return EXIT_CONFIG
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        logging.getLogger("indexer").error("configuration error: %s", exc)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Operator commands on the alias: what it serves (`status`) and going back a version (`rollback`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from elasticsearch import Elasticsearch
+
+from indexer.sink import aliased_indices, list_versions, swap_alias
+
+
+class RollbackImpossible(RuntimeError):
+    """There is no retained version to go back to."""
+
+
+def version_summary(es: Elasticsearch, index: str) -> dict[str, object]:
+    """Documents per status and the `_meta` of one physical index."""
+    meta = es.indices.get_mapping(index=index).body[index]["mappings"].get("_meta", {})
+    response = es.search(
+        index=index,
+        size=0,
+        aggs={"statuses": {"terms": {"field": "status", "size": 20}}},
+        track_total_hits=True,
+    )
+    buckets = response["aggregations"]["statuses"]["buckets"]
+    return {
+        "index": index,
+        "documents": response["hits"]["total"]["value"],
+        "statuses": {bucket["key"]: bucket["doc_count"] for bucket in buckets},
+        "created_at": meta.get("created_at"),
+        "model": meta.get("model"),
+    }
+
+
+def alias_status(es: Elasticsearch, alias: str) -> dict[str, object]:
+    """The alias, the index it serves, and every retained version, newest first."""
+    live = aliased_indices(es, alias)
+    versions = [version_summary(es, name) | {"live": name in live} for name in list_versions(es, alias)]
+    return {"alias": alias, "live": live, "versions": versions}
+
+
+def latest_report(report_dir: str) -> dict[str, object] | None:
+    """The newest run report written to the report folder, if any."""
+    reports = sorted(Path(report_dir).glob("report-*.json"))
+    return json.loads(reports[-1].read_text()) if reports else None
+
+
+def previous_version(es: Elasticsearch, alias: str, target: str | None = None) -> tuple[str, str]:
+    """(current, previous): the live index and the newest retained version older than it (or `target`)."""
+    live = aliased_indices(es, alias)
+    if len(live) != 1:
+        raise RollbackImpossible(f"alias {alias} points to {live or 'nothing'}; expected exactly one index")
+    versions = list_versions(es, alias)
+    if target is not None:
+        if target not in versions:
+            raise RollbackImpossible(f"{target} is not a retained version of {alias}: {versions}")
+        return live[0], target
+    older = [name for name in versions if name < live[0]]
+    if not older:
+        raise RollbackImpossible(f"no retained version older than {live[0]} (versions: {versions})")
+    return live[0], older[0]
+
+
+def rollback(es: Elasticsearch, alias: str, target: str | None = None) -> tuple[str, str]:
+    """Point the alias back at the previous (or given) version in one atomic call."""
+    current, previous = previous_version(es, alias, target)
+    if current == previous:
+        raise RollbackImpossible(f"alias {alias} already points to {current}")
+    swap_alias(es, alias, previous)
+    return current, previous
