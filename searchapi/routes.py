@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from dataclasses import dataclass
 
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from werkzeug.datastructures import MultiDict
@@ -134,26 +135,40 @@ def model_info() -> dict[str, object]:
     return payload
 
 
-def search_response(vector: list[float], params: MultiDict, started: float, exclude_relation_id=None):
-    size = int_parameter(params, "size", 10, 1, MAX_SIZE)
-    from_ = int_parameter(params, "from", 0, 0, MAX_FROM)
-    min_score = score_parameter(params)
+@dataclass(frozen=True)
+class Page:
+    """Validated paging parameters of a similarity search."""
+
+    size: int
+    from_: int
+    min_score: float | None
+
+
+def page_parameters(params: MultiDict) -> Page:
+    return Page(
+        size=int_parameter(params, "size", 10, 1, MAX_SIZE),
+        from_=int_parameter(params, "from", 0, 0, MAX_FROM),
+        min_score=score_parameter(params),
+    )
+
+
+def search_response(vector: list[float], page: Page, started: float, exclude_relation_id=None):
     svc = services()
     svc.ensure_index_model_matches()
-    page = find_similar(
+    result = find_similar(
         svc.es,
         svc.config.elastic.alias,
         vector,
-        size=size,
-        from_=from_,
-        min_score=min_score,
+        size=page.size,
+        from_=page.from_,
+        min_score=page.min_score,
         exclude_relation_id=exclude_relation_id,
     )
     return jsonify(
         {
-            "hits": [hit.as_dict() for hit in page.hits],
-            "from": from_,
-            "size": size,
+            "hits": [hit.as_dict() for hit in result.hits],
+            "from": page.from_,
+            "size": page.size,
             "took_ms": round((time.perf_counter() - started) * 1000, 1),
             "model": model_info(),
         }
@@ -164,16 +179,15 @@ def search_response(vector: list[float], params: MultiDict, started: float, excl
 def search():
     started = time.perf_counter()
     params, body = request_parameters()
-    for name, default, low, high in (("size", 10, 1, MAX_SIZE), ("from", 0, 0, MAX_FROM)):
-        int_parameter(params, name, default, low, high)
-    score_parameter(params)
+    page = page_parameters(params)
     vector = query_vector(query_image_bytes(body))
-    return search_response(vector, params, started)
+    return search_response(vector, page, started)
 
 
 @bp.get("/images/<image_id>/similar")
 def similar(image_id: str):
     started = time.perf_counter()
+    page = page_parameters(MultiDict(request.args))
     svc = services()
     found = svc.es.options(ignore_status=404).get(
         index=svc.config.elastic.alias, id=image_id, source=["feature", "relation_id"]
@@ -185,7 +199,7 @@ def similar(image_id: str):
         raise ApiError(409, "image_not_searchable", f"image {image_id!r} has no vector (its row failed)")
     include_own = request.args.get("include_own_product", "false").lower() in ("1", "true", "yes")
     exclude = None if include_own else source.get("relation_id")
-    return search_response(source["feature"], MultiDict(request.args), started, exclude)
+    return search_response(source["feature"], page, started, exclude)
 
 
 @bp.get("/health")

@@ -14,11 +14,6 @@ from tests.integration.test_indexer_full import run_cli
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("drop_table")]
 
 
-@pytest.fixture
-def env(catalog_env, image_server):
-    return {**catalog_env, "IMAGE_BASE_URL": image_server}
-
-
 def test_status_lists_versions_with_statuses_and_model(es, extractor, env):
     seed(env, photo_entries(2, 1))
     first = run_full(env, extractor)

@@ -28,8 +28,7 @@ def with_broken_rows(entries: list[CatalogEntry]) -> list[CatalogEntry]:
     ]
 
 
-def test_full_indexes_every_row_with_a_status(es, extractor, catalog_env, image_server):
-    env = {**catalog_env, "IMAGE_BASE_URL": image_server}
+def test_full_indexes_every_row_with_a_status(es, extractor, env):
     seed(env, with_broken_rows(photo_entries()))
 
     report = run_full(env, extractor, batch_size=3, workers=4, page_size=3, max_failure_ratio=0.5)
@@ -45,11 +44,11 @@ def test_full_indexes_every_row_with_a_status(es, extractor, catalog_env, image_
     assert "feature" not in missing
     indexed = es.get(index=env["ES_INDEX"], id="3")["_source"]
     assert indexed["status"] == "indexed" and len(indexed["feature"]) == 512
-    assert indexed["image_url"] == image_server + "p002-chelsea-front.jpg"
+    assert indexed["image_url"] == env["IMAGE_BASE_URL"] + "p002-chelsea-front.jpg"
 
 
-def test_index_carries_model_meta_and_explicit_vector_options(es, extractor, catalog_env, image_server):
-    env = {**catalog_env, "IMAGE_BASE_URL": image_server, "ES_VECTOR_INDEX_TYPE": "hnsw"}
+def test_index_carries_model_meta_and_explicit_vector_options(es, extractor, env):
+    env = {**env, "ES_VECTOR_INDEX_TYPE": "hnsw"}
     seed(env, photo_entries(2, 1))
     report = run_full(env, extractor)
 
@@ -63,8 +62,7 @@ def test_index_carries_model_meta_and_explicit_vector_options(es, extractor, cat
     assert settings["refresh_interval"] == "1s"
 
 
-def test_keyset_paging_reads_every_row_once(es, extractor, catalog_env, image_server):
-    env = {**catalog_env, "IMAGE_BASE_URL": image_server}
+def test_keyset_paging_reads_every_row_once(es, extractor, env):
     entries = photo_entries(4, 2)
     seed(env, entries[:7])
     report = run_full(env, extractor, page_size=2, batch_size=4)
@@ -73,8 +71,8 @@ def test_keyset_paging_reads_every_row_once(es, extractor, catalog_env, image_se
     assert ids == [1, 2, 3, 4, 5, 6, 7]
 
 
-def test_second_run_swaps_alias_and_applies_retention(es, extractor, catalog_env, image_server):
-    env = {**catalog_env, "IMAGE_BASE_URL": image_server, "INDEXER_KEEP_VERSIONS": "1"}
+def test_second_run_swaps_alias_and_applies_retention(es, extractor, env):
+    env = {**env, "INDEXER_KEEP_VERSIONS": "1"}
     seed(env, photo_entries(2, 1))
     first = run_full(env, extractor)
     second = run_full(env, extractor)
@@ -86,8 +84,8 @@ def test_second_run_swaps_alias_and_applies_retention(es, extractor, catalog_env
     assert not es.indices.exists(index=first.index)
 
 
-def test_retention_keeps_previous_version_for_rollback(es, extractor, catalog_env, image_server):
-    env = {**catalog_env, "IMAGE_BASE_URL": image_server, "INDEXER_KEEP_VERSIONS": "2"}
+def test_retention_keeps_previous_version_for_rollback(es, extractor, env):
+    env = {**env, "INDEXER_KEEP_VERSIONS": "2"}
     seed(env, photo_entries(1, 1))
     first = run_full(env, extractor)
     run_full(env, extractor)
@@ -97,8 +95,7 @@ def test_retention_keeps_previous_version_for_rollback(es, extractor, catalog_en
     assert first.index not in versions
 
 
-def test_validation_failure_leaves_alias_untouched(es, extractor, catalog_env, image_server):
-    env = {**catalog_env, "IMAGE_BASE_URL": image_server}
+def test_validation_failure_leaves_alias_untouched(es, extractor, env):
     seed(env, photo_entries(2, 1))
     good = run_full(env, extractor)
     seed(env, with_broken_rows(photo_entries(2, 1)))
@@ -122,8 +119,7 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_full_run_writes_report_and_exits_zero(es, catalog_env, image_server, tmp_path):
-    env = {**catalog_env, "IMAGE_BASE_URL": image_server}
+def test_cli_full_run_writes_report_and_exits_zero(es, env, tmp_path):
     seed(env, photo_entries(2, 1))
     result = run_cli(env, "full", "--batch-size", "2")
     assert result.returncode == 0, result.stderr[-3000:]

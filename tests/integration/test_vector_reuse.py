@@ -26,11 +26,6 @@ def touch_row(env: dict[str, str], row_id: int) -> None:
     connection.close()
 
 
-@pytest.fixture
-def env(catalog_env, image_server):
-    return {**catalog_env, "IMAGE_BASE_URL": image_server}
-
-
 def test_unchanged_rows_reuse_vectors_without_model_or_download(es, extractor, env):
     seed(env, photo_entries(3, 1))
     first = run_full(env, extractor)
