@@ -7,7 +7,7 @@ from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
-from indexer.sink import aliased_indices, list_versions, swap_alias
+from indexer.sink import aliased_indices, index_meta, list_versions, swap_alias
 
 
 class RollbackImpossible(RuntimeError):
@@ -16,7 +16,7 @@ class RollbackImpossible(RuntimeError):
 
 def version_summary(es: Elasticsearch, index: str) -> dict[str, object]:
     """Documents per status and the `_meta` of one physical index."""
-    meta = es.indices.get_mapping(index=index).body[index]["mappings"].get("_meta", {})
+    meta = index_meta(es, index)
     response = es.search(
         index=index,
         size=0,

@@ -120,13 +120,8 @@ class FullRebuild:
     def _index_rows(self, index: str, writer: sink.BulkWriter) -> None:
         batch: list[PreparedRow] = []
         ahead = max(self.options.workers * 4, self.options.batch_size * 2)
-        reuse_index = None
-        if not self.options.recompute:
-            reuse_index = reuse.reuse_source(
-                self.es, self.config.elastic.alias, self.extractor.info.fingerprint
-            )
         rows = reuse.with_stored_vectors(
-            self.source.iter_rows(limit=self.options.limit), self.es, reuse_index
+            self.source.iter_rows(limit=self.options.limit), self.es, self._reuse_index()
         )
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="fetch") as pool:
             for prepared in prefetch(rows, pool, self.prepare, ahead):

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from elasticsearch import Elasticsearch
 
 from indexer.documents import iso
-from indexer.errors import RowStatus
-from indexer.sink import aliased_indices
+from indexer.errors import SUCCESS_STATUSES
+from indexer.sink import aliased_indices, index_meta
 from indexer.source import CatalogRow
 
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK_ROWS = 200
-SEARCHABLE_STATUSES = (RowStatus.INDEXED.value, RowStatus.REUSED.value)
+SEARCHABLE_STATUSES = frozenset(status.value for status in SUCCESS_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,7 @@ def reuse_source(es: Elasticsearch, alias: str, fingerprint: str) -> str | None:
     live = aliased_indices(es, alias)
     if len(live) != 1:
         return None
-    mapping = es.indices.get_mapping(index=live[0]).body[live[0]]["mappings"]
-    stored_fingerprint = mapping.get("_meta", {}).get("model", {}).get("fingerprint")
+    stored_fingerprint = index_meta(es, live[0]).get("model", {}).get("fingerprint")
     if stored_fingerprint != fingerprint:
         log.warning(
             "vector reuse disabled: live index %s was built with weights %s, this run uses %s",

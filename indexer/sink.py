@@ -89,6 +89,11 @@ def finish_build_index(es: Elasticsearch, name: str, body: dict[str, object]) ->
     es.cluster.health(index=name, wait_for_status="yellow", timeout="60s")
 
 
+def index_meta(es: Elasticsearch, index: str) -> dict[str, object]:
+    """The `_meta` of one physical index (model, creation time, run id)."""
+    return es.indices.get_mapping(index=index).body[index]["mappings"].get("_meta", {})
+
+
 def aliased_indices(es: Elasticsearch, alias: str) -> list[str]:
     """Physical indices the alias points to now (empty when the alias does not exist)."""
     try:
