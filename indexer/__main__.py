@@ -1,4 +1,4 @@
-"""Command line: `python -m indexer full` builds a new index version and swaps the alias."""
+"""Command line: `python -m indexer full|incremental|status|rollback`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import logging
 import sys
 
 from indexer.logsetup import configure_logging
+from indexer.partition import Partition
 from indexer.settings import ConfigError, environ
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_VALIDATION = 3
+EXIT_LOCKED = 4
 
 ENVIRONMENT_HELP = """\
 configuration (environment variables, see env.example):
@@ -24,11 +26,20 @@ configuration (environment variables, see env.example):
   MYSQL_TABLE, MYSQL_ID_COLUMN, MYSQL_RELATION_COLUMN, MYSQL_PHOTO_COLUMN, MYSQL_UPDATED_COLUMN
   IMAGE_BASE_URL         base URL or folder that relative `photo` values are resolved against
   VGG16_WEIGHTS          imagenet (default) | random (tests, offline) | path to an .h5 file
+  MYSQL_DELETED_COLUMN   optional soft-delete column: rows where it is set are removed from the index
   INDEXER_KEEP_VERSIONS  index versions kept for rollback (default 2)
-  INDEXER_REPORT_DIR     where run reports are written as JSON (default ./reports)
+  INDEXER_REPORT_DIR     where run reports are also written as JSON (default ./reports)
+  INDEXER_LOCK_TTL       seconds a dead run's lock blocks others (default 600; renewed while alive)
+  INDEXER_CHECKPOINT_SECONDS  how often progress is checkpointed (default 10)
+  INDEXER_CHANGE_LAG_SECONDS  incremental ignores rows changed in the last N seconds (default 60)
+  INDEXER_ES_RETRY_SECONDS    how long an unreachable Elasticsearch is waited out (default 300)
+  MYSQL_RECONNECT_SECONDS     how long an unreachable database is waited out (default 120)
 
-exit codes: 0 done, 1 run failed (alias untouched), 2 bad configuration, 3 validation failed
-(new index kept for inspection, alias untouched)."""
+state: checkpoints and locks live in <ES_INDEX>-indexer-state, run reports in <ES_INDEX>-runs.
+
+exit codes: 0 done, 1 run failed (alias untouched; the next run resumes), 2 bad configuration,
+3 validation failed (full: new index kept for inspection, alias untouched; incremental: too many
+failed rows), 4 another run holds the lock (nothing done)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,32 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_options = run_options_parser()
     full = commands.add_parser(
         "full",
+        parents=[run_options],
         help="rebuild: index every row into a new version, validate, swap the alias",
         description="Index every catalog row into a new versioned index, validate it, then "
-        "atomically point the alias at it and delete versions beyond the retention count.",
+        "atomically point the alias at it and delete versions beyond the retention count. "
+        "Unchanged vectors are copied from the live index. An interrupted build is resumed "
+        "from its checkpoint by the next `full`.",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    full.add_argument("--batch-size", type=positive_int, default=8, help="images per model call (default 8)")
-    full.add_argument("--workers", type=positive_int, default=8, help="download/decode threads (default 8)")
-    full.add_argument(
-        "--page-size", type=positive_int, default=500, help="rows per keyset page (default 500)"
-    )
-    full.add_argument("--limit", type=positive_int, default=None, help="stop after this many rows")
-    full.add_argument(
-        "--max-failure-ratio",
-        type=ratio,
-        default=0.01,
-        help="largest share of failed rows that still allows the alias swap (default 0.01)",
     )
     full.add_argument(
         "--recompute",
         action="store_true",
         help="compute every vector again instead of reusing unchanged ones from the live index",
     )
-    full.add_argument("--no-progress", action="store_true", help="no progress bar or progress log lines")
+    incremental = commands.add_parser(
+        "incremental",
+        parents=[run_options],
+        help="apply catalog changes since the last run to the live index (the scheduled job)",
+        description="Upsert rows changed since the checkpoint (ordered by updated_at, id), retry "
+        "rows that failed before, and delete documents whose rows were deleted or soft-deleted, "
+        "in the index the alias serves. Runs `full` instead when the alias does not exist yet.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    incremental.add_argument(
+        "--recompute", action="store_true", help="compute the changed rows' vectors even if unchanged"
+    )
     status = commands.add_parser(
         "status",
         help="show what the alias serves: versions, documents per status, model, last run",
@@ -84,6 +99,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_options_parser() -> argparse.ArgumentParser:
+    """Options shared by `full` and `incremental`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, help="images per model call (default 8)"
+    )
+    parser.add_argument("--workers", type=positive_int, default=8, help="download/decode threads (default 8)")
+    parser.add_argument(
+        "--page-size", type=positive_int, default=500, help="rows per keyset page (default 500)"
+    )
+    parser.add_argument("--limit", type=positive_int, default=None, help="stop after this many rows")
+    parser.add_argument(
+        "--max-failure-ratio",
+        type=ratio,
+        default=0.01,
+        help="largest share of failed rows before the run counts as failed validation (default 0.01)",
+    )
+    parser.add_argument(
+        "--partition",
+        type=partition,
+        default=Partition(),
+        metavar="I/N",
+        help="take only rows with id %% N == I, so N processes share the work (default 0/1)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print what the run would do; write nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress log lines")
+    return parser
+
+
+def partition(text: str) -> Partition:
+    try:
+        return Partition.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -98,25 +149,18 @@ def ratio(text: str) -> float:
     return value
 
 
-def run_full(args: argparse.Namespace) -> int:
-    """Check services, load the model, run the rebuild, print and write the report."""
+def run_job(args: argparse.Namespace) -> int:
+    """Check services, load the model, run `full` or `incremental`, report (stderr, JSON, runs index)."""
     from elastic_transport import TransportError
 
     from indexer.config import load_indexer_config
-    from indexer.features import FeatureExtractor
-    from indexer.pipeline import FullRebuild, RunOptions, ValidationFailed
-    from indexer.progress import make_progress
     from indexer.sink import make_client, server_version
     from indexer.source import CatalogSource
 
     log = logging.getLogger("indexer")
-    try:
-        config = load_indexer_config(environ())
-    except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        return EXIT_CONFIG
+    config = load_indexer_config(environ())
     es = make_client(config.elastic)
-    source = CatalogSource(config.mysql, page_size=args.page_size)
+    source = CatalogSource(config.mysql, page_size=args.page_size, partition=args.partition)
     try:
         version = server_version(es)
         total = source.count()
@@ -126,38 +170,114 @@ def run_full(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - mysql.connector raises many types
         log.error("catalog database %s:%s is not reachable: %s", config.mysql.host, config.mysql.port, exc)
         return EXIT_RUN_FAILED
-    log.info("Elasticsearch %s at %s; %d catalog rows", version, config.elastic.url, total)
+    log.info(
+        "Elasticsearch %s at %s; %d catalog rows in partition %s",
+        version,
+        config.elastic.url,
+        total,
+        args.partition,
+    )
     try:
-        extractor = FeatureExtractor(config.model.weights, config.model.seed)
+        extractor = load_extractor(config)
     except Exception as exc:  # noqa: BLE001 - e.g. weights not downloadable offline
         log.error("cannot load VGG16 weights %r: %s", config.model.weights, exc)
         return EXIT_CONFIG
+    try:
+        run = make_run(args, config, es, source, extractor, total)
+        return execute(run, args, config)
+    finally:
+        source.close()
+
+
+def load_extractor(config):
+    from indexer.features import FeatureExtractor
+
+    return FeatureExtractor(config.model.weights, config.model.seed)
+
+
+def make_run(args, config, es, source, extractor, total: int):
+    """The run object for the command; `incremental` on a missing alias becomes a `full` build."""
+    from indexer.full import FullRebuild
+    from indexer.incremental import IncrementalRun
+    from indexer.pipeline import RunOptions
+    from indexer.progress import make_progress
+    from indexer.sink import aliased_indices
+
     options = RunOptions(
         batch_size=args.batch_size,
         workers=args.workers,
         limit=args.limit,
         max_failure_ratio=args.max_failure_ratio,
         recompute=args.recompute,
+        dry_run=args.dry_run,
+        partition=args.partition,
     )
+    command = args.command
+    if command == "incremental" and not aliased_indices(es, config.elastic.alias):
+        logging.getLogger("indexer").warning(
+            "alias %s does not exist yet: running a full build instead", config.elastic.alias
+        )
+        command = "full"
     expected = min(total, args.limit) if args.limit else total
-    progress = make_progress(expected, enabled=not args.no_progress)
-    run = FullRebuild(config, es, source, extractor, options, progress)
+    progress = make_progress(None if command == "incremental" else expected, enabled=not args.no_progress)
+    runner = FullRebuild if command == "full" else IncrementalRun
+    return runner(config, es, source, extractor, options, progress)
+
+
+def execute(run, args: argparse.Namespace, config) -> int:
+    """Run (or plan), map the outcome to an exit code, and report it everywhere."""
+    from indexer.incremental import IncompatibleIndex, NoLiveIndex
+    from indexer.pipeline import ValidationFailed
+    from indexer.state import LockHeld
+
+    log = logging.getLogger("indexer")
     code = EXIT_OK
     try:
+        if args.dry_run:
+            return print_plan(run)
         run.run()
+    except LockHeld as exc:
+        log.error("refusing to start: %s", exc)
+        run.report.finish("locked", str(exc))
+        code = EXIT_LOCKED
     except ValidationFailed as exc:
+        log.error("validation failed: %s", exc)
         run.report.finish("validation_failed", str(exc))
         code = EXIT_VALIDATION
+    except (NoLiveIndex, IncompatibleIndex) as exc:
+        log.error("%s", exc)
+        run.report.finish("failed", str(exc))
+        code = EXIT_RUN_FAILED
     except Exception as exc:
-        log.exception("run failed")
+        log.exception("run failed; the next run resumes from the last checkpoint")
         run.report.finish("failed", f"{type(exc).__name__}: {exc}")
         code = EXIT_RUN_FAILED
-    finally:
-        source.close()
-    path = run.report.write_json(config.report_dir)
-    print(run.report.summary(), file=sys.stderr)
-    log.info("report written to %s", path)
+    publish_report(run, config)
     return code
+
+
+def print_plan(run) -> int:
+    import json
+
+    from indexer.full import FullRebuild
+    from indexer.plan import plan_full, plan_incremental
+
+    plan = plan_full(run) if isinstance(run, FullRebuild) else plan_incremental(run)
+    print(json.dumps({"mode": run.report.mode, "partition": str(run.partition), "dry_run": plan}, indent=2))
+    return EXIT_OK
+
+
+def publish_report(run, config) -> None:
+    """Print the summary, write the JSON file, and index the report into `<alias>-runs`."""
+    log = logging.getLogger("indexer")
+    report = run.report
+    path = report.write_json(config.report_dir)
+    print(report.summary(), file=sys.stderr)
+    log.info("report written to %s", path)
+    try:
+        run.store.ensure().record_run(report.as_dict())
+    except Exception as exc:  # noqa: BLE001 - the run's outcome stands even if its report cannot be stored
+        log.error("could not store the run report in Elasticsearch: %s", exc)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -244,7 +364,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"full": run_full, "status": run_status, "rollback": run_rollback}
+COMMANDS = {"full": run_job, "incremental": run_job, "status": run_status, "rollback": run_rollback}
 
 
 def main(argv: list[str] | None = None) -> int:

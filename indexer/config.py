@@ -57,6 +57,8 @@ class MySqlConfig:
     relation_column: str
     photo_column: str
     updated_column: str
+    deleted_column: str | None = None
+    reconnect_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,16 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    """How scheduled runs coordinate and survive outages."""
+
+    lock_ttl: float = 600.0
+    checkpoint_seconds: float = 10.0
+    change_lag_seconds: float = 60.0
+    es_retry_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class IndexerConfig:
     """Everything `python -m indexer` needs."""
 
@@ -80,6 +92,7 @@ class IndexerConfig:
     fetch: FetchConfig
     keep_versions: int
     report_dir: str
+    run: RunConfig = RunConfig()
 
 
 def load_elastic_config(env: Mapping[str, str]) -> ElasticConfig:
@@ -135,6 +148,11 @@ def identifier(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def optional_identifier(env: Mapping[str, str], name: str) -> str | None:
+    """An identifier that may be left unset (None)."""
+    return identifier(env, name, "") if env.get(name, "").strip() else None
+
+
 def load_mysql_config(env: Mapping[str, str]) -> MySqlConfig:
     connection = parse_mysql_url(env_str(env, "MYSQL_URL"))
     return MySqlConfig(
@@ -144,6 +162,17 @@ def load_mysql_config(env: Mapping[str, str]) -> MySqlConfig:
         relation_column=identifier(env, "MYSQL_RELATION_COLUMN", "relation_id"),
         photo_column=identifier(env, "MYSQL_PHOTO_COLUMN", "photo"),
         updated_column=identifier(env, "MYSQL_UPDATED_COLUMN", "updated_at"),
+        deleted_column=optional_identifier(env, "MYSQL_DELETED_COLUMN"),
+        reconnect_seconds=env_float(env, "MYSQL_RECONNECT_SECONDS", 120.0, minimum=0.0),
+    )
+
+
+def load_run_config(env: Mapping[str, str]) -> RunConfig:
+    return RunConfig(
+        lock_ttl=env_float(env, "INDEXER_LOCK_TTL", 600.0, minimum=1.0),
+        checkpoint_seconds=env_float(env, "INDEXER_CHECKPOINT_SECONDS", 10.0, minimum=0.0),
+        change_lag_seconds=env_float(env, "INDEXER_CHANGE_LAG_SECONDS", 60.0, minimum=0.0),
+        es_retry_seconds=env_float(env, "INDEXER_ES_RETRY_SECONDS", 300.0, minimum=0.0),
     )
 
 
@@ -166,4 +195,5 @@ def load_indexer_config(env: Mapping[str, str]) -> IndexerConfig:
         fetch=load_fetch_config(env),
         keep_versions=env_int(env, "INDEXER_KEEP_VERSIONS", 2, minimum=1, maximum=100),
         report_dir=env_str(env, "INDEXER_REPORT_DIR", "reports"),
+        run=load_run_config(env),
     )

@@ -55,3 +55,8 @@ def failed_document(
 def index_action(index: str, row_id: int, document: dict[str, object]) -> dict[str, object]:
     """A bulk `index` action; `_id` is the catalog primary key, so reruns overwrite, never duplicate."""
     return {"_op_type": "index", "_index": index, "_id": str(row_id), "_source": document}
+
+
+def delete_action(index: str, row_id: int) -> dict[str, object]:
+    """A bulk `delete` action for a row that left the catalog (a missing document counts as done)."""
+    return {"_op_type": "delete", "_index": index, "_id": str(row_id)}

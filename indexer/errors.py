@@ -15,9 +15,11 @@ class RowStatus(StrEnum):
     DECODE_FAILED = "decode_failed"
     FEATURE_FAILED = "feature_failed"
     INDEX_FAILED = "index_failed"
+    DELETED = "deleted"
 
 
 SUCCESS_STATUSES = frozenset({RowStatus.INDEXED, RowStatus.REUSED})
+FAILURE_STATUSES = frozenset(set(RowStatus) - SUCCESS_STATUSES - {RowStatus.DELETED})
 
 
 class RowFailure(Exception):

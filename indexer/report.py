@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indexer.errors import SUCCESS_STATUSES, RowFailure, RowStatus
+from indexer.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowFailure, RowStatus
 
 MAX_LISTED_FAILURES = 1000
 
@@ -26,6 +26,9 @@ class RunReport:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     index: str | None = None
+    partition: str = "0/1"
+    resumed_from: dict[str, object] | None = None
+    plan: dict[str, object] | None = None
     previous_indices: list[str] = field(default_factory=list)
     deleted_indices: list[str] = field(default_factory=list)
     rows_seen: int = 0
@@ -70,7 +73,11 @@ class RunReport:
 
     @property
     def failed(self) -> int:
-        return self.processed - self.succeeded
+        return sum(self.statuses[status.value] for status in FAILURE_STATUSES)
+
+    @property
+    def deleted(self) -> int:
+        return self.statuses[RowStatus.DELETED.value]
 
     @property
     def elapsed_seconds(self) -> float:
@@ -90,6 +97,9 @@ class RunReport:
             "mode": self.mode,
             "alias": self.alias,
             "index": self.index,
+            "partition": self.partition,
+            "resumed_from": self.resumed_from,
+            "plan": self.plan,
             "outcome": self.outcome,
             "message": self.message,
             "started_at": self.started_at.isoformat(),

@@ -8,11 +8,14 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from elasticsearch import Elasticsearch, NotFoundError
+import elastic_transport
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from elasticsearch.helpers import streaming_bulk
 
 from indexer.config import ElasticConfig
@@ -24,6 +27,7 @@ BULK_CHUNK_DOCS = 200
 BULK_CHUNK_BYTES = 5 * 1024 * 1024
 BULK_MAX_RETRIES = 5
 _END = object()
+T = TypeVar("T")
 
 
 def make_client(config: ElasticConfig, max_retries: int = 3) -> Elasticsearch:
@@ -131,7 +135,61 @@ def delete_old_versions(es: Elasticsearch, alias: str, keep: int) -> list[str]:
     return stale
 
 
+ID_SCAN_PAGE = 5000
+
+
+def iter_document_ids(
+    es: Elasticsearch, index: str, query: dict[str, object] | None = None, retry_seconds: float = 300.0
+) -> Iterator[int]:
+    """Catalog ids (`source_id`) of the documents matching query, ascending, paged with search_after."""
+    after: list[object] | None = None
+    while True:
+        page = retrying(
+            lambda after=after: es.search(
+                index=index,
+                query=query or {"match_all": {}},
+                sort=[{"source_id": "asc"}],
+                size=ID_SCAN_PAGE,
+                source=False,
+                docvalue_fields=["source_id"],
+                search_after=after,
+                track_total_hits=False,
+            ),
+            "scan document ids",
+            retry_seconds,
+        )
+        hits = page["hits"]["hits"]
+        if not hits:
+            return
+        for hit in hits:
+            yield int(hit["fields"]["source_id"][0])
+        after = hits[-1]["sort"]
+
+
 BulkResultHandler = Callable[[str, bool, str | None], None]
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An Elasticsearch error worth waiting out: unreachable, timed out, overloaded, restarting."""
+    if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout)):
+        return True
+    return isinstance(exc, ApiError) and exc.meta.status in TRANSIENT_STATUSES
+
+
+def retrying(call: Callable[[], T], what: str, deadline_seconds: float) -> T:
+    """Run call(), retrying transient Elasticsearch errors with backoff for up to deadline_seconds."""
+    give_up = time.monotonic() + deadline_seconds
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > give_up:
+                raise
+            log.warning("%s: Elasticsearch unavailable (%s); retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def bulk_error_text(item: dict[str, object]) -> str:
@@ -144,12 +202,32 @@ def bulk_error_text(item: dict[str, object]) -> str:
     return f"bulk item failed (status {status}): {error or result}"
 
 
-class BulkWriter:
-    """Streams actions to Elasticsearch on a background thread and reports each item's outcome."""
+def bulk_item_ok(ok: bool, item: dict[str, object]) -> bool:
+    """Success, counting a delete of an already absent document as done."""
+    operation, result = next(iter(item.items()))
+    return ok or (operation == "delete" and result.get("status") == 404)
 
-    def __init__(self, es: Elasticsearch, on_result: BulkResultHandler, max_pending: int = 2000) -> None:
+
+class BulkWriter:
+    """Streams actions to Elasticsearch on a background thread and reports each item's outcome.
+
+    Actions are grouped into chunks; each chunk goes through `streaming_bulk` (per-item results,
+    429s retried with backoff). A chunk that fails as a whole because Elasticsearch is unreachable or
+    restarting is sent again, its not-yet-accounted items only, until `retry_seconds` have passed.
+    """
+
+    def __init__(
+        self,
+        es: Elasticsearch,
+        on_result: BulkResultHandler,
+        retry_seconds: float = 300.0,
+        max_pending: int = 2000,
+        flush_seconds: float = 0.5,
+    ) -> None:
         self._es = es
         self._on_result = on_result
+        self._retry_seconds = retry_seconds
+        self._flush_seconds = flush_seconds
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._thread = threading.Thread(target=self._run, name="bulk-writer", daemon=True)
         self.error: BaseException | None = None
@@ -170,26 +248,67 @@ class BulkWriter:
         if self.error is not None:
             raise RuntimeError(f"bulk writer failed: {self.error}") from self.error
 
-    def _actions(self) -> Iterator[dict[str, object]]:
-        while (action := self._queue.get()) is not _END:
-            yield action
+    def _chunks(self) -> Iterator[list[dict[str, object]]]:
+        """Chunks of up to BULK_CHUNK_DOCS actions; a partial chunk is sent when the queue goes quiet."""
+        chunk: list[dict[str, object]] = []
+        while True:
+            try:
+                action = self._queue.get(timeout=self._flush_seconds if chunk else None)
+            except queue.Empty:
+                yield chunk
+                chunk = []
+                continue
+            if action is _END:
+                if chunk:
+                    yield chunk
+                return
+            chunk.append(action)
+            if len(chunk) >= BULK_CHUNK_DOCS:
+                yield chunk
+                chunk = []
 
     def _run(self) -> None:
         try:
-            for ok, item in streaming_bulk(
-                self._es,
-                self._actions(),
-                chunk_size=BULK_CHUNK_DOCS,
-                max_chunk_bytes=BULK_CHUNK_BYTES,
-                raise_on_error=False,
-                raise_on_exception=False,
-                max_retries=BULK_MAX_RETRIES,
-                initial_backoff=1,
-                max_backoff=30,
-            ):
-                result = next(iter(item.values()))
-                self._on_result(str(result.get("_id")), ok, None if ok else bulk_error_text(item))
+            for chunk in self._chunks():
+                self._send(chunk)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the pipeline by close()/put()
             self.error = exc
             while self._queue.get() is not _END:
                 pass
+
+    def _send(self, chunk: list[dict[str, object]]) -> None:
+        """Send one chunk, accounting every item exactly once; wait out an unreachable cluster."""
+        remaining = {str(action["_id"]): action for action in chunk}
+        give_up = time.monotonic() + self._retry_seconds
+        delay = 1.0
+        while remaining:
+            try:
+                self._stream(list(remaining.values()), remaining)
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > give_up:
+                    raise
+                log.warning(
+                    "bulk: Elasticsearch unavailable (%s); %d documents wait, retry in %.0f s",
+                    exc,
+                    len(remaining),
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    def _stream(self, actions: list[dict[str, object]], remaining: dict[str, dict[str, object]]) -> None:
+        for ok, item in streaming_bulk(
+            self._es,
+            actions,
+            chunk_size=BULK_CHUNK_DOCS,
+            max_chunk_bytes=BULK_CHUNK_BYTES,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=BULK_MAX_RETRIES,
+            initial_backoff=1,
+            max_backoff=30,
+        ):
+            doc_id = str(next(iter(item.values())).get("_id"))
+            success = bulk_item_ok(ok, item)
+            remaining.pop(doc_id, None)
+            self._on_result(doc_id, success, None if success else bulk_error_text(item))

@@ -1,17 +1,27 @@
-"""Catalog rows from MySQL/MariaDB, paged by keyset (`WHERE id > ? ORDER BY id LIMIT ?`)."""
+"""Catalog rows from MySQL/MariaDB: keyset pages by id (full) or by (updated_at, id) (incremental)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import mysql.connector
+from mysql.connector import errors as mysql_errors
 
 from indexer.config import MySqlConfig
+from indexer.partition import WHOLE, Partition
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ID_PAGE_SIZE = 10_000
+# Connection-level failures (server restarting, network cut) are waited out; SQL errors are not.
+RECONNECTABLE = (mysql_errors.OperationalError, mysql_errors.InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,15 @@ class CatalogRow:
     relation_id: str | None
     photo: str | None
     updated_at: datetime | None
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class ChangePosition:
+    """Where an incremental run stands: the last row accounted, ordered by (updated_at, id)."""
+
+    updated_at: datetime
+    id: int
 
 
 def connect(config: MySqlConfig, timeout: float = 10.0):
@@ -37,27 +56,79 @@ def connect(config: MySqlConfig, timeout: float = 10.0):
     )
 
 
-def select_page_sql(config: MySqlConfig) -> str:
-    """The keyset page query; identifiers were validated in config, so quoting is safe."""
-    return (
-        f"SELECT `{config.id_column}`, `{config.relation_column}`, `{config.photo_column}`, "
-        f"`{config.updated_column}` FROM `{config.table}` "
-        f"WHERE `{config.id_column}` > %s ORDER BY `{config.id_column}` LIMIT %s"
-    )
+class SqlBuilder:
+    """The catalog queries; identifiers were validated in config, so quoting them is safe."""
+
+    def __init__(self, config: MySqlConfig, partition: Partition = WHOLE) -> None:
+        self.config = config
+        self.partition = partition
+
+    def columns(self) -> str:
+        c = self.config
+        names = [c.id_column, c.relation_column, c.photo_column, c.updated_column]
+        if c.deleted_column:
+            names.append(c.deleted_column)
+        return ", ".join(f"`{name}`" for name in names)
+
+    def partition_filter(self) -> str:
+        if self.partition.whole:
+            return ""
+        return f" AND MOD(`{self.config.id_column}`, {self.partition.count}) = {self.partition.index}"
+
+    def page_by_id(self) -> str:
+        c = self.config
+        return (
+            f"SELECT {self.columns()} FROM `{c.table}` WHERE `{c.id_column}` > %s{self.partition_filter()} "
+            f"ORDER BY `{c.id_column}` LIMIT %s"
+        )
+
+    def changes_page(self, first: bool) -> str:
+        """Rows changed after a position (or from the start) and at or before an upper bound."""
+        c, u, i = self.config, f"`{self.config.updated_column}`", f"`{self.config.id_column}`"
+        after = "" if first else f"({u} > %s OR ({u} = %s AND {i} > %s)) AND "
+        return (
+            f"SELECT {self.columns()} FROM `{c.table}` WHERE {after}{u} <= %s{self.partition_filter()} "
+            f"ORDER BY {u}, {i} LIMIT %s"
+        )
+
+    def rows_by_ids(self, count: int) -> str:
+        c = self.config
+        marks = ", ".join(["%s"] * count)
+        return f"SELECT {self.columns()} FROM `{c.table}` WHERE `{c.id_column}` IN ({marks})"
+
+    def id_page(self) -> str:
+        c = self.config
+        deleted = f", `{c.deleted_column}`" if c.deleted_column else ""
+        return (
+            f"SELECT `{c.id_column}`{deleted} FROM `{c.table}` WHERE `{c.id_column}` > %s"
+            f"{self.partition_filter()} ORDER BY `{c.id_column}` LIMIT %s"
+        )
+
+    def count(self) -> str:
+        where = f" WHERE 1=1{self.partition_filter()}" if not self.partition.whole else ""
+        return f"SELECT COUNT(*) FROM `{self.config.table}`{where}"
 
 
-def count_rows_sql(config: MySqlConfig) -> str:
-    return f"SELECT COUNT(*) FROM `{config.table}`"
+def is_deleted_flag(value: object) -> bool:
+    """A soft-delete column marks a row deleted when it is set: non-NULL and not 0/false/''."""
+    if value is None:
+        return False
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "n", "no")
+    return bool(value) if isinstance(value, (int, float)) else True
 
 
 def to_row(record: tuple) -> CatalogRow:
     """Convert a DB tuple to a CatalogRow, decoding bytes columns."""
-    row_id, relation_id, photo, updated_at = record
+    row_id, relation_id, photo, updated_at, *rest = record
     return CatalogRow(
         id=int(row_id),
         relation_id=_text(relation_id),
         photo=_text(photo),
         updated_at=updated_at if isinstance(updated_at, datetime) else None,
+        deleted=is_deleted_flag(rest[0]) if rest else False,
     )
 
 
@@ -70,49 +141,113 @@ def _text(value: object) -> str | None:
 
 
 class CatalogSource:
-    """Reads the images table page by page without OFFSET, so paging cost stays flat."""
+    """Reads the images table page by page without OFFSET; reconnects and retries a page after an outage."""
 
-    def __init__(self, config: MySqlConfig, page_size: int = 500) -> None:
+    def __init__(self, config: MySqlConfig, page_size: int = 500, partition: Partition = WHOLE) -> None:
         self.config = config
         self.page_size = page_size
+        self.partition = partition
+        self.sql = SqlBuilder(config, partition)
         self._connection = None
 
-    def _cursor(self):
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run one read query; wait out a lost connection (restart, network) up to reconnect_seconds."""
+        return self._reconnecting(lambda: self._execute(sql, params))
+
+    def _execute(self, sql: str, params: Sequence[object]) -> list[tuple]:
         if self._connection is None or not self._connection.is_connected():
             self._connection = connect(self.config)
-        return self._connection.cursor()
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(sql, tuple(params))
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _reconnecting(self, call: Callable[[], T]) -> T:
+        give_up = time.monotonic() + self.config.reconnect_seconds
+        delay = 0.5
+        while True:
+            try:
+                return call()
+            except RECONNECTABLE as exc:
+                self._drop_connection()
+                if time.monotonic() + delay > give_up:
+                    raise
+                log.warning("catalog database unavailable (%s); reconnecting in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):  # the connection is already broken
+                self._connection.close()
+            self._connection = None
 
     def count(self) -> int:
-        cursor = self._cursor()
-        try:
-            cursor.execute(count_rows_sql(self.config))
-            return int(cursor.fetchone()[0])
-        finally:
-            cursor.close()
+        return int(self._query(self.sql.count())[0][0])
+
+    def now(self) -> datetime:
+        """The database's clock (updated_at values come from it, not from ours)."""
+        return self._query("SELECT NOW(6)")[0][0]
 
     def fetch_page(self, after_id: int) -> list[CatalogRow]:
-        cursor = self._cursor()
-        try:
-            cursor.execute(select_page_sql(self.config), (after_id, self.page_size))
-            return [to_row(record) for record in cursor.fetchall()]
-        finally:
-            cursor.close()
+        return [to_row(record) for record in self._query(self.sql.page_by_id(), (after_id, self.page_size))]
 
     def iter_rows(self, after_id: int = 0, limit: int | None = None) -> Iterator[CatalogRow]:
         """Yield rows in id order, one keyset page at a time, at most `limit` rows."""
-        produced = 0
-        while limit is None or produced < limit:
-            page = self.fetch_page(after_id)
-            if not page:
-                return
-            for row in page:
-                if limit is not None and produced >= limit:
-                    return
-                produced += 1
-                yield row
+        return _limited(self._pages_by_id(after_id), limit)
+
+    def _pages_by_id(self, after_id: int) -> Iterator[list[CatalogRow]]:
+        while page := self.fetch_page(after_id):
+            yield page
             after_id = page[-1].id
 
+    def iter_changes(
+        self, after: ChangePosition | None, until: datetime, limit: int | None = None
+    ) -> Iterator[CatalogRow]:
+        """Rows with (updated_at, id) after `after` and updated_at <= until, in that order."""
+        return _limited(self._pages_by_change(after, until), limit)
+
+    def _pages_by_change(self, after: ChangePosition | None, until: datetime) -> Iterator[list[CatalogRow]]:
+        while True:
+            if after is None:
+                params: tuple = (until, self.page_size)
+            else:
+                params = (after.updated_at, after.updated_at, after.id, until, self.page_size)
+            page = [to_row(record) for record in self._query(self.sql.changes_page(after is None), params)]
+            if not page:
+                return
+            yield page
+            last = page[-1]
+            after = ChangePosition(last.updated_at, last.id)  # type: ignore[arg-type]
+
+    def rows_by_ids(self, ids: Sequence[int]) -> list[CatalogRow]:
+        """The rows among `ids` that still exist (any order)."""
+        rows: list[CatalogRow] = []
+        for start in range(0, len(ids), self.page_size):
+            chunk = list(ids[start : start + self.page_size])
+            rows.extend(to_row(record) for record in self._query(self.sql.rows_by_ids(len(chunk)), chunk))
+        return rows
+
+    def iter_live_ids(self) -> Iterator[int]:
+        """Every id of this partition that is not soft-deleted, ascending (for the deletion sweep)."""
+        after_id = 0
+        while records := self._query(self.sql.id_page(), (after_id, ID_PAGE_SIZE)):
+            for record in records:
+                if len(record) == 1 or not is_deleted_flag(record[1]):
+                    yield int(record[0])
+            after_id = int(records[-1][0])
+
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._drop_connection()
+
+
+def _limited(pages: Iterator[list[CatalogRow]], limit: int | None) -> Iterator[CatalogRow]:
+    produced = 0
+    for page in pages:
+        for row in page:
+            if limit is not None and produced >= limit:
+                return
+            produced += 1
+            yield row

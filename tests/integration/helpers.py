@@ -1,10 +1,12 @@
-"""Helpers for integration tests: seed a catalog, run a full rebuild in-process."""
+"""Helpers for integration tests: seed a catalog, run `full` or `incremental` in-process."""
 
 from __future__ import annotations
 
 from demo.catalog import CatalogEntry, load_catalog
 from indexer.config import load_indexer_config
-from indexer.pipeline import FullRebuild, RunOptions
+from indexer.full import FullRebuild
+from indexer.incremental import IncrementalRun
+from indexer.pipeline import RunOptions
 from indexer.report import RunReport
 from indexer.sink import make_client
 from indexer.source import CatalogSource
@@ -29,10 +31,24 @@ def seed(env: dict[str, str], entries: list[CatalogEntry]) -> None:
 
 def run_full(env: dict[str, str], extractor, **options) -> RunReport:
     """Run `indexer full` in-process (sharing the session's model) and return its report."""
+    return run_mode(FullRebuild, env, extractor, **options)
+
+
+def run_incremental(env: dict[str, str], extractor, **options) -> RunReport:
+    """Run `indexer incremental` in-process and return its report."""
+    return run_mode(IncrementalRun, env, extractor, **options)
+
+
+def run_mode(runner, env: dict[str, str], extractor, **options) -> RunReport:
     config = load_indexer_config(env)
-    source = CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
+    partition = options.get("partition")
+    source = CatalogSource(
+        config.mysql,
+        page_size=options.pop("page_size", 500),
+        **({"partition": partition} if partition else {}),
+    )
     try:
-        run = FullRebuild(config, make_client(config.elastic), source, extractor, RunOptions(**options))
+        run = runner(config, make_client(config.elastic), source, extractor, RunOptions(**options))
         return run.run()
     finally:
         source.close()
