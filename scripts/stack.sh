@@ -489,7 +489,8 @@ cmd_env() {
 }
 
 usage() {
-  echo "usage: $0 {up|down|status|env}" >&2
+  echo "usage: $0 {up|down|status|env|restart-es|restart-mariadb}" >&2
+  echo "  restart-es / restart-mariadb: stop and start one service (used by the outage tests)" >&2
   exit 2
 }
 
@@ -513,6 +514,14 @@ main() {
       ;;
     env)
       cmd_env
+      ;;
+    restart-es)
+      es_down
+      es_up
+      ;;
+    restart-mariadb)
+      mariadb_stop
+      mariadb_start
       ;;
     *)
       usage

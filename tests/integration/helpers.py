@@ -9,7 +9,7 @@ from indexer.incremental import IncrementalRun
 from indexer.pipeline import RunOptions
 from indexer.report import RunReport
 from indexer.sink import make_client
-from indexer.source import CatalogSource
+from indexer.source import CatalogSource, connect
 
 
 def photo_entries(count_products: int = 4, views: int = 2) -> list[CatalogEntry]:
@@ -23,6 +23,16 @@ def photo_entries(count_products: int = 4, views: int = 2) -> list[CatalogEntry]
                 CatalogEntry(len(entries) + 1, f"product-{number:03d}", f"p{number:03d}-{name}-{view}.jpg")
             )
     return entries
+
+
+def execute_sql(env: dict[str, str], sql: str, params: tuple = ()) -> None:
+    """Run one statement on the test's catalog table (`{table}` is replaced by its name)."""
+    config = load_indexer_config(env).mysql
+    connection = connect(config)
+    try:
+        connection.cursor().execute(sql.format(table=config.table), params)
+    finally:
+        connection.close()
 
 
 def seed(env: dict[str, str], entries: list[CatalogEntry]) -> None:
