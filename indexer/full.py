@@ -85,6 +85,7 @@ class FullRebuild:
             self.source.iter_rows(after_id=self.start_after, limit=self.options.limit),
             self.es,
             self.reuse_index(),
+            chunk_rows=min(self.source.page_size, reuse.LOOKUP_CHUNK_ROWS),
         )
         self.rows.index(rows, index, checkpoint=self._save_checkpoint)
         done = self._mark_partition_done()

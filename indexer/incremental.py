@@ -119,7 +119,9 @@ class IncrementalRun:
                 yield row
 
         reuse_from = None if self.options.recompute else live
-        pairs = reuse.with_stored_vectors(remember(rows), self.es, reuse_from)
+        pairs = reuse.with_stored_vectors(
+            remember(rows), self.es, reuse_from, min(self.source.page_size, reuse.LOOKUP_CHUNK_ROWS)
+        )
         self.rows.index(pairs, self.alias, position=change_position, checkpoint=self._save_watermark)
         return seen
 

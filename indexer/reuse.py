@@ -83,10 +83,14 @@ def chunks(rows: Iterable[CatalogRow], size: int) -> Iterator[list[CatalogRow]]:
 
 
 def with_stored_vectors(
-    rows: Iterable[CatalogRow], es: Elasticsearch, index: str | None
+    rows: Iterable[CatalogRow], es: Elasticsearch, index: str | None, chunk_rows: int = LOOKUP_CHUNK_ROWS
 ) -> Iterator[tuple[CatalogRow, StoredVector | None]]:
-    """Pair each row with its stored vector (one mget per chunk of rows), in order."""
-    for chunk in chunks(rows, LOOKUP_CHUNK_ROWS):
-        stored = lookup_stored(es, index, [row.id for row in chunk]) if index else {}
+    """Pair each row with its stored vector (one mget per chunk of rows), in order; rows stream through
+    unbuffered when there is nothing to reuse from."""
+    if index is None:
+        yield from ((row, None) for row in rows)
+        return
+    for chunk in chunks(rows, chunk_rows):
+        stored = lookup_stored(es, index, [row.id for row in chunk])
         for row in chunk:
             yield row, stored.get(row.id)

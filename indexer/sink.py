@@ -249,11 +249,13 @@ class BulkWriter:
             raise RuntimeError(f"bulk writer failed: {self.error}") from self.error
 
     def _chunks(self) -> Iterator[list[dict[str, object]]]:
-        """Chunks of up to BULK_CHUNK_DOCS actions; a partial chunk is sent when the queue goes quiet."""
+        """Chunks of up to BULK_CHUNK_DOCS actions; none waits longer than flush_seconds to be sent."""
         chunk: list[dict[str, object]] = []
+        deadline = 0.0
         while True:
             try:
-                action = self._queue.get(timeout=self._flush_seconds if chunk else None)
+                timeout = max(0.0, deadline - time.monotonic()) if chunk else None
+                action = self._queue.get(timeout=timeout)
             except queue.Empty:
                 yield chunk
                 chunk = []
@@ -262,6 +264,8 @@ class BulkWriter:
                 if chunk:
                     yield chunk
                 return
+            if not chunk:
+                deadline = time.monotonic() + self._flush_seconds
             chunk.append(action)
             if len(chunk) >= BULK_CHUNK_DOCS:
                 yield chunk

@@ -21,7 +21,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ID_PAGE_SIZE = 10_000
 # Connection-level failures (server restarting, network cut) are waited out; SQL errors are not.
-RECONNECTABLE = (mysql_errors.OperationalError, mysql_errors.InterfaceError)
+# Client error codes: 2002/2003 can't connect, 2006 server gone away, 2013 lost connection, 2055 lost (SSL).
+RECONNECTABLE_ERRNOS = frozenset({2002, 2003, 2005, 2006, 2013, 2055})
+# Server error codes while starting or stopping: 1053 shutdown in progress, 1927 connection killed.
+RESTARTING_ERRNOS = frozenset({1053, 1927})
+
+
+def is_reconnectable(exc: BaseException) -> bool:
+    """True for a lost or refused connection (worth waiting out), false for SQL and permission errors."""
+    if isinstance(exc, (mysql_errors.OperationalError, mysql_errors.InterfaceError)):
+        return True
+    return isinstance(exc, mysql_errors.Error) and exc.errno in RECONNECTABLE_ERRNOS | RESTARTING_ERRNOS
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,10 @@ class CatalogSource:
         return self._reconnecting(lambda: self._execute(sql, params))
 
     def _execute(self, sql: str, params: Sequence[object]) -> list[tuple]:
-        if self._connection is None or not self._connection.is_connected():
+        if self._connection is not None and not self._connection.is_connected():
+            log.warning("catalog database connection lost; reconnecting at the same keyset position")
+            self._drop_connection()
+        if self._connection is None:
             self._connection = connect(self.config)
         cursor = self._connection.cursor()
         try:
@@ -170,9 +183,9 @@ class CatalogSource:
         while True:
             try:
                 return call()
-            except RECONNECTABLE as exc:
+            except mysql_errors.Error as exc:
                 self._drop_connection()
-                if time.monotonic() + delay > give_up:
+                if not is_reconnectable(exc) or time.monotonic() + delay > give_up:
                     raise
                 log.warning("catalog database unavailable (%s); reconnecting in %.1f s", exc, delay)
                 time.sleep(delay)

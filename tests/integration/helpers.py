@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from demo.catalog import CatalogEntry, load_catalog
 from indexer.config import load_indexer_config
 from indexer.full import FullRebuild
@@ -62,3 +67,35 @@ def run_mode(runner, env: dict[str, str], extractor, **options) -> RunReport:
         return run.run()
     finally:
         source.close()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli_environment(env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **env, "PYTHONPATH": str(REPO)}
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run `python -m indexer ARGS` in a fresh process and wait for it."""
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *args],
+        cwd=REPO,
+        env=cli_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def start_cli(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:
+    """Start `python -m indexer ARGS` in the background, stdout and stderr into log_path."""
+    log = log_path.open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer", *args],
+        cwd=REPO,
+        env=cli_environment(env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )

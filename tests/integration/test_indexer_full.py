@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +10,9 @@ import pytest
 from demo.catalog import CatalogEntry
 from indexer import sink
 from indexer.pipeline import ValidationFailed
-from tests.integration.helpers import photo_entries, run_full, seed
+from tests.integration.helpers import photo_entries, run_cli, run_full, seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("drop_table")]
-REPO = Path(__file__).resolve().parents[2]
 
 
 def with_broken_rows(entries: list[CatalogEntry]) -> list[CatalogEntry]:
@@ -104,19 +100,6 @@ def test_validation_failure_leaves_alias_untouched(es, extractor, env):
         run_full(env, extractor, max_failure_ratio=0.0)
     assert sink.aliased_indices(es, env["ES_INDEX"]) == [good.index]
     assert len(sink.list_versions(es, env["ES_INDEX"])) == 2
-
-
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "indexer", *args],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def test_cli_full_run_writes_report_and_exits_zero(es, env, tmp_path):

@@ -59,3 +59,19 @@ def start_containers():
         es.stop()
 
     return es_url, mysql_url, stop
+
+
+STACK_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
+
+
+def local_stack_serves(es_url: str) -> bool:
+    """True when ES_URL is the Elasticsearch that scripts/stack.sh started (so tests may restart it)."""
+    if not STACK_SCRIPT.exists():
+        return False
+    env = subprocess.run(["bash", str(STACK_SCRIPT), "env"], capture_output=True, text=True, check=False)
+    return f"ES_URL={es_url}" in env.stdout
+
+
+def restart(service: str) -> None:
+    """Restart one local service: 'es' or 'mariadb' (blocks until it answers again)."""
+    subprocess.run(["bash", str(STACK_SCRIPT), f"restart-{service}"], check=True, timeout=300)
