@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from indexer.logsetup import configure_logging
@@ -37,9 +38,12 @@ configuration (environment variables, see env.example):
 
 state: checkpoints and locks live in <ES_INDEX>-indexer-state, run reports in <ES_INDEX>-runs.
 
-exit codes: 0 done, 1 run failed (alias untouched; the next run resumes), 2 bad configuration,
+exit codes: 0 done, 1 run failed (alias untouched; the next run resumes), 2 bad configuration
+(incl. incremental with weights other than the live index's: run full),
 3 validation failed (full: new index kept for inspection, alias untouched; incremental: too many
-failed rows), 4 another run holds the lock (nothing done)."""
+failed rows), 4 another run holds the lock (nothing done). SIGTERM/SIGINT stop a run cleanly (exit 1,
+lock released, report written); kill -9 is resumed too, after the lock expires or at once on the
+same host."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,9 +248,17 @@ def execute(run, args: argparse.Namespace, config) -> int:
         log.error("validation failed: %s", exc)
         run.report.finish("validation_failed", str(exc))
         code = EXIT_VALIDATION
-    except (NoLiveIndex, IncompatibleIndex) as exc:
+    except IncompatibleIndex as exc:
         log.error("%s", exc)
         run.report.finish("failed", str(exc))
+        code = EXIT_CONFIG
+    except NoLiveIndex as exc:
+        log.error("%s", exc)
+        run.report.finish("failed", str(exc))
+        code = EXIT_RUN_FAILED
+    except Interrupted as exc:
+        log.error("stopped by %s; the next run resumes from the last checkpoint", exc)
+        run.report.finish("interrupted", f"stopped by {exc}")
         code = EXIT_RUN_FAILED
     except Exception as exc:
         log.exception("run failed; the next run resumes from the last checkpoint")
@@ -271,9 +283,11 @@ def publish_report(run, config) -> None:
     """Print the summary, write the JSON file, and index the report into `<alias>-runs`."""
     log = logging.getLogger("indexer")
     report = run.report
-    path = report.write_json(config.report_dir)
     print(report.summary(), file=sys.stderr)
-    log.info("report written to %s", path)
+    try:
+        log.info("report written to %s", report.write_json(config.report_dir))
+    except OSError as exc:
+        log.error("could not write the report file into INDEXER_REPORT_DIR=%s: %s", config.report_dir, exc)
     try:
         run.store.ensure().record_run(report.as_dict())
     except Exception as exc:  # noqa: BLE001 - the run's outcome stands even if its report cannot be stored
@@ -286,7 +300,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     from elastic_transport import TransportError
 
-    from indexer.admin import alias_status, latest_report
+    from indexer.admin import alias_status
     from indexer.config import load_elastic_config
     from indexer.sink import make_client
 
@@ -298,7 +312,6 @@ def run_status(args: argparse.Namespace) -> int:
         logging.getLogger("indexer").error("Elasticsearch at %s is not reachable: %s", config.url, exc)
         return EXIT_RUN_FAILED
     state["catalog_rows"] = catalog_rows(env)
-    state["latest_report"] = latest_report(env.get("INDEXER_REPORT_DIR", "reports"))
     if args.json:
         print(json.dumps(state, indent=2, default=str))
     else:
@@ -334,11 +347,15 @@ def format_status(state: dict) -> str:
             f" {marker} {version['index']}  docs={version['documents']}  {statuses}  "
             f"model={model.get('weights')} {model.get('fingerprint')}"
         )
-    report = state["latest_report"]
-    if report:
+    for entry in state["state"]:
+        details = {k: v for k, v in entry.items() if k not in ("id", "kind", "statuses", "done")}
+        lines.append(f"state {entry['id']}: {details}")
+    for run in state["last_runs"]:
+        statuses = ", ".join(f"{k}={v}" for k, v in sorted((run.get("statuses") or {}).items())) or "-"
         lines.append(
-            f"last run {report['run_id']} ({report['mode']}) {report['outcome']} at {report['finished_at']}: "
-            f"{report['statuses']}"
+            f"run {run['run_id']} {run['mode']} [{run.get('partition', '0/1')}] {run['outcome']} "
+            f"{run['started_at']} -> {run.get('finished_at')}: {statuses}; "
+            f"{run.get('images_per_second')} new vectors/s"
         )
     return "\n".join(lines)
 
@@ -367,9 +384,22 @@ def run_rollback(args: argparse.Namespace) -> int:
 COMMANDS = {"full": run_job, "incremental": run_job, "status": run_status, "rollback": run_rollback}
 
 
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT: unwind so the lock is released and the report written (kill -9 cannot be caught)."""
+
+
+def stop_on_signals() -> None:
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
+    stop_on_signals()
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

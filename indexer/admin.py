@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from elasticsearch import Elasticsearch
 
 from indexer.sink import aliased_indices, index_meta, list_versions, swap_alias
+from indexer.state import StateStore
 
 
 class RollbackImpossible(RuntimeError):
@@ -33,17 +31,27 @@ def version_summary(es: Elasticsearch, index: str) -> dict[str, object]:
     }
 
 
-def alias_status(es: Elasticsearch, alias: str) -> dict[str, object]:
-    """The alias, the index it serves, and every retained version, newest first."""
+def alias_status(es: Elasticsearch, alias: str, runs: int = 5) -> dict[str, object]:
+    """The alias, every retained version (newest first), run state (locks, checkpoints) and last runs."""
     live = aliased_indices(es, alias)
     versions = [version_summary(es, name) | {"live": name in live} for name in list_versions(es, alias)]
-    return {"alias": alias, "live": live, "versions": versions}
+    store = StateStore(es, alias)
+    return {
+        "alias": alias,
+        "live": live,
+        "versions": versions,
+        "state": run_state(es, store),
+        "last_runs": store.last_runs(runs),
+    }
 
 
-def latest_report(report_dir: str) -> dict[str, object] | None:
-    """The newest run report written to the report folder, if any."""
-    reports = sorted(Path(report_dir).glob("report-*.json"))
-    return json.loads(reports[-1].read_text()) if reports else None
+def run_state(es: Elasticsearch, store: StateStore) -> list[dict[str, object]]:
+    """Locks, checkpoints and unfinished builds recorded for the alias."""
+    if not es.indices.exists(index=store.index):
+        return []
+    es.indices.refresh(index=store.index)
+    hits = es.search(index=store.index, size=100)["hits"]["hits"]
+    return sorted(({"id": hit["_id"], **hit["_source"]} for hit in hits), key=lambda entry: entry["id"])
 
 
 def previous_version(es: Elasticsearch, alias: str, target: str | None = None) -> tuple[str, str]:

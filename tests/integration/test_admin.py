@@ -8,8 +8,7 @@ import pytest
 
 from indexer import sink
 from indexer.admin import RollbackImpossible, alias_status, rollback
-from tests.integration.helpers import photo_entries, run_full, seed
-from tests.integration.test_indexer_full import run_cli
+from tests.integration.helpers import photo_entries, run_cli, run_full, seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("drop_table")]
 

@@ -1,0 +1,123 @@
+"""Run state in Elasticsearch: the lock (refusal, expiry, dead holder, loss), reports, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from indexer.partition import Partition
+from indexer.state import LockHeld, LockLost, RunLock, StateStore, now_ms
+from tests.integration.helpers import photo_entries, run_cli, seed, start_cli
+
+pytestmark = pytest.mark.integration
+
+
+def lock(es, alias: str, run_id: str, ttl: float = 60.0, partition: Partition = Partition()) -> RunLock:
+    return RunLock(StateStore(es, alias).ensure(), partition, run_id, "incremental", ttl)
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lock(es, alias):
+    first = lock(es, alias, "first").acquire()
+    try:
+        with pytest.raises(LockHeld, match="first"):
+            lock(es, alias, "second").acquire()
+        lock(es, alias, "other-partition", partition=Partition(1, 2)).acquire().release()
+    finally:
+        first.release()
+    lock(es, alias, "third").acquire().release()  # released: free again
+
+
+def test_an_expired_lock_is_taken_over(es, alias):
+    store = StateStore(es, alias).ensure()
+    store.put(
+        "lock:all", {"kind": "lock", "run_id": "dead", "host": "elsewhere", "pid": 1, "expires_at_ms": 0}
+    )
+    taken = lock(es, alias, "new").acquire()
+    try:
+        assert store.get("lock:all").source["run_id"] == "new"
+    finally:
+        taken.release()
+
+
+def test_a_lock_left_by_a_dead_process_on_this_host_is_taken_over_at_once(es, alias):
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    store = StateStore(es, alias).ensure()
+    store.put(
+        "lock:all",
+        {
+            "kind": "lock",
+            "run_id": "killed",
+            "host": socket.gethostname(),
+            "pid": gone.pid,
+            "expires_at_ms": now_ms() + 600_000,
+        },
+    )
+    lock(es, alias, "new").acquire().release()
+
+
+def test_the_heartbeat_renews_and_a_stolen_lock_is_noticed(es, alias):
+    store = StateStore(es, alias).ensure()
+    held = lock(es, alias, "slow", ttl=1.5).acquire()
+    try:
+        first_expiry = store.get("lock:all").source["expires_at_ms"]
+        time.sleep(1.2)
+        assert store.get("lock:all").source["expires_at_ms"] > first_expiry  # renewed
+        store.put("lock:all", {"kind": "lock", "run_id": "thief", "expires_at_ms": now_ms() + 60_000})
+        time.sleep(1.0)
+        with pytest.raises(LockLost):
+            held.ensure_held()
+    finally:
+        held.release()
+    assert store.get("lock:all").source["run_id"] == "thief"  # a lost lock is not deleted
+
+
+@pytest.mark.usefixtures("drop_table")
+def test_cli_exits_4_when_locked_and_records_every_run(es, env):
+    seed(env, photo_entries(1, 1))
+    holder = lock(es, env["ES_INDEX"], "holder").acquire()
+    try:
+        refused = run_cli(env, "incremental", "--no-progress")
+    finally:
+        holder.release()
+    assert refused.returncode == 4, refused.stderr[-2000:]
+    assert "holds the lock" in refused.stderr
+
+    built = run_cli(env, "incremental", "--no-progress")  # no alias yet: becomes a full build
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "running a full build instead" in built.stderr
+
+    runs = StateStore(es, env["ES_INDEX"]).last_runs(5)
+    outcomes = [(run["mode"], run["outcome"]) for run in runs]
+    assert outcomes == [("full", "succeeded"), ("full", "locked")]  # no alias yet: both became full
+    status = run_cli(env, "status", "--json")
+    state = json.loads(status.stdout)
+    assert state["last_runs"][0]["outcome"] == "succeeded" and state["catalog_rows"] == 1
+
+
+@pytest.mark.usefixtures("drop_table")
+def test_sigterm_stops_cleanly_releasing_the_lock(es, env, tmp_path):
+    seed(env, [entry for _ in range(3) for entry in photo_entries(4, 2)][:8])
+    log = tmp_path / "run.log"
+    run = start_cli(
+        {**env, "INDEXER_CHECKPOINT_SECONDS": "0"}, log, "full", "--batch-size", "2", "--no-progress"
+    )
+    store = StateStore(es, env["ES_INDEX"])
+    give_up = time.monotonic() + 120
+    while time.monotonic() < give_up:
+        if es.indices.exists(index=store.index) and store.get("checkpoint:full:all"):
+            break
+        time.sleep(0.2)
+    os.kill(run.pid, signal.SIGTERM)
+    code = run.wait(timeout=120)
+    assert code == 1, log.read_text()[-2000:]
+    assert "stopped by SIGTERM" in log.read_text()
+    assert store.get("lock:all") is None
+    assert store.last_runs(1)[0]["outcome"] == "interrupted"
