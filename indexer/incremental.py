@@ -137,7 +137,8 @@ class IncrementalRun:
             "run_id": self.report.run_id,
             "saved_at": datetime.now(UTC).isoformat(),
         }
-        if self._checkpoint is not None and self._checkpoint.source == body:
+        saved = self._checkpoint.source if self._checkpoint is not None else {}
+        if (saved.get("updated_at"), saved.get("id")) == (body["updated_at"], body["id"]):
             return
         self._checkpoint = self.store.replace(self.checkpoint_id, body, self._checkpoint)
 
