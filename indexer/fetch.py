@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
+import random
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -13,12 +15,30 @@ from indexer.config import FetchConfig
 from indexer.errors import RowFailure, RowStatus
 
 CHUNK_BYTES = 64 * 1024
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TRANSIENT_REASONS = frozenset(
+    {"timeout", "connection_reset", "connection_closed", "connection_refused", "connection_failed"}
+    | {f"http_{status}" for status in RETRY_STATUSES}
+)
 MAX_REDIRECTS = 5
+BACKOFF_SECONDS = 0.25
+MAX_BACKOFF_SECONDS = 8.0
 
 
-def download_failure(reason: str, message: str) -> RowFailure:
-    return RowFailure(RowStatus.DOWNLOAD_FAILED, reason, message)
+class DownloadFailure(RowFailure):
+    """A download_failed row failure; transient ones are retried, after at least `retry_after` seconds."""
+
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(RowStatus.DOWNLOAD_FAILED, reason, message)
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.reason in TRANSIENT_REASONS
+
+
+def download_failure(reason: str, message: str, retry_after: float | None = None) -> DownloadFailure:
+    return DownloadFailure(reason, message, retry_after)
 
 
 def is_http_url(location: str) -> bool:
@@ -55,39 +75,74 @@ def _path_under(base_dir: str, photo: str) -> str:
 
 
 def read_capped(response: urllib3.BaseHTTPResponse, max_bytes: int, deadline: float) -> bytes:
-    """Read a streamed body, failing past `max_bytes` or past the overall deadline."""
+    """Read a streamed body, failing past `max_bytes` or past the overall deadline.
+
+    `read1` returns whatever one socket read brings, so a server that drips bytes just fast enough to
+    dodge the socket timeout still meets the deadline (a plain `read(n)` would wait for all n bytes).
+    """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise download_failure("too_large", f"Content-Length {declared} exceeds the cap of {max_bytes} bytes")
     chunks: list[bytes] = []
     received = 0
-    for chunk in response.stream(CHUNK_BYTES):
+    while True:
+        if time.monotonic() > deadline:
+            raise download_failure(
+                "timeout", f"download took longer than the deadline ({received} bytes read)"
+            )
+        chunk = response.read1(CHUNK_BYTES)
+        if not chunk:
+            return b"".join(chunks)
         received += len(chunk)
         if received > max_bytes:
             raise download_failure("too_large", f"body exceeds the cap of {max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise download_failure("timeout", "download took longer than the timeout")
         chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def backoff_delay(attempt: int, base: float) -> float:
+    """Exponential backoff with jitter: base·2^attempt, stretched by up to 50%, capped."""
+    return min(base * 2**attempt * random.uniform(1.0, 1.5), MAX_BACKOFF_SECONDS)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/invalid."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
 
 
 class ImageFetcher:
-    """Thread-safe downloader; one connection pool shared by all worker threads."""
+    """Thread-safe downloader; one connection pool shared by all worker threads.
 
-    def __init__(self, config: FetchConfig, pool_size: int = 8) -> None:
+    Every HTTP download has one deadline (`timeout · (retries + 2)`) covering all its attempts.
+    Transient failures (timeouts, resets, refused connections, 408/429/5xx), in the headers or in the
+    body, are retried up to `retries` times with exponential backoff; a Retry-After header is honoured
+    only while it still ends before the deadline, so a server can never park a worker for long.
+    """
+
+    def __init__(self, config: FetchConfig, pool_size: int = 8, backoff: float = BACKOFF_SECONDS) -> None:
         self.config = config
+        self.backoff = backoff
+        # urllib3 only follows redirects; retrying is ours (it covers the body too, and caps waits).
         retry = Retry(
             total=None,
-            connect=config.retries,
-            read=config.retries,
-            status=config.retries,
-            other=config.retries,
+            connect=0,
+            read=0,
+            status=0,
+            other=0,
             redirect=MAX_REDIRECTS,
-            backoff_factor=0.5,
-            status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET"}),
             raise_on_status=False,
-            respect_retry_after_header=True,
+            respect_retry_after_header=False,
         )
         self._http = urllib3.PoolManager(
             num_pools=16,
@@ -105,22 +160,61 @@ class ImageFetcher:
 
     def _fetch_http(self, url: str) -> bytes:
         deadline = time.monotonic() + self.config.timeout * (self.config.retries + 2)
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(url, deadline)
+            except DownloadFailure as failure:
+                delay = self._retry_delay(failure, attempt, deadline)
+                if delay is None:
+                    if attempt:
+                        failure.message += f" (after {attempt + 1} attempts)"
+                    raise
+            time.sleep(delay)
+            attempt += 1
+
+    def _retry_delay(self, failure: DownloadFailure, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before the next attempt, or None when this failure is final."""
+        if not failure.transient or attempt >= self.config.retries:
+            return None
+        delay = max(backoff_delay(attempt, self.backoff), failure.retry_after or 0.0)
+        if time.monotonic() + delay >= deadline:
+            if failure.retry_after:
+                failure.message += f"; Retry-After {failure.retry_after:g} s ends past the download deadline"
+            return None
+        return delay
+
+    def _attempt(self, url: str, deadline: float) -> bytes:
+        """One GET (redirects followed) and its capped body; raises DownloadFailure."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise download_failure("timeout", f"GET {url}: no time left before the download deadline")
+        seconds = round(min(self.config.timeout, remaining), 3)
         try:
-            response = self._http.request("GET", url, preload_content=False, redirect=True)
+            response = self._http.request(
+                "GET",
+                url,
+                preload_content=False,
+                redirect=True,
+                timeout=Timeout(connect=seconds, read=seconds),
+            )
         except urllib3.exceptions.MaxRetryError as exc:
-            raise download_failure(_network_reason(exc.reason), f"GET {url} failed: {exc.reason}") from None
+            raise network_failure(exc.reason or exc, f"GET {url} failed") from None
         except urllib3.exceptions.HTTPError as exc:
-            raise download_failure(_network_reason(exc), f"GET {url} failed: {exc}") from None
+            raise network_failure(exc, f"GET {url} failed") from None
         try:
             if response.status != 200:
-                raise download_failure(
-                    f"http_{response.status}", f"GET {url} answered HTTP {response.status}"
-                )
-            return read_capped(response, self.config.max_bytes, deadline)
+                raise status_failure(url, response)
+            body = read_capped(response, self.config.max_bytes, deadline)
         except urllib3.exceptions.HTTPError as exc:
-            raise download_failure(_network_reason(exc), f"reading {url} failed: {exc}") from None
+            response.close()
+            raise network_failure(exc, f"reading {url} failed") from None
+        except DownloadFailure:
+            response.close()
+            raise
         finally:
             response.release_conn()
+        return body
 
     def _read_file(self, path: str) -> bytes:
         try:
@@ -137,12 +231,42 @@ class ImageFetcher:
             raise download_failure("io_error", f"cannot read {path}: {exc}") from None
 
 
-def _network_reason(exc: BaseException | None) -> str:
-    """A short reason code for a urllib3 network error."""
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # check first: it subclasses timeout
-        return "connection_refused"
-    if isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)):
+def status_failure(url: str, response: urllib3.BaseHTTPResponse) -> DownloadFailure:
+    """A non-200 answer; 429 and 503 may carry a Retry-After."""
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return download_failure(
+        f"http_{response.status}", f"GET {url} answered HTTP {response.status}", retry_after
+    )
+
+
+def network_failure(exc: BaseException, context: str) -> DownloadFailure:
+    return download_failure(network_reason(exc), f"{context}: {exc}")
+
+
+def network_reason(exc: BaseException) -> str:
+    """A short, stable reason code for a urllib3 network error."""
+    errors = urllib3.exceptions
+    if isinstance(exc, errors.NameResolutionError):  # these subclass NewConnectionError, then timeout
+        return "dns_error"
+    if isinstance(exc, errors.NewConnectionError):
+        return "connection_refused" if _caused_by(exc, ConnectionRefusedError) else "connection_failed"
+    if isinstance(exc, (errors.TimeoutError, TimeoutError)):
         return "timeout"
-    if isinstance(exc, urllib3.exceptions.ResponseError):
-        return "too_many_retries"
+    if isinstance(exc, errors.SSLError):
+        return "tls_error"
+    if isinstance(exc, errors.ProtocolError):
+        return "connection_reset" if _caused_by(exc, ConnectionResetError) else "connection_closed"
+    if isinstance(exc, errors.ResponseError) and "redirect" in str(exc):
+        return "too_many_redirects"
     return "network_error"
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException], depth: int = 4) -> bool:
+    """Whether `kind` is `exc` or hides in its args / cause / context (urllib3 wraps socket errors)."""
+    if isinstance(exc, kind):
+        return True
+    if depth == 0:
+        return False
+    inner = [arg for arg in exc.args if isinstance(arg, BaseException)]
+    inner += [link for link in (exc.__cause__, exc.__context__) if link is not None]
+    return any(_caused_by(link, kind, depth - 1) for link in inner)

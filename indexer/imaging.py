@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import warnings
+import struct
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -14,6 +14,8 @@ TARGET_SIZE = (224, 224)
 DEFAULT_MAX_PIXELS = 40_000_000
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_KEYED_TRANSPARENCY_MODES = frozenset({"P", "1", "L", "RGB"})  # a tRNS colour that Pillow can turn to alpha
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 _DECODE_ERRORS = (
     UnidentifiedImageError,
     OSError,
@@ -21,7 +23,6 @@ _DECODE_ERRORS = (
     SyntaxError,
     EOFError,
     Image.DecompressionBombError,
-    Image.DecompressionBombWarning,
 )
 
 
@@ -31,7 +32,12 @@ def decode_failure(reason: str, message: str) -> RowFailure:
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (header only) and check format and pixel count before any pixel is decoded."""
+    """Open (header only) and check format and pixel count before any pixel is decoded.
+
+    This pixel check is the decompression-bomb guard. Pillow's own (a warning past
+    Image.MAX_IMAGE_PIXELS, an error past twice that) is left as it is: turning its warning into an
+    error with `warnings.catch_warnings` is not thread-safe, and decoding runs on worker threads.
+    """
     if not data:
         raise decode_failure("empty", "the file is empty (0 bytes)")
     try:
@@ -50,21 +56,23 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any mode to 8-bit RGB; alpha is composited onto white."""
-    if image.mode == "P" and "transparency" in image.info:
+    """Convert any mode to 8-bit RGB; alpha (or a transparent colour key) is composited onto white."""
+    if image.mode in _KEYED_TRANSPARENCY_MODES and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in _ALPHA_MODES:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if image.mode in _SIXTEEN_BIT_MODES:
+        return _scaled_to_rgb(np.asarray(image, dtype=np.float64), 255.0 / 65535.0)
+    if image.mode in ("I", "F"):
         return _high_depth_to_rgb(image)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
-    """Scale 16-bit / 32-bit integer or float grayscale to 8 bits instead of clipping."""
-    pixels = np.asarray(image, dtype=np.float64)
+    """Scale 32-bit integer or float grayscale (range unknown: guessed from the data) to 8 bits."""
+    pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
     top = float(pixels.max()) if pixels.size else 0.0
     if image.mode == "F" and top <= 1.0:
         scale = 255.0
@@ -72,6 +80,10 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
         scale = 1.0
     else:
         scale = 255.0 / 65535.0 if top <= 65535.0 else 255.0 / top
+    return _scaled_to_rgb(pixels, scale)
+
+
+def _scaled_to_rgb(pixels: np.ndarray, scale: float) -> Image.Image:
     eight_bit = np.clip(pixels * scale, 0, 255).astype(np.uint8)
     return Image.fromarray(eight_bit, mode="L").convert("RGB")
 
@@ -86,27 +98,33 @@ def apply_orientation(image: Image.Image) -> Image.Image:
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Return a (224, 224, 3) uint8 RGB array, or raise RowFailure(decode_failed)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = open_image(data, max_pixels)
-            if image.format == "JPEG":
-                image.draft("RGB", TARGET_SIZE)
-            image.load()
-            image = to_rgb(apply_orientation(image))
-            image = image.resize(TARGET_SIZE, Image.Resampling.BILINEAR, reducing_gap=3.0)
-        except RowFailure:
-            raise
-        except _DECODE_ERRORS as exc:
-            raise decode_failure(_reason_for(exc), f"cannot decode image: {exc}") from None
+    try:
+        image = open_image(data, max_pixels)
+        if image.format == "JPEG":
+            image.draft("RGB", TARGET_SIZE)
+        image.load()
+        image = to_rgb(apply_orientation(image))
+        image = image.resize(TARGET_SIZE, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    except RowFailure:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise decode_failure(_reason_for(exc, data), f"cannot decode image: {exc}") from None
     return np.asarray(image, dtype=np.uint8)
 
 
-def _reason_for(exc: BaseException) -> str:
+def _reason_for(exc: BaseException, data: bytes) -> str:
     """A stable short code for a Pillow exception, for the error histogram."""
-    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+    if isinstance(exc, Image.DecompressionBombError):
         return "too_many_pixels"
     text = str(exc).lower()
-    if "truncated" in text or isinstance(exc, EOFError):
+    if "truncated" in text or isinstance(exc, EOFError) or _riff_is_short(data):
         return "truncated"
     return "corrupt"
+
+
+def _riff_is_short(data: bytes) -> bool:
+    """A WebP (RIFF) file shorter than the size its header declares: libwebp only says 'corrupt'."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
+    (declared,) = struct.unpack("<I", data[4:8])
+    return len(data) < declared + 8

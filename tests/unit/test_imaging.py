@@ -112,3 +112,28 @@ def test_unsupported_format():
 def test_same_bytes_same_pixels():
     data = encode(gradient(), "JPEG")
     assert np.array_equal(decode_image(data), decode_image(data))
+
+
+@pytest.mark.parametrize(("mode", "key"), [("L", 0), ("RGB", (0, 0, 0)), ("1", 0)])
+def test_transparent_colour_key_is_composited_on_white(mode, key):
+    image = Image.new(mode, (64, 64), key)
+    image.paste(Image.new(mode, (32, 64), 255 if mode != "RGB" else (255, 0, 0)), (32, 0))
+    pixels = decode_image(encode(image, "PNG", transparency=key))
+    assert (pixels[:, :100] == 255).all()  # the keyed (transparent) half is white, not black
+
+
+def test_16_bit_image_is_scaled_by_its_full_range():
+    dark = np.full((64, 64), 255, dtype=np.uint16)  # 255 of 65535: nearly black, as any viewer shows it
+    assert decode_image(encode(Image.fromarray(dark), "PNG")).max() <= 1
+
+
+def test_truncated_webp():
+    data = encode(gradient(size=(400, 300)), "WEBP", quality=90)
+    decode_fails(data[: len(data) // 2], "truncated")
+
+
+def test_bomb_under_pillow_error_limit_gets_our_reason_and_message():
+    data = encode(Image.new("1", (10000, 10000)), "PNG")  # 100 M pixels, 12 kB: Pillow only warns
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's warning stays a warning: our cap decides
+        failure = decode_fails(data, "too_many_pixels")
+    assert "100000000 pixels exceeds the cap of 40000000" in failure.message
