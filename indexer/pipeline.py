@@ -165,6 +165,7 @@ class RowIndexer:
         prepared = PreparedRow(row=row, image_url=None)
         if row.deleted:
             return prepared
+        stage = RowStatus.DOWNLOAD_FAILED
         try:
             if row.relation_id is None or not row.relation_id.strip():
                 raise RowFailure(RowStatus.INVALID_ROW, "no_relation_id", "relation_id is NULL or empty")
@@ -174,13 +175,14 @@ class RowIndexer:
                 return prepared
             with Stopwatch(self.report, "fetch"):
                 data = self.fetcher.fetch(prepared.image_url)
+            stage = RowStatus.DECODE_FAILED
             with Stopwatch(self.report, "decode"):
                 prepared.pixels = decode_image(data, self.config.fetch.max_pixels)
         except RowFailure as failure:
             prepared.failure = failure
         except Exception as exc:
             log.exception("unexpected error preparing row %s", row.id)
-            prepared.failure = RowFailure(RowStatus.DOWNLOAD_FAILED, "unexpected", repr(exc))
+            prepared.failure = RowFailure(stage, "unexpected", repr(exc))
         return prepared
 
     def _embed_and_submit(self, writer: sink.BulkWriter, target: str, batch: list[PreparedRow]) -> None:
