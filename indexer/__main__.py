@@ -235,35 +235,36 @@ def execute(run, args: argparse.Namespace, config) -> int:
     from indexer.state import LockHeld
 
     log = logging.getLogger("indexer")
+    # (exception, outcome, exit code, log template): the first match wins; anything else is a crash.
+    known = [
+        (LockHeld, "locked", EXIT_LOCKED, "refusing to start: %s"),
+        (ValidationFailed, "validation_failed", EXIT_VALIDATION, "validation failed: %s"),
+        (IncompatibleIndex, "failed", EXIT_CONFIG, "%s"),
+        (NoLiveIndex, "failed", EXIT_RUN_FAILED, "%s"),
+        (
+            Interrupted,
+            "interrupted",
+            EXIT_RUN_FAILED,
+            "stopped by %s; the next run resumes from the checkpoint",
+        ),
+    ]
     code = EXIT_OK
     try:
         if args.dry_run:
             return print_plan(run)
         run.run()
-    except LockHeld as exc:
-        log.error("refusing to start: %s", exc)
-        run.report.finish("locked", str(exc))
-        code = EXIT_LOCKED
-    except ValidationFailed as exc:
-        log.error("validation failed: %s", exc)
-        run.report.finish("validation_failed", str(exc))
-        code = EXIT_VALIDATION
-    except IncompatibleIndex as exc:
-        log.error("%s", exc)
-        run.report.finish("failed", str(exc))
-        code = EXIT_CONFIG
-    except NoLiveIndex as exc:
-        log.error("%s", exc)
-        run.report.finish("failed", str(exc))
-        code = EXIT_RUN_FAILED
-    except Interrupted as exc:
-        log.error("stopped by %s; the next run resumes from the last checkpoint", exc)
-        run.report.finish("interrupted", f"stopped by {exc}")
-        code = EXIT_RUN_FAILED
-    except Exception as exc:
-        log.exception("run failed; the next run resumes from the last checkpoint")
-        run.report.finish("failed", f"{type(exc).__name__}: {exc}")
-        code = EXIT_RUN_FAILED
+    except BaseException as exc:
+        match = next((entry for entry in known if isinstance(exc, entry[0])), None)
+        if match is None and not isinstance(exc, Exception):
+            raise
+        if match is None:
+            log.exception("run failed; the next run resumes from the last checkpoint")
+            run.report.finish("failed", f"{type(exc).__name__}: {exc}")
+            code = EXIT_RUN_FAILED
+        else:
+            _, outcome, code, template = match
+            log.error(template, exc)
+            run.report.finish(outcome, str(exc))
     publish_report(run, config)
     return code
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -85,12 +86,44 @@ def build_vgg16(weights: str, seed: int):
     return model
 
 
+def visible_gpus() -> list:
+    """GPUs TensorFlow sees, set to grow memory on demand (the API and the indexer may share one)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        with contextlib.suppress(RuntimeError, ValueError):  # already initialised: keep TF's allocation
+            tf.config.experimental.set_memory_growth(gpu, True)
+    return gpus
+
+
+def describe_device(gpus: list, jit_compile: bool) -> str:
+    """Where the model runs, for the log and benchmarks: TensorFlow places it on the first GPU."""
+    import tensorflow as tf
+
+    compiler = "XLA" if jit_compile else "graph"
+    if gpus:
+        return f"GPU {gpus[0].name} ({len(gpus)} visible, {compiler})"
+    threads = tf.config.threading
+    return (
+        f"CPU (no GPU visible to TensorFlow; {os.cpu_count()} cores, intra-op threads "
+        f"{threads.get_intra_op_parallelism_threads() or 'auto'}, "
+        f"inter-op {threads.get_inter_op_parallelism_threads() or 'auto'}, {compiler})"
+    )
+
+
 class FeatureExtractor:
     """Loads VGG16 once; turns batches of decoded images into unit-length 512-d vectors."""
 
-    def __init__(self, weights: str = IMAGENET_WEIGHTS, seed: int = 0) -> None:
+    def __init__(
+        self, weights: str = IMAGENET_WEIGHTS, seed: int = 0, jit_compile: bool | None = None
+    ) -> None:
+        """jit_compile None: XLA on CPU (bench/indexer.py measured +3-5% here), TF's graph on a GPU."""
         import tensorflow as tf
 
+        gpus = visible_gpus()
+        self.jit_compile = not gpus if jit_compile is None else jit_compile
+        self.device = describe_device(gpus, self.jit_compile)
         self._model = build_vgg16(weights, seed)
         self.info = ModelInfo(
             model_id=MODEL_ID,
@@ -100,14 +133,20 @@ class FeatureExtractor:
         self._forward = tf.function(
             self._normalised_features,
             input_signature=[tf.TensorSpec([None, *TARGET_SIZE, 3], tf.uint8)],
+            jit_compile=self.jit_compile,
         )
         self._lock = threading.Lock()
         log.info(
-            "VGG16 ready: weights=%s fingerprint=%s devices=%s",
+            "VGG16 ready on %s: weights=%s fingerprint=%s",
+            self.device,
             self.info.weights,
             self.info.fingerprint,
-            [d.name for d in tf.config.list_logical_devices()],
         )
+
+    @property
+    def keras_model(self):
+        """The underlying Keras model (for benchmarks and weight export)."""
+        return self._model
 
     def _normalised_features(self, images):
         """Graph: uint8 RGB → preprocess_input (caffe BGR mean) → VGG16 → (features, norms)."""

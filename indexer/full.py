@@ -11,15 +11,11 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import bulk
 
 from indexer import reuse, sink
-from indexer.config import IndexerConfig
 from indexer.documents import iso
 from indexer.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowStatus
-from indexer.features import FeatureExtractor
-from indexer.pipeline import CompletionTracker, RowIndexer, RunOptions, ValidationFailed
-from indexer.progress import NoProgress, Progress
+from indexer.pipeline import CompletionTracker, LockedRun, ValidationFailed
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogSource
-from indexer.state import RunLock, StateConflict, StateStore, Versioned
+from indexer.state import StateConflict, Versioned
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +25,7 @@ INCREMENTAL_CHECKPOINT_KIND = "incremental-checkpoint"
 INCREMENTAL_BASE_ID = "incremental-base"
 
 
-class FullRebuild:
+class FullRebuild(LockedRun):
     """Builds a new versioned index from every catalog row and swaps the alias to it.
 
     The build is recorded in the state index (`build:<N>`), so a killed run, or the other N-1
@@ -37,44 +33,15 @@ class FullRebuild:
     written. The partition that completes the set validates and swaps.
     """
 
-    def __init__(
-        self,
-        config: IndexerConfig,
-        es: Elasticsearch,
-        source: CatalogSource,
-        extractor: FeatureExtractor,
-        options: RunOptions = RunOptions(),
-        progress: Progress | None = None,
-    ) -> None:
-        self.config = config
-        self.es = es
-        self.source = source
-        self.extractor = extractor
-        self.options = options
-        self.partition = options.partition
-        self.progress = progress or NoProgress()
-        self.alias = config.elastic.alias
-        self.report = RunReport(mode="full", alias=self.alias, partition=str(self.partition))
-        self.report.model = extractor.info.as_meta()
-        self.store = StateStore(es, self.alias, config.run.es_retry_seconds)
-        self.lock = RunLock(self.store, self.partition, self.report.run_id, "full", config.run.lock_ttl)
-        self.rows = RowIndexer(
-            config, es, extractor, self.report, options, self.progress, self.lock.ensure_held
-        )
+    mode = "full"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.build_id = f"build:{self.partition.count}"
         self.checkpoint_id = f"checkpoint:full:{self.partition.key}"
         self.carried: Counter = Counter()
         self.carried_rows = 0
         self.start_after = 0
-
-    def run(self) -> RunReport:
-        """Run to the end; raises on a run-level failure (the alias is then untouched)."""
-        self.store.ensure()
-        with self.lock:
-            try:
-                return self._run_locked()
-            finally:
-                self.progress.close()
 
     def _run_locked(self) -> RunReport:
         build = self._open_build()

@@ -9,16 +9,13 @@ from datetime import UTC, datetime, timedelta
 from elasticsearch import Elasticsearch
 
 from indexer import reuse, sink
-from indexer.config import IndexerConfig
 from indexer.documents import iso
 from indexer.errors import FAILURE_STATUSES
-from indexer.features import FeatureExtractor
 from indexer.full import INCREMENTAL_BASE_ID, INCREMENTAL_CHECKPOINT_KIND
-from indexer.pipeline import CompletionTracker, RowIndexer, RunOptions, ValidationFailed
-from indexer.progress import NoProgress, Progress
+from indexer.pipeline import CompletionTracker, LockedRun, ValidationFailed
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogRow, CatalogSource, ChangePosition
-from indexer.state import RunLock, StateStore, Versioned
+from indexer.source import CatalogRow, ChangePosition
+from indexer.state import Versioned
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +30,7 @@ class IncompatibleIndex(RuntimeError):
     """The live index was built with other weights; mixing vectors would corrupt it. Run `full`."""
 
 
-class IncrementalRun:
+class IncrementalRun(LockedRun):
     """Upserts changed rows, retries failed ones and removes deleted ones, in the live index.
 
     Phase 1 reads rows ordered by (updated_at, id) after the checkpoint and up to `now - lag`
@@ -42,42 +39,12 @@ class IncrementalRun:
     deletes documents whose rows are gone (hard delete) or flagged by MYSQL_DELETED_COLUMN.
     """
 
-    def __init__(
-        self,
-        config: IndexerConfig,
-        es: Elasticsearch,
-        source: CatalogSource,
-        extractor: FeatureExtractor,
-        options: RunOptions = RunOptions(),
-        progress: Progress | None = None,
-    ) -> None:
-        self.config = config
-        self.es = es
-        self.source = source
-        self.extractor = extractor
-        self.options = options
-        self.partition = options.partition
-        self.progress = progress or NoProgress()
-        self.alias = config.elastic.alias
-        self.report = RunReport(mode="incremental", alias=self.alias, partition=str(self.partition))
-        self.report.model = extractor.info.as_meta()
-        self.store = StateStore(es, self.alias, config.run.es_retry_seconds)
-        self.lock = RunLock(
-            self.store, self.partition, self.report.run_id, "incremental", config.run.lock_ttl
-        )
-        self.rows = RowIndexer(
-            config, es, extractor, self.report, options, self.progress, self.lock.ensure_held
-        )
+    mode = "incremental"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.checkpoint_id = f"checkpoint:incremental:{self.partition.key}"
         self._checkpoint: Versioned | None = None
-
-    def run(self) -> RunReport:
-        self.store.ensure()
-        with self.lock:
-            try:
-                return self._run_locked()
-            finally:
-                self.progress.close()
 
     def _run_locked(self) -> RunReport:
         live = live_index(self.es, self.alias, self.extractor.info.fingerprint)

@@ -24,7 +24,8 @@ from indexer.imaging import decode_image
 from indexer.partition import WHOLE, Partition
 from indexer.progress import NoProgress, Progress
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogRow
+from indexer.source import CatalogRow, CatalogSource
+from indexer.state import RunLock, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +239,46 @@ class RowIndexer:
             self.report.record_success(outcome)
             status = outcome
         self._tracker.finished(doc_id, status.value)
+
+
+class LockedRun:
+    """What `full` and `incremental` share: the report, the state store, the lock and the row indexer."""
+
+    mode = "run"
+
+    def __init__(
+        self,
+        config: IndexerConfig,
+        es: Elasticsearch,
+        source: CatalogSource,
+        extractor: FeatureExtractor,
+        options: RunOptions = RunOptions(),
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.es = es
+        self.source = source
+        self.extractor = extractor
+        self.options = options
+        self.partition = options.partition
+        self.progress = progress or NoProgress()
+        self.alias = config.elastic.alias
+        self.report = RunReport(mode=self.mode, alias=self.alias, partition=str(self.partition))
+        self.report.model = extractor.info.as_meta()
+        self.store = StateStore(es, self.alias, config.run.es_retry_seconds)
+        self.lock = RunLock(self.store, self.partition, self.report.run_id, self.mode, config.run.lock_ttl)
+        self.rows = RowIndexer(
+            config, es, extractor, self.report, options, self.progress, self.lock.ensure_held
+        )
+
+    def run(self) -> RunReport:
+        """Run to the end under the lock; raises on a run-level failure (the alias is then untouched)."""
+        self.store.ensure()
+        with self.lock:
+            try:
+                return self._run_locked()
+            finally:
+                self.progress.close()
+
+    def _run_locked(self) -> RunReport:
+        raise NotImplementedError

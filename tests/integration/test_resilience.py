@@ -53,6 +53,20 @@ def checkpoint_passed(es, alias: str, doc_id: str, key: str, minimum: int) -> Ca
     return passed
 
 
+def run_until_checkpoint(es, env, log, checkpoint: tuple[str, str, int], *args: str):
+    """Start the CLI and return it once the checkpoint `(doc id, field, minimum)` has been passed."""
+    process = start_cli(env, log, *args, "--batch-size", "2", "--no-progress")
+    wait_for(checkpoint_passed(es, env["ES_INDEX"], *checkpoint), f"checkpoint {checkpoint}")
+    return process
+
+
+def kill_after_checkpoint(es, env, log, checkpoint: tuple[str, str, int], *args: str) -> None:
+    """SIGKILL the CLI mid-run, right after a checkpoint: nothing can be cleaned up."""
+    process = run_until_checkpoint(es, env, log, checkpoint, *args)
+    process.kill()
+    process.wait()
+
+
 def snapshot(es, alias: str) -> dict[int, dict]:
     es.indices.refresh(index=alias)
     hits = es.search(index=alias, size=1000)["hits"]["hits"]
@@ -78,12 +92,9 @@ def test_full_killed_mid_run_resumes_to_the_same_index_as_a_clean_run(es, extrac
     run_full(clean_env, extractor)
     env = {**env, **FAST_CHECKPOINTS}
 
-    killed = start_cli(
-        env, tmp_path / "killed.log", "full", "--batch-size", "2", "--page-size", "4", "--no-progress"
+    kill_after_checkpoint(
+        es, env, tmp_path / "killed.log", ("checkpoint:full:all", "after_id", 6), "full", "--page-size", "4"
     )
-    wait_for(checkpoint_passed(es, env["ES_INDEX"], "checkpoint:full:all", "after_id", 6), "a checkpoint")
-    killed.kill()
-    killed.wait()
     assert sink.aliased_indices(es, env["ES_INDEX"]) == []  # nothing was served half-built
 
     resumed = run_cli(env, "full", "--batch-size", "2", "--no-progress")
@@ -101,12 +112,8 @@ def test_incremental_killed_mid_run_is_finished_by_the_next_run(es, extractor, e
     time.sleep(1.1)
     env = {**env, **FAST_CHECKPOINTS}
 
-    killed = start_cli(
-        env, tmp_path / "killed.log", "incremental", "--batch-size", "2", "--page-size", "4", "--no-progress"
-    )
-    wait_for(checkpoint_passed(es, env["ES_INDEX"], "checkpoint:incremental:all", "id", 6), "a checkpoint")
-    killed.kill()
-    killed.wait()
+    checkpoint = ("checkpoint:incremental:all", "id", 6)
+    kill_after_checkpoint(es, env, tmp_path / "killed.log", checkpoint, "incremental", "--page-size", "4")
     finished = run_cli(env, "incremental", "--batch-size", "2", "--no-progress")
 
     assert finished.returncode == 0, finished.stderr[-3000:]
@@ -131,8 +138,9 @@ def test_elasticsearch_restart_mid_run_is_waited_out(es, env, tmp_path):
     env = {**env, **FAST_CHECKPOINTS, "INDEXER_ES_RETRY_SECONDS": "240"}
     log = tmp_path / "run.log"
 
-    run = start_cli(env, log, "full", "--batch-size", "2", "--page-size", "4", "--no-progress")
-    wait_for(checkpoint_passed(es, env["ES_INDEX"], "checkpoint:full:all", "after_id", 4), "a checkpoint")
+    run = run_until_checkpoint(
+        es, env, log, ("checkpoint:full:all", "after_id", 4), "full", "--page-size", "4"
+    )
     stack.restart("es")
     code = run.wait(timeout=400)
 
@@ -150,10 +158,9 @@ def test_mariadb_restart_mid_run_reconnects_at_the_keyset_position(es, env, tmp_
     env = {**env, **FAST_CHECKPOINTS}
     log = tmp_path / "run.log"
 
-    run = start_cli(
-        env, log, "full", "--batch-size", "2", "--workers", "1", "--page-size", "2", "--no-progress"
+    run = run_until_checkpoint(
+        es, env, log, ("checkpoint:full:all", "after_id", 4), "full", "--workers", "1", "--page-size", "2"
     )
-    wait_for(checkpoint_passed(es, env["ES_INDEX"], "checkpoint:full:all", "after_id", 4), "a checkpoint")
     stack.restart("mariadb")
     code = run.wait(timeout=400)
 
