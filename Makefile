@@ -7,7 +7,7 @@ STACK := bash scripts/stack.sh
 STACK_ENV = eval "$$($(STACK) env)"
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv stack-up stack-down stack-status lint format test test-unit demo clean
+.PHONY: help venv stack-up stack-down stack-status lint format test test-unit demo clean bench-indexer
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -47,3 +47,6 @@ demo: stack-up  ## index the demo catalog of real photos and serve the search pa
 
 clean:  ## remove caches and demo files (not the venv or the stack)
 	rm -rf .pytest_cache .ruff_cache .demo reports
+
+bench-indexer: stack-up  ## indexer images/s: pipeline vs model ceiling vs naive (BENCH_ARGS="--images 240")
+	$(STACK_ENV) && $(BIN)/python -m bench.indexer $(BENCH_ARGS)

@@ -55,3 +55,22 @@ def test_weights_file_round_trip(extractor, images, tmp_path):
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="VGG16_WEIGHTS"):
         FeatureExtractor(str(tmp_path / "nope.h5"))
+
+
+def test_device_is_the_gpu_when_tensorflow_sees_one(extractor):
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    assert extractor.device.startswith("GPU" if gpus else "CPU")
+    assert extractor.jit_compile == (not gpus)
+    if gpus:
+        assert gpus[0].name in extractor.device
+
+
+def test_xla_and_graph_give_the_same_vectors(extractor, images):
+    """CPU runs XLA, a GPU runs TF's graph: an index built on one must match queries on the other."""
+    from tests.support.catalog import TEST_SEED
+
+    other = FeatureExtractor("random", seed=TEST_SEED, jit_compile=not extractor.jit_compile)
+    assert other.info.fingerprint == extractor.info.fingerprint
+    np.testing.assert_allclose(other.extract(images)[0], extractor.extract(images)[0], atol=1e-5)

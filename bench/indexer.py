@@ -1,0 +1,474 @@
+"""Indexer throughput side by side in one run: the bare model's ceiling, `indexer full`, a naive loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.machine import CpuMeter, load_average, machine_facts
+from bench.naive import NaiveRow, naive_index, warm_up_predict
+from bench.photos import ImageServer, serve_folder, write_photos
+
+log = logging.getLogger("bench.indexer")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TARGET_RATIO = 0.90
+IDLE_LOAD = 0.5
+COMPILERS = {"auto": None, "xla": True, "graph": False}
+
+DESCRIPTION = """\
+Measure, in one process and on the same freshly generated catalog photos:
+  ceiling   FeatureExtractor.extract on pre-decoded 224x224 batches (batch size = the pipeline's),
+            after warm-up; one pass before and one after every pipeline run (C P C P C)
+  pipeline  `indexer full --recompute` in-process (FullRebuild): MariaDB rows -> HTTP download ->
+            decode -> VGG16 -> bulk -> validate -> alias swap; wall time of run(), model load excluded;
+            --repeats runs, each compared with the faster ceiling pass next to it, median ratio
+  naive     the tutorial loop on the first --naive-images rows: urllib download, keras load_img,
+            model.predict on a batch of 1, es.index one document at a time
+and report images/second and the ratios pipeline/ceiling, naive/ceiling, pipeline/naive.
+
+Photos are JPEGs of 800x600..1600x1200 made from scikit-image's sample photographs (random crop,
+mirror, exposure, quality 85-92), served by Python's threaded http.server in a child process. Rows
+go into a throwaway MariaDB table bench_<random>, documents into throwaway indices bench-<random>*;
+both are removed afterwards. Needs ES_URL and MYSQL_URL (eval "$(bash scripts/stack.sh env)").
+
+Results: a table on stdout, bench/results/indexer-<UTC time>.json and bench/results/indexer-latest.md.
+The machine is shared: each phase records the cores used by this process, the image server and
+everything else (Elasticsearch included), and the 1-minute load average is recorded before and after."""
+
+
+@dataclass
+class Phase:
+    """One measured phase: how many images in how many seconds, and who used the CPU meanwhile."""
+
+    name: str
+    what: str
+    images: int
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "images": self.images,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.rate, 3),
+            "cpu": self.cpu,
+            **self.extra,
+        }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.indexer",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--images", type=int, default=120, help="catalog rows / photos (default 120)")
+    parser.add_argument(
+        "--naive-images", type=int, default=30, help="rows the slow naive loop indexes (default 30)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="pipeline runs, each between two ceiling passes (default 3)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
+    parser.add_argument("--workers", type=int, default=8, help="pipeline download/decode threads (default 8)")
+    parser.add_argument("--page-size", type=int, default=500, help="catalog keyset page size (default 500)")
+    parser.add_argument(
+        "--weights",
+        default=os.environ.get("VGG16_WEIGHTS", "random"),
+        help="VGG16_WEIGHTS for the run (default: $VGG16_WEIGHTS or 'random', same compute cost)",
+    )
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=0, help="TensorFlow intra-op threads (0 = TF)"
+    )
+    parser.add_argument(
+        "--inter-op-threads", type=int, default=0, help="TensorFlow inter-op threads (0 = TF)"
+    )
+    parser.add_argument(
+        "--compiler",
+        choices=sorted(COMPILERS),
+        default="auto",
+        help="how FeatureExtractor compiles the model: auto (XLA on CPU, graph on GPU), xla or graph",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=f"first wait up to SECONDS for the 1-minute load average to drop below {IDLE_LOAD}",
+    )
+    parser.add_argument(
+        "--require-ratio",
+        type=float,
+        default=None,
+        help="exit 1 when pipeline/ceiling is below this (default: report only)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results are written")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated photos (default 0)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def wait_for_idle(limit_seconds: float) -> list[float]:
+    """Wait (at most limit_seconds) until the 1-minute load average is below IDLE_LOAD."""
+    deadline = time.monotonic() + limit_seconds
+    while load_average()[0] >= IDLE_LOAD and time.monotonic() < deadline:
+        time.sleep(5)
+    return load_average()
+
+
+def configure_tensorflow(intra: int, inter: int) -> None:
+    """Thread pools must be set before TensorFlow initialises its runtime (0 keeps TF's default)."""
+    import tensorflow as tf
+
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def bench_environment(args: argparse.Namespace, alias: str, table: str, base_url: str, reports: str):
+    """The indexer environment for this run: throwaway table and alias, photos on the local server."""
+    missing = [name for name in ("ES_URL", "MYSQL_URL") if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
+    return {
+        **os.environ,
+        "ES_INDEX": alias,
+        "ES_NUMBER_OF_REPLICAS": "0",
+        "MYSQL_TABLE": table,
+        "IMAGE_BASE_URL": base_url,
+        "VGG16_WEIGHTS": args.weights,
+        "INDEXER_REPORT_DIR": reports,
+    }
+
+
+def seed_catalog(config, photos: list[Path]) -> list[NaiveRow]:
+    """One row per photo, three photos per product, in MariaDB; return them with their URLs."""
+    from demo.catalog import CatalogEntry, load_catalog
+
+    entries = [
+        CatalogEntry(number, f"product-{(number - 1) // 3 + 1:04d}", path.name)
+        for number, path in enumerate(photos, start=1)
+    ]
+    load_catalog(config.mysql, entries)
+    base = config.fetch.base_url
+    return [NaiveRow(e.id, e.relation_id or "", e.photo or "", base + (e.photo or "")) for e in entries]
+
+
+def decode_photos(photos: list[Path]) -> np.ndarray:
+    """Pre-decode with the project's decoder, so the ceiling phase is the model alone."""
+    from indexer.imaging import decode_image
+
+    return np.stack([decode_image(path.read_bytes()) for path in photos])
+
+
+def measure_ceiling(extractor, pixels: np.ndarray, batch_size: int, label: str) -> Phase:
+    """FeatureExtractor.extract over every pre-decoded image in batches of `batch_size`."""
+    with CpuMeter() as meter:
+        for start in range(0, len(pixels), batch_size):
+            extractor.extract(pixels[start : start + batch_size])
+    what = f"FeatureExtractor.extract, batch {batch_size}, pre-decoded uint8 224x224"
+    return Phase(label, what, len(pixels), meter.wall, meter.as_dict())
+
+
+def full_rebuild_class():
+    """FullRebuild lives in indexer.full (newer trees) or indexer.pipeline (older ones)."""
+    try:
+        from indexer.full import FullRebuild
+    except ImportError:
+        from indexer.pipeline import FullRebuild
+    return FullRebuild
+
+
+def measure_pipeline(env, extractor, args: argparse.Namespace, server: ImageServer, label: str) -> Phase:
+    """`indexer full --recompute` in-process; the clock covers run() from index creation to alias swap."""
+    from indexer.config import load_indexer_config
+    from indexer.pipeline import RunOptions
+    from indexer.sink import make_client
+    from indexer.source import CatalogSource
+
+    config = load_indexer_config(env)
+    es = make_client(config.elastic)
+    source = CatalogSource(config.mysql, page_size=args.page_size)
+    options = RunOptions(batch_size=args.batch_size, workers=args.workers, recompute=True)
+    try:
+        with CpuMeter([server.pid]) as meter:
+            report = full_rebuild_class()(config, es, source, extractor, options).run()
+    finally:
+        source.close()
+    indexed = report.statuses.get("indexed", 0)
+    if report.outcome != "succeeded" or indexed != args.images:
+        raise RuntimeError(
+            f"pipeline run {report.outcome}: {report.message}; statuses {dict(report.statuses)}"
+        )
+    stages = {stage: round(seconds, 3) for stage, seconds in report.stage_seconds.items()}
+    extra = {
+        "statuses": dict(report.statuses),
+        "stage_seconds": stages,
+        "model_busy_share": round(report.stage_seconds.get("model", 0.0) / meter.wall, 3),
+    }
+    what = "FullRebuild.run(), recompute, fresh HTTP downloads -> alias swap"
+    return Phase(label, what, indexed, meter.wall, meter.as_dict(), extra)
+
+
+def measure_naive(env, extractor, rows: list[NaiveRow], server: ImageServer) -> Phase:
+    """The tutorial loop into its own throwaway index (created before the clock starts)."""
+    from indexer.config import load_indexer_config
+    from indexer.sink import load_index_definition, make_client
+
+    config = load_indexer_config(env)
+    es = make_client(config.elastic)
+    index = f"{config.elastic.alias}-naive"
+    body = load_index_definition(config.elastic, {"created_by": "bench.indexer naive"})
+    es.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
+    warm_up_predict(extractor.keras_model)
+    with CpuMeter([server.pid]) as meter:
+        indexed = naive_index(extractor.keras_model, es, index, rows)
+    what = "urllib + keras load_img + model.predict(batch 1) + es.index per row"
+    return Phase("naive", what, indexed, meter.wall, meter.as_dict())
+
+
+def cleanup(env) -> None:
+    """Delete the throwaway indices and table; failures are logged, not raised."""
+    from indexer.config import load_indexer_config
+    from indexer.sink import make_client
+    from indexer.source import connect
+
+    config = load_indexer_config(env)
+    try:
+        es = make_client(config.elastic)
+        es.options(ignore_status=404).indices.delete(index=f"{config.elastic.alias}*", expand_wildcards="all")
+    except Exception:  # cleanup must not hide the measurement
+        log.exception("could not delete the bench indices %s*", config.elastic.alias)
+    try:
+        connection = connect(config.mysql)
+        connection.cursor().execute(f"DROP TABLE IF EXISTS `{config.mysql.table}`")
+        connection.close()
+    except Exception:
+        log.exception("could not drop the bench table %s", config.mysql.table)
+
+
+@dataclass
+class Measurements:
+    """Ceiling passes interleaved with pipeline runs (C P C P C ...), and one naive run."""
+
+    ceilings: list[Phase]
+    pipelines: list[Phase]
+    naive: Phase
+
+    def run_ratios(self) -> list[float]:
+        """Each pipeline run against the faster of the ceiling passes just before and after it."""
+        return [
+            run.rate / max(self.ceilings[number].rate, self.ceilings[number + 1].rate)
+            for number, run in enumerate(self.pipelines)
+        ]
+
+    @property
+    def ceiling(self) -> Phase:
+        return max(self.ceilings, key=lambda phase: phase.rate)
+
+    @property
+    def pipeline(self) -> Phase:
+        """The median pipeline run (the lower middle one for an even count)."""
+        ordered = sorted(self.pipelines, key=lambda phase: phase.rate)
+        return ordered[(len(ordered) - 1) // 2]
+
+    def ratios(self) -> dict[str, Any]:
+        per_run = self.run_ratios()
+        return {
+            "pipeline_over_ceiling": round(float(np.median(per_run)), 3),
+            "pipeline_over_ceiling_per_run": [round(value, 3) for value in per_run],
+            "naive_over_ceiling": round(self.naive.rate / self.ceiling.rate, 3),
+            "pipeline_over_naive": round(self.pipeline.rate / self.naive.rate, 3),
+        }
+
+
+def measure_rounds(
+    args: argparse.Namespace, env, extractor, pixels: np.ndarray, server: ImageServer
+) -> tuple[list[Phase], list[Phase]]:
+    """Ceiling passes and pipeline runs as C P C P ... C: every run has a ceiling pass on either side."""
+    ceilings = [measure_ceiling(extractor, pixels, args.batch_size, "ceiling pass 1")]
+    pipelines: list[Phase] = []
+    for number in range(1, args.repeats + 1):
+        pipelines.append(measure_pipeline(env, extractor, args, server, f"pipeline run {number}"))
+        ceilings.append(measure_ceiling(extractor, pixels, args.batch_size, f"ceiling pass {number + 1}"))
+    return ceilings, pipelines
+
+
+def run_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], Measurements]:
+    """Generate photos, seed the catalog, load the model once, then measure every phase."""
+    from indexer.config import load_indexer_config
+    from indexer.features import FeatureExtractor
+
+    print(f"writing {args.images} photos ...", file=sys.stderr)
+    photos = write_photos(folder / "photos", args.images, args.seed)
+    run_id = uuid.uuid4().hex[:10]
+    with serve_folder(folder / "photos") as server:
+        env = bench_environment(
+            args, f"bench-{run_id}", f"bench_{run_id}", server.url, str(folder / "reports")
+        )
+        try:
+            rows = seed_catalog(load_indexer_config(env), photos)
+            pixels = decode_photos(photos)
+            extractor = FeatureExtractor(args.weights, seed=1234, jit_compile=COMPILERS[args.compiler])
+            extractor.warm_up()
+            extractor.extract(pixels[: args.batch_size])
+            print(f"model on {extractor.device}; measuring ...", file=sys.stderr)
+            ceilings, pipelines = measure_rounds(args, env, extractor, pixels, server)
+            naive = measure_naive(env, extractor, rows[: args.naive_images], server)
+        finally:
+            cleanup(env)
+    settings = {"device": extractor.device, "table": env["MYSQL_TABLE"], "alias": env["ES_INDEX"]}
+    return settings, Measurements(ceilings, pipelines, naive)
+
+
+def results_of(args: argparse.Namespace, argv: list[str], facts, settings, measured, loads) -> dict[str, Any]:
+    ratios = measured.ratios()
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    return {
+        "benchmark": "indexer",
+        "command": f"{python} -m bench.indexer {shlex.join(argv)}".rstrip(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": facts,
+        "load_average": loads,
+        "settings": {
+            "images": args.images,
+            "naive_images": min(args.naive_images, args.images),
+            "batch_size": args.batch_size,
+            "workers": args.workers,
+            "repeats": args.repeats,
+            "page_size": args.page_size,
+            "weights": args.weights,
+            "intra_op_threads": args.intra_op_threads,
+            "inter_op_threads": args.inter_op_threads,
+            "compiler": args.compiler,
+            "photos": "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, from scikit-image samples",
+            **settings,
+        },
+        "summary": {
+            "ceiling_images_per_second": round(measured.ceiling.rate, 3),
+            "pipeline_images_per_second": round(measured.pipeline.rate, 3),
+            "naive_images_per_second": round(measured.naive.rate, 3),
+        },
+        "phases": [phase.as_dict() | {"phase": phase.name} for phase in measured_order(measured)],
+        "ratios": ratios,
+        "target": {
+            "pipeline_over_ceiling": TARGET_RATIO,
+            "met": ratios["pipeline_over_ceiling"] >= TARGET_RATIO,
+        },
+    }
+
+
+def measured_order(measured: Measurements) -> list[Phase]:
+    """Phases in the order they ran."""
+    interleaved = [measured.ceilings[0]]
+    for run, ceiling in zip(measured.pipelines, measured.ceilings[1:], strict=True):
+        interleaved += [run, ceiling]
+    return [*interleaved, measured.naive]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The human-readable tables written to indexer-latest.md and printed."""
+    machine, settings, summary = results["machine"], results["settings"], results["summary"]
+    loads, ratios = results["load_average"], results["ratios"]
+    lines = [
+        "# Indexer throughput: pipeline vs model ceiling vs naive",
+        "",
+        f"`{results['command']}` (finished {results['finished_at']})",
+        "",
+        f"Machine: {machine['cpu_count']} x {machine['cpu_model']}, TensorFlow {machine['tensorflow']}, "
+        f"Keras {machine['keras']}, GPUs seen: {', '.join(machine['gpus']) or 'none'}; model on "
+        f"{settings['device']}. Load average (1/5/15 min) before {loads['before']}, after {loads['after']}.",
+        "",
+        f"N = {settings['images']} photos ({settings['photos']}); batch size {settings['batch_size']}, "
+        f"workers {settings['workers']}, {settings['repeats']} pipeline runs, weights "
+        f"`{settings['weights']}`, naive on the first {settings['naive_images']}.",
+        "",
+        "| phase, in the order run | what | images | seconds | images/s | "
+        "cores: own / image server / others / stolen |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for phase in results["phases"]:
+        cpu = phase["cpu"]
+        lines.append(
+            f"| {phase['phase']} | {phase['what']} | {phase['images']} | {phase['seconds']:.2f} | "
+            f"{phase['images_per_second']:.2f} | {cpu['own_cores']} / {cpu['image_server_cores']} / "
+            f"{cpu['other_cores']} / {cpu['stolen_cores']} |"
+        )
+    per_run = ", ".join(f"{value:.3f}" for value in ratios["pipeline_over_ceiling_per_run"])
+    lines += [
+        "",
+        "| summary | value |",
+        "|---|---:|",
+        f"| ceiling, fastest pass (images/s) | {summary['ceiling_images_per_second']:.2f} |",
+        f"| pipeline, median run (images/s) | {summary['pipeline_images_per_second']:.2f} |",
+        f"| naive (images/s) | {summary['naive_images_per_second']:.2f} |",
+        f"| **pipeline / ceiling** (median over runs of run / faster adjacent ceiling pass; per run: "
+        f"{per_run}; target ≥ {results['target']['pipeline_over_ceiling']:.2f}) | "
+        f"**{ratios['pipeline_over_ceiling']:.3f}** |",
+        f"| naive / ceiling | {ratios['naive_over_ceiling']:.3f} |",
+        f"| pipeline / naive | {ratios['pipeline_over_naive']:.2f}x |",
+        "",
+        "Pipeline stage seconds (summed over threads) and the share of wall time the model was busy: "
+        + "; ".join(
+            f"{phase['phase']}: {phase['stage_seconds']}, model busy {phase['model_busy_share']:.0%}"
+            for phase in results["phases"]
+            if "stage_seconds" in phase
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(results: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    json_path = folder / f"indexer-{stamp}.json"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    markdown_path = folder / "indexer-latest.md"
+    markdown_path.write_text(render_markdown(results))
+    return json_path, markdown_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    before = wait_for_idle(args.wait_idle) if args.wait_idle else load_average()
+    if before[0] >= IDLE_LOAD:
+        print(f"warning: 1-minute load average {before[0]} before the start; numbers may be disturbed")
+    configure_tensorflow(args.intra_op_threads, args.inter_op_threads)
+    with tempfile.TemporaryDirectory(prefix="bench-indexer-") as folder:
+        settings, measured = run_phases(args, Path(folder))
+    loads = {"before": before, "after": load_average()}
+    results = results_of(args, argv, machine_facts(), settings, measured, loads)
+    json_path, markdown_path = write_results(results, args.results_dir)
+    print(render_markdown(results))
+    print(f"written: {json_path} and {markdown_path}")
+    required = args.require_ratio
+    return 1 if required is not None and results["ratios"]["pipeline_over_ceiling"] < required else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

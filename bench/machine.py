@@ -1,0 +1,112 @@
+"""Machine facts and CPU accounting for benchmarks (who used the cores while we measured)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo ('unknown' elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def tensorflow_facts() -> dict[str, object]:
+    """TF/Keras versions, the GPUs TensorFlow sees, and its thread pool settings."""
+    import keras
+    import tensorflow as tf
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def machine_facts() -> dict[str, object]:
+    """What the numbers were measured on."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **tensorflow_facts(),
+    }
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of all cores since boot, from /proc/stat.
+
+    Busy is user + nice + system + irq + softirq; stolen is time the hypervisor gave our virtual
+    CPUs to someone else, a disturbance no load average shows.
+    """
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:9]]
+    fields += [0] * (8 - len(fields))
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
+def process_seconds(pid: int | str = "self") -> float:
+    """CPU seconds (user + system, all threads) one process has used; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@dataclass
+class CpuMeter:
+    """Cores used during a phase: by this process, by helper processes, by everything else, stolen."""
+
+    helper_pids: list[int] = field(default_factory=list)
+    wall: float = 0.0
+    own: float = 0.0
+    helpers: float = 0.0
+    total: float = 0.0
+    stolen: float = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        deltas = (b - a for a, b in zip(self._start, end, strict=True))
+        self.wall, self.own, self.helpers, self.total, self.stolen = deltas
+
+    def _sample(self) -> tuple[float, float, float, float, float]:
+        helpers = sum(process_seconds(pid) for pid in self.helper_pids)
+        busy, stolen = cpu_seconds()
+        return time.perf_counter(), process_seconds(), helpers, busy, stolen
+
+    def as_dict(self) -> dict[str, float]:
+        """Average cores busy over the phase; `others` includes Elasticsearch and other users."""
+        wall = self.wall or 1.0
+        others = max(self.total - self.own - self.helpers, 0.0)
+        return {
+            "own_cores": round(self.own / wall, 3),
+            "image_server_cores": round(self.helpers / wall, 3),
+            "other_cores": round(others / wall, 3),
+            "stolen_cores": round(self.stolen / wall, 3),
+            "total_cores": round(self.total / wall, 3),
+        }
