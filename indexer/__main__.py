@@ -32,7 +32,7 @@ configuration (environment variables, see env.example):
   INDEXER_REPORT_DIR     where run reports are also written as JSON (default ./reports)
   INDEXER_LOCK_TTL       seconds a dead run's lock blocks others (default 600; renewed while alive)
   INDEXER_CHECKPOINT_SECONDS  how often progress is checkpointed (default 10)
-  INDEXER_CHANGE_LAG_SECONDS  incremental ignores rows changed in the last N seconds (default 60)
+  INDEXER_CHANGE_LAG_SECONDS  incremental ignores rows changed in the last N seconds (default 60, min 1)
   INDEXER_ES_RETRY_SECONDS    how long an unreachable Elasticsearch is waited out (default 300)
   MYSQL_RECONNECT_SECONDS     how long an unreachable database is waited out (default 120)
 

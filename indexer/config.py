@@ -171,7 +171,9 @@ def load_run_config(env: Mapping[str, str]) -> RunConfig:
     return RunConfig(
         lock_ttl=env_float(env, "INDEXER_LOCK_TTL", 600.0, minimum=1.0),
         checkpoint_seconds=env_float(env, "INDEXER_CHECKPOINT_SECONDS", 10.0, minimum=0.0),
-        change_lag_seconds=env_float(env, "INDEXER_CHANGE_LAG_SECONDS", 60.0, minimum=0.0),
+        # At least 1 s: updated_at is often a DATETIME truncated to the second, so a row changed later
+        # in the current second could otherwise land behind the watermark.
+        change_lag_seconds=env_float(env, "INDEXER_CHANGE_LAG_SECONDS", 60.0, minimum=1.0),
         es_retry_seconds=env_float(env, "INDEXER_ES_RETRY_SECONDS", 300.0, minimum=0.0),
     )
 

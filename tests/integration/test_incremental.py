@@ -62,7 +62,7 @@ def test_updates_inserts_and_hard_deletes_reach_the_live_index(es, extractor, en
 def test_rows_sharing_a_timestamp_are_not_skipped_across_pages(es, extractor, env):
     seed(env, photo_entries(3, 2))
     run_full(env, extractor)
-    execute_sql(env, "UPDATE `{table}` SET updated_at = NOW() - INTERVAL 1 SECOND WHERE id IN (2, 3, 4, 5)")
+    execute_sql(env, "UPDATE `{table}` SET updated_at = NOW() WHERE id IN (2, 3, 4, 5)")
     time.sleep(1.1)
 
     report = run_incremental(env, extractor, page_size=1)
@@ -86,7 +86,7 @@ def test_rows_changed_within_the_lag_wait_for_a_later_run(es, extractor, env):
 def test_soft_deleted_rows_are_removed_and_never_indexed(es, extractor, env):
     seed(env, photo_entries(3, 1))
     execute_sql(env, "ALTER TABLE `{table}` ADD COLUMN is_deleted TINYINT NOT NULL DEFAULT 0")
-    execute_sql(env, "UPDATE `{table}` SET is_deleted = 1 WHERE id = 3")
+    execute_sql(env, "UPDATE `{table}` SET is_deleted = 1, updated_at = '2026-01-01' WHERE id = 3")
     env = {**env, "MYSQL_DELETED_COLUMN": "is_deleted"}
 
     full = run_full(env, extractor)

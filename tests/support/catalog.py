@@ -18,6 +18,6 @@ def catalog_environment(es_url: str, mysql_url: str, alias: str, report_dir: str
         "VGG16_WEIGHTS": "random",
         "VGG16_SEED": str(TEST_SEED),
         "INDEXER_REPORT_DIR": report_dir,
-        "INDEXER_CHANGE_LAG_SECONDS": "0",
+        "INDEXER_CHANGE_LAG_SECONDS": "1",
         "INDEXER_CHECKPOINT_SECONDS": "1",
     }
