@@ -231,7 +231,7 @@ def make_run(args, config, es, source, extractor, total: int):
 def execute(run, args: argparse.Namespace, config) -> int:
     """Run (or plan), map the outcome to an exit code, and report it everywhere."""
     from indexer.incremental import IncompatibleIndex, NoLiveIndex
-    from indexer.pipeline import ValidationFailed
+    from indexer.pipeline import Interrupted, ValidationFailed
     from indexer.state import LockHeld
 
     log = logging.getLogger("indexer")
@@ -253,10 +253,8 @@ def execute(run, args: argparse.Namespace, config) -> int:
         if args.dry_run:
             return print_plan(run)
         run.run()
-    except BaseException as exc:
+    except Exception as exc:
         match = next((entry for entry in known if isinstance(exc, entry[0])), None)
-        if match is None and not isinstance(exc, Exception):
-            raise
         if match is None:
             log.exception("run failed; the next run resumes from the last checkpoint")
             run.report.finish("failed", f"{type(exc).__name__}: {exc}")
@@ -385,13 +383,16 @@ def run_rollback(args: argparse.Namespace) -> int:
 COMMANDS = {"full": run_job, "incremental": run_job, "status": run_status, "rollback": run_rollback}
 
 
-class Interrupted(BaseException):
-    """SIGTERM/SIGINT: unwind so the lock is released and the report written (kill -9 cannot be caught)."""
-
-
 def stop_on_signals() -> None:
+    """SIGTERM/SIGINT: stop at the next row (lock released, report stored); a second one exits at once."""
+
     def interrupt(signum: int, _frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
+        from indexer.pipeline import stop_requested
+
+        name = signal.Signals(signum).name
+        logging.getLogger("indexer").warning("%s received: stopping after the current batch", name)
+        stop_requested(name)
+        signal.signal(signum, signal.SIG_DFL)
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)

@@ -30,6 +30,19 @@ from indexer.state import RunLock, StateStore
 log = logging.getLogger(__name__)
 
 
+STOP_REQUESTED = threading.Event()
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM/SIGINT was received: the run stops at the next row, releasing its lock on the way out."""
+
+
+def stop_requested(signal_name: str) -> None:
+    """Ask running pipelines to stop at a safe point (never inside TensorFlow or a bulk request)."""
+    STOP_REQUESTED.set()
+    Interrupted.signal_name = signal_name  # type: ignore[attr-defined]
+
+
 class ValidationFailed(RuntimeError):
     """The run's result is not fit to serve (full: the alias was left where it was)."""
 
@@ -144,6 +157,8 @@ class RowIndexer:
         last_checkpoint = time.monotonic()
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="fetch") as pool:
             for prepared in prefetch(rows, pool, self.prepare, ahead):
+                if STOP_REQUESTED.is_set():
+                    raise Interrupted(getattr(Interrupted, "signal_name", "a signal"))
                 self.still_allowed()
                 self.report.rows_seen += 1
                 self._tracker.started(str(prepared.row.id), position(prepared.row))
