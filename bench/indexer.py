@@ -27,6 +27,7 @@ log = logging.getLogger("bench.indexer")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 0.90
 IDLE_LOAD = 0.5
+DISTURBED_CORES = 0.1  # others' cores above which a phase is flagged (Elasticsearch alone uses ~0.05)
 COMPILERS = {"auto": None, "xla": True, "graph": False}
 
 DESCRIPTION = """\
@@ -372,11 +373,17 @@ def results_of(args: argparse.Namespace, argv: list[str], facts, settings, measu
         },
         "phases": [phase.as_dict() | {"phase": phase.name} for phase in measured_order(measured)],
         "ratios": ratios,
+        "disturbed_phases": disturbed(measured_order(measured)),
         "target": {
             "pipeline_over_ceiling": TARGET_RATIO,
             "met": ratios["pipeline_over_ceiling"] >= TARGET_RATIO,
         },
     }
+
+
+def disturbed(phases: list[Phase]) -> list[str]:
+    """Phases during which other processes kept more than DISTURBED_CORES cores busy."""
+    return [phase.name for phase in phases if phase.cpu.get("other_cores", 0.0) > DISTURBED_CORES]
 
 
 def measured_order(measured: Measurements) -> list[Phase]:
@@ -429,6 +436,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| naive / ceiling | {ratios['naive_over_ceiling']:.3f} |",
         f"| pipeline / naive | {ratios['pipeline_over_naive']:.2f}x |",
         "",
+        disturbance_note(results["disturbed_phases"]),
+        "",
         "Pipeline stage seconds (summed over threads) and the share of wall time the model was busy: "
         + "; ".join(
             f"{phase['phase']}: {phase['stage_seconds']}, model busy {phase['model_busy_share']:.0%}"
@@ -438,6 +447,15 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def disturbance_note(phases: list[str]) -> str:
+    if not phases:
+        return f"No phase was disturbed: other processes used at most {DISTURBED_CORES} cores throughout."
+    return (
+        f"**Disturbed**: other processes used more than {DISTURBED_CORES} cores during "
+        f"{', '.join(phases)}; these numbers are not representative, run again on a quiet machine."
+    )
 
 
 def write_results(results: dict[str, Any], folder: Path) -> tuple[Path, Path]:
