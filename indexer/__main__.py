@@ -213,7 +213,6 @@ def make_run(args, config, es, source, extractor, total: int):
         limit=args.limit,
         max_failure_ratio=args.max_failure_ratio,
         recompute=args.recompute,
-        dry_run=args.dry_run,
         partition=args.partition,
     )
     command = args.command

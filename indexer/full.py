@@ -145,11 +145,7 @@ class FullRebuild(LockedRun):
         """Documents of this partition beyond the checkpoint were written by a killed run: start clean."""
         self.es.indices.refresh(index=index)
         query = {"range": {"source_id": {"gt": after_id}}}
-        stray = [
-            doc_id
-            for doc_id in sink.iter_document_ids(self.es, index, query, self.config.run.es_retry_seconds)
-            if self.partition.owns(doc_id)
-        ]
+        stray = list(self.owned_ids(index, query))
         if stray:
             actions = ({"_op_type": "delete", "_index": index, "_id": str(doc_id)} for doc_id in stray)
             bulk(self.es, actions, raise_on_error=False, refresh=True)

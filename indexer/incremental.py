@@ -49,7 +49,7 @@ class IncrementalRun(LockedRun):
     def _run_locked(self) -> RunReport:
         live = live_index(self.es, self.alias, self.extractor.info.fingerprint)
         self.report.index = live
-        until = self.source.now() - timedelta(seconds=self.config.run.change_lag_seconds)
+        until = self.changes_until()
         start = self.start_position()
         self.report.resumed_from = {"updated_at": iso(start.updated_at), "id": start.id} if start else None
         with Stopwatch(self.report, "changes"):
@@ -64,6 +64,10 @@ class IncrementalRun(LockedRun):
         self._check_failure_ratio()
         self.report.finish("succeeded", f"{self.report.processed} changes applied to {live}")
         return self.report
+
+    def changes_until(self) -> datetime:
+        """The newest updated_at this run takes: the database clock minus the change lag."""
+        return self.source.now() - timedelta(seconds=self.config.run.change_lag_seconds)
 
     def start_position(self) -> ChangePosition | None:
         """Our checkpoint; else where the last full rebuild started; else the beginning."""
@@ -111,11 +115,7 @@ class IncrementalRun(LockedRun):
 
     def _retry_failed(self, seen: set[int]) -> None:
         """Rows whose documents record a failure get another chance (unless phase 1 just tried them)."""
-        ids = [
-            doc_id
-            for doc_id in sink.iter_document_ids(self.es, self.alias, FAILED_QUERY)
-            if self.partition.owns(doc_id) and doc_id not in seen
-        ]
+        ids = [doc_id for doc_id in self.owned_ids(self.alias, FAILED_QUERY) if doc_id not in seen]
         if not ids:
             return
         found = {row.id: row for row in self.source.rows_by_ids(ids)}
@@ -125,10 +125,7 @@ class IncrementalRun(LockedRun):
 
     def _sweep_deleted(self) -> None:
         """Delete documents whose rows are gone or soft-deleted: a merge of two sorted id lists."""
-        indexed = (
-            doc_id for doc_id in sink.iter_document_ids(self.es, self.alias) if self.partition.owns(doc_id)
-        )
-        orphans = list(missing_ids(indexed, self.source.iter_live_ids()))
+        orphans = list(missing_ids(self.owned_ids(self.alias), self.source.iter_live_ids()))
         if orphans:
             log.info("removing %d documents whose rows left the catalog", len(orphans))
             self.rows.index(((gone(doc_id), None) for doc_id in orphans), self.alias)

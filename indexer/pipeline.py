@@ -54,7 +54,6 @@ class RunOptions:
     limit: int | None = None
     max_failure_ratio: float = 0.01
     recompute: bool = False
-    dry_run: bool = False
     partition: Partition = WHOLE
 
 
@@ -297,3 +296,8 @@ class LockedRun:
 
     def _run_locked(self) -> RunReport:
         raise NotImplementedError
+
+    def owned_ids(self, index: str, query: dict[str, object] | None = None) -> Iterator[int]:
+        """Ids of documents matching query that belong to this run's partition, ascending."""
+        ids = sink.iter_document_ids(self.es, index, query, self.config.run.es_retry_seconds)
+        return (doc_id for doc_id in ids if self.partition.owns(doc_id))

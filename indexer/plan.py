@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import timedelta
 
 from indexer import reuse, sink
 from indexer.fetch import resolve_photo
@@ -47,19 +46,18 @@ def plan_incremental(run: IncrementalRun) -> dict[str, object]:
     live = live_index(run.es, run.alias, run.extractor.info.fingerprint)
     has_state = run.es.indices.exists(index=run.store.index)
     start = run.start_position() if has_state else None
-    until = run.source.now() - timedelta(seconds=run.config.run.change_lag_seconds)
+    until = run.changes_until()
     changed = run.source.iter_changes(start, until, limit=run.options.limit)
     reuse_from = None if run.options.recompute else live
     plan = classify(reuse.with_stored_vectors(changed, run.es, reuse_from), run.config.fetch.base_url)
-    failed = [i for i in sink.iter_document_ids(run.es, live, FAILED_QUERY) if run.partition.owns(i)]
-    indexed = (i for i in sink.iter_document_ids(run.es, live) if run.partition.owns(i))
-    orphans = sum(1 for _ in missing_ids(indexed, run.source.iter_live_ids()))
+    failed = sum(1 for _ in run.owned_ids(live, FAILED_QUERY))
+    orphans = sum(1 for _ in missing_ids(run.owned_ids(live), run.source.iter_live_ids()))
     return {
         **plan,
         "changed_rows": sum(plan.values()),
         "changes_after": {"updated_at": str(start.updated_at), "id": start.id} if start else None,
         "changes_until": str(until),
-        "failed_rows_to_retry": len(failed),
+        "failed_rows_to_retry": failed,
         "documents_to_delete": orphans,
         "live_index": live,
     }
