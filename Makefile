@@ -7,7 +7,8 @@ STACK := bash scripts/stack.sh
 STACK_ENV = eval "$$($(STACK) env)"
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv stack-up stack-down stack-status lint format test test-unit demo clean bench-indexer
+.PHONY: help venv stack-up stack-down stack-status browser lint format test test-unit demo serve clean \
+	bench-indexer bench-search
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,7 +37,10 @@ format: venv  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint stack-up  ## lint, start the stack, run unit + integration tests against it
+browser:  ## install Debian's chromium if missing (the search page test drives it headless)
+	bash scripts/browser.sh
+
+test: lint stack-up browser  ## lint, start the stack, run unit + integration tests against it
 	$(STACK_ENV) && $(BIN)/pytest
 
 test-unit: venv  ## unit tests only (no services needed)
@@ -45,8 +49,14 @@ test-unit: venv  ## unit tests only (no services needed)
 demo: stack-up  ## index the demo catalog of real photos and serve the search page
 	$(STACK_ENV) && ES_NUMBER_OF_REPLICAS=$${ES_NUMBER_OF_REPLICAS:-0} $(BIN)/python -m demo
 
+serve: stack-up  ## serve the API with gunicorn (searchapi/gunicorn.conf.py) on the local stack's alias
+	$(STACK_ENV) && $(BIN)/gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'
+
 clean:  ## remove caches and demo files (not the venv or the stack)
 	rm -rf .pytest_cache .ruff_cache .demo reports
 
 bench-indexer: stack-up  ## indexer images/s: pipeline vs model ceiling vs naive (BENCH_ARGS="--images 240")
 	$(STACK_ENV) && $(BIN)/python -m bench.indexer $(BENCH_ARGS)
+
+bench-search: stack-up  ## search latency: upload vs bare model, by id, API vs raw kNN at 100k docs (BENCH_ARGS)
+	$(STACK_ENV) && $(BIN)/python -m bench.search $(BENCH_ARGS)
