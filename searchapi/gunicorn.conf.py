@@ -1,4 +1,4 @@
-"""Production server layout for the search API: `gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'`."""
+"""Production server layout for the search API (gunicorn -c searchapi/gunicorn.conf.py)."""
 
 import os
 
