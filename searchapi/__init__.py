@@ -10,12 +10,20 @@ from flask import Flask
 
 from indexer.features import FeatureExtractor
 from indexer.settings import environ
-from searchapi.config import load_search_config
-from searchapi.errors import register_error_handlers
-from searchapi.routes import bp
-from searchapi.services import Services
+from searchapi.config import SearchConfig, load_search_config
 
 log = logging.getLogger(__name__)
+
+
+def make_search_client(config: SearchConfig) -> Elasticsearch:
+    """A client whose every call ends within SEARCH_ES_TIMEOUT: one quick retry for a dropped
+    connection, none for a timeout (a slow cluster must become a 503, not a longer wait)."""
+    return Elasticsearch(
+        config.elastic.url,
+        request_timeout=config.es_timeout,
+        max_retries=1,
+        retry_on_timeout=False,
+    )
 
 
 def create_app(
@@ -25,7 +33,11 @@ def create_app(
     extractor: FeatureExtractor | None = None,
 ) -> Flask:
     """Build the app; `test_config` overrides environment variables, `es`/`extractor` are reusable."""
-    from indexer.sink import make_client
+    from searchapi import images, ops, routes
+    from searchapi.cors import init_cors
+    from searchapi.errors import register_error_handlers
+    from searchapi.metrics import init_metrics
+    from searchapi.services import Services
 
     config = load_search_config({**environ(), **(test_config or {})})
     app = Flask(__name__)
@@ -33,11 +45,24 @@ def create_app(
     app.json.sort_keys = False
     if extractor is None:
         extractor = FeatureExtractor(config.model.weights, config.model.seed)
-        extractor.warm_up()
-    if es is None:
-        es = make_client(config.elastic, max_retries=1).options(request_timeout=config.es_timeout)
-    app.extensions["imgsearch"] = Services(config=config, es=es, extractor=extractor)
-    app.register_blueprint(bp)
+    extractor.warm_up()
+    services = Services(
+        config=config,
+        es=es or make_search_client(config),
+        extractor=extractor,
+        metrics=init_metrics(app),
+        warmed=True,
+    )
+    app.extensions["imgsearch"] = services
+    for blueprint in (routes.bp, images.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    init_cors(app, config.cors_origins)
     register_error_handlers(app)
-    log.info("search API ready on alias %s (model %s)", config.elastic.alias, extractor.info.weights)
+    log.info(
+        "search API ready on alias %s (model %s, writes %s, CORS origins %s)",
+        config.elastic.alias,
+        extractor.info.weights,
+        "enabled" if config.writes_enabled else "disabled",
+        ", ".join(config.cors_origins) or "none",
+    )
     return app

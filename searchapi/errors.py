@@ -12,20 +12,31 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
+TRANSIENT_ES_STATUSES = (429, 502, 503, 504)
+
 
 class ApiError(Exception):
     """An error the client can act on, returned as JSON with its HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str):
+def not_found(image_id: str, answer) -> ApiError:
+    """404 for an unknown id; a missing index (no alias yet) is the 503 every search gets too."""
+    if "error" in answer:
+        return ApiError(503, "index_missing", "the search index does not exist yet; run the indexer")
+    return ApiError(404, "image_not_found", f"no image with id {image_id!r} in the index")
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
     response = jsonify({"error": {"status": status, "code": code, "message": message}})
     response.status_code = status
+    response.headers.update(headers or {})
     return response
 
 
@@ -34,7 +45,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -58,6 +69,10 @@ def register_error_handlers(app: Flask) -> None:
         if exc.meta.status == 404:
             return error_response(
                 503, "index_missing", "the search index does not exist yet; run the indexer"
+            )
+        if exc.meta.status in TRANSIENT_ES_STATUSES:
+            return error_response(
+                503, "search_backend_unavailable", "Elasticsearch is busy or recovering; retry later"
             )
         return error_response(502, "search_backend_error", "Elasticsearch rejected the query")
 
