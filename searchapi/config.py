@@ -45,13 +45,13 @@ def load_api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def load_cors_origins(env: Mapping[str, str]) -> tuple[str, ...]:
-    origins = env_list(env, "SEARCH_CORS_ORIGINS")
+    origins = tuple(origin.rstrip("/") for origin in env_list(env, "SEARCH_CORS_ORIGINS"))
     for origin in origins:
         if origin != "*" and not _ORIGIN.match(origin):
             raise ConfigError(
                 f"SEARCH_CORS_ORIGINS: {origin!r} is not an origin like https://shop.example.com or *"
             )
-    return tuple(origin.rstrip("/") for origin in origins)
+    return origins
 
 
 def load_filter_fields(env: Mapping[str, str]) -> tuple[str, ...]:
