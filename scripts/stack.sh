@@ -489,8 +489,8 @@ cmd_env() {
 }
 
 usage() {
-  echo "usage: $0 {up|down|status|env|restart-es|restart-mariadb}" >&2
-  echo "  restart-es / restart-mariadb: stop and start one service (used by the outage tests)" >&2
+  echo "usage: $0 {up|down|status|env|restart-es|restart-mariadb|stop-es|start-es}" >&2
+  echo "  restart-es / restart-mariadb / stop-es / start-es: one service (used by the outage tests)" >&2
   exit 2
 }
 
@@ -522,6 +522,12 @@ main() {
     restart-mariadb)
       mariadb_stop
       mariadb_start
+      ;;
+    stop-es)
+      es_down
+      ;;
+    start-es)
+      es_up
       ;;
     *)
       usage

@@ -75,3 +75,13 @@ def local_stack_serves(es_url: str) -> bool:
 def restart(service: str) -> None:
     """Restart one local service: 'es' or 'mariadb' (blocks until it answers again)."""
     subprocess.run(["bash", str(STACK_SCRIPT), f"restart-{service}"], check=True, timeout=300)
+
+
+def stop_elasticsearch() -> None:
+    """Stop the local Elasticsearch (blocks until its process is gone)."""
+    subprocess.run(["bash", str(STACK_SCRIPT), "stop-es"], check=True, timeout=120)
+
+
+def start_elasticsearch() -> None:
+    """Start the local Elasticsearch again (blocks until it answers)."""
+    subprocess.run(["bash", str(STACK_SCRIPT), "start-es"], check=True, timeout=300)
