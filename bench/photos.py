@@ -20,8 +20,13 @@ MAX_SIZE = (1600, 1200)
 _SERVING = re.compile(r"port (\d+)")
 
 
-def photo_variant(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A new shot of a product: random crop, maybe mirrored, other exposure, 800x600..1600x1200."""
+def photo_variant(
+    photo: Image.Image,
+    rng: np.random.Generator,
+    min_size: tuple[int, int] = MIN_SIZE,
+    max_size: tuple[int, int] = MAX_SIZE,
+) -> Image.Image:
+    """A new shot of a product: random crop, maybe mirrored, other exposure, min_size..max_size."""
     width, height = photo.size
     keep = rng.uniform(0.7, 1.0)
     crop_w, crop_h = int(width * keep), int(height * keep)
@@ -31,14 +36,23 @@ def photo_variant(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
         shot = ImageOps.mirror(shot)
     shot = ImageEnhance.Brightness(shot).enhance(rng.uniform(0.8, 1.2))
     shot = ImageEnhance.Contrast(shot).enhance(rng.uniform(0.8, 1.2))
-    target_w = int(rng.integers(MIN_SIZE[0], MAX_SIZE[0] + 1))
+    target_w = int(rng.integers(min_size[0], max_size[0] + 1))
     portrait = rng.random() < 0.25
     size = (target_w * 3 // 4, target_w) if portrait else (target_w, target_w * 3 // 4)
     return shot.resize(size, Image.Resampling.LANCZOS)
 
 
-def write_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """Write `count` distinct JPEGs (quality 85-92) cycling over the sample photos; return their paths."""
+def write_photos(
+    folder: Path,
+    count: int,
+    seed: int = 0,
+    min_size: tuple[int, int] = MIN_SIZE,
+    max_size: tuple[int, int] = MAX_SIZE,
+) -> list[Path]:
+    """Write `count` distinct JPEGs (quality 85-92) cycling over the sample photos; return their paths.
+
+    Landscape photos are min_size..max_size wide (4:3), a quarter of them portrait.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     samples = [sample_photo(name) for name in PHOTOS]
@@ -47,7 +61,8 @@ def write_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
         name = PHOTOS[number % len(PHOTOS)]
         path = folder / f"{number + 1:05d}-{name}.jpg"
         quality = int(rng.integers(85, 93))
-        photo_variant(samples[number % len(samples)], rng).save(path, "JPEG", quality=quality)
+        shot = photo_variant(samples[number % len(samples)], rng, min_size, max_size)
+        shot.save(path, "JPEG", quality=quality)
         paths.append(path)
     return paths
 
