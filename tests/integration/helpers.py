@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from demo.catalog import CatalogEntry, load_catalog
@@ -42,6 +45,37 @@ def execute_sql(env: dict[str, str], sql: str, params: tuple = ()) -> None:
 
 def seed(env: dict[str, str], entries: list[CatalogEntry]) -> None:
     load_catalog(load_indexer_config(env).mysql, entries)
+
+
+@contextmanager
+def indexed_catalog(
+    stack_urls: tuple[str, str],
+    extractor,
+    image_server: str,
+    report_dir: str,
+    es,
+    entries: list[CatalogEntry],
+    prefix: str = "test-api",
+    record_run: bool = False,
+    **options,
+) -> Iterator[dict[str, str]]:
+    """A catalog served by the local image server, indexed by `full` under a fresh alias; yields the
+    environment (ES_INDEX is the alias) and deletes every index of the alias afterwards.
+    `record_run` stores the run report in `<alias>-runs` as the CLI does."""
+    from indexer.state import StateStore
+    from tests.support.catalog import catalog_environment
+
+    alias = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    env = catalog_environment(*stack_urls, alias, report_dir)
+    env["IMAGE_BASE_URL"] = image_server
+    seed(env, entries)
+    try:
+        report = run_full(env, extractor, **options)
+        if record_run:
+            StateStore(es, alias).ensure().record_run(report.as_dict())
+        yield env
+    finally:
+        es.options(ignore_status=404).indices.delete(index=f"{alias}*", expand_wildcards="all")
 
 
 def run_full(env: dict[str, str], extractor, **options) -> RunReport:

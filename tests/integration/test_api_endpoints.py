@@ -10,10 +10,8 @@ from openapi_spec_validator import validate
 from PIL import Image
 
 from demo.catalog import CatalogEntry
-from indexer.state import StateStore
 from searchapi import create_app
-from tests.integration.helpers import photo_entries, run_full, seed
-from tests.support.catalog import catalog_environment
+from tests.integration.helpers import indexed_catalog, photo_entries
 
 pytestmark = [pytest.mark.integration]
 
@@ -24,14 +22,20 @@ SHOP = "https://shop.example"
 @pytest.fixture(scope="module")
 def catalog(stack_urls, extractor, image_server, tmp_path_factory, es):
     """4 products x 2 views served over real HTTP, plus one row whose image is corrupt (id 9)."""
-    alias = f"test-endpoints-{uuid.uuid4().hex[:8]}"
-    env = catalog_environment(*stack_urls, alias, str(tmp_path_factory.mktemp("reports")))
-    env["IMAGE_BASE_URL"] = image_server
-    seed(env, [*photo_entries(4, 2), CatalogEntry(9, "product-009", "corrupt.jpg")])
-    report = run_full(env, extractor, max_failure_ratio=0.5)
-    StateStore(es, alias).ensure().record_run(report.as_dict())  # what the CLI does after a run
-    yield env
-    es.options(ignore_status=404).indices.delete(index=f"{alias}*", expand_wildcards="all")
+    entries = [*photo_entries(4, 2), CatalogEntry(9, "product-009", "corrupt.jpg")]
+    reports = str(tmp_path_factory.mktemp("reports"))
+    with indexed_catalog(
+        stack_urls,
+        extractor,
+        image_server,
+        reports,
+        es,
+        entries,
+        "test-endpoints",
+        True,
+        max_failure_ratio=0.5,
+    ) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

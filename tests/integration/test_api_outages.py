@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 
 import pytest
 
 from searchapi import create_app
-from tests.integration.helpers import photo_entries, run_full, seed
+from tests.integration.helpers import indexed_catalog, photo_entries
 from tests.support import stack
-from tests.support.catalog import catalog_environment
 from tests.support.tcpproxy import stallable_proxy
 
 pytestmark = [pytest.mark.integration]
@@ -23,13 +21,11 @@ BOUND_SECONDS = 2 * ES_TIMEOUT + 3
 
 @pytest.fixture(scope="module")
 def catalog(stack_urls, extractor, image_server, tmp_path_factory, es):
-    alias = f"test-outage-{uuid.uuid4().hex[:8]}"
-    env = catalog_environment(*stack_urls, alias, str(tmp_path_factory.mktemp("reports")))
-    env["IMAGE_BASE_URL"] = image_server
-    seed(env, photo_entries(2, 2))
-    run_full(env, extractor)
-    yield env
-    es.options(ignore_status=404).indices.delete(index=f"{alias}*", expand_wildcards="all")
+    reports = str(tmp_path_factory.mktemp("reports"))
+    with indexed_catalog(
+        stack_urls, extractor, image_server, reports, es, photo_entries(2, 2), "test-outage"
+    ) as env:
+        yield env
 
 
 def requests_to_try(photo_folder) -> list[tuple[str, str, dict]]:

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from searchapi import create_app
-from tests.integration.helpers import photo_entries, run_full, seed
-from tests.support.catalog import catalog_environment
+from tests.integration.helpers import indexed_catalog, photo_entries
 
 pytestmark = [pytest.mark.integration]
 
@@ -19,15 +18,9 @@ pytestmark = [pytest.mark.integration]
 @pytest.fixture(scope="module")
 def indexed(stack_urls, extractor, image_server, tmp_path_factory, es):
     """A module-wide index of 4 products x 2 views served over real HTTP."""
-    import uuid
-
-    alias = f"test-api-{uuid.uuid4().hex[:8]}"
-    env = catalog_environment(*stack_urls, alias, str(tmp_path_factory.mktemp("reports")))
-    env["IMAGE_BASE_URL"] = image_server
-    seed(env, photo_entries(4, 2))
-    run_full(env, extractor)
-    yield env
-    es.options(ignore_status=404).indices.delete(index=f"{alias}*", expand_wildcards="all")
+    reports = str(tmp_path_factory.mktemp("reports"))
+    with indexed_catalog(stack_urls, extractor, image_server, reports, es, photo_entries(4, 2)) as env:
+        yield env
 
 
 @pytest.fixture
