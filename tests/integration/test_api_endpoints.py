@@ -297,3 +297,15 @@ def test_cors_headers_only_for_the_shop_origin(client, photo_folder):
     assert response.headers["Access-Control-Allow-Origin"] == SHOP and "Origin" in response.headers["Vary"]
     other = client.get("/health", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_an_unexpected_error_is_an_opaque_json_500(catalog, extractor):
+    app = create_app(catalog, extractor=extractor)
+
+    def explode():
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+    app.add_url_rule("/explode", view_func=explode)
+    response = app.test_client().get("/explode")
+    error = error_of(response, 500)
+    assert error["code"] == "internal_error" and "secret" not in response.get_data(as_text=True)
