@@ -40,6 +40,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IDLE_LOAD = 0.5
 DISTURBED_CORES = 0.1  # others' cores above which a phase is flagged
 DISTURBED_ES_OPS = 10  # requests other users sent Elasticsearch during a phase, above which it is flagged
+LAYOUT_ROUNDS = 2
 PAUSE = 0.02  # between interleaved calls, so one process's idle TensorFlow threads stop spinning
 QUERY_SIZE = ((600, 450), (680, 510))  # query photos: "640x480-ish" JPEGs
 TARGETS = {"upload_minus_model_ms": 20.0, "id_p50_ms": 20.0, "api_overhead_ms": 5.0, "soak_errors": 0}
@@ -104,9 +105,17 @@ class Phase:
     concurrency: int
     stats: dict[str, Any]
     cpu: dict[str, float] = field(default_factory=dict)
+    layout: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"phase": self.name, "series": self.series, "concurrency": self.concurrency, **self.stats}
+        layout = {"layout": self.layout} if self.layout else {}
+        return {
+            "phase": self.name,
+            "series": self.series,
+            "concurrency": self.concurrency,
+            **layout,
+            **self.stats,
+        }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--rebuild", action="store_true", help="build the bench index even if a match exists")
     index.add_argument("--drop", action="store_true", help="delete the bench index after the run")
     index.add_argument("--drop-only", action="store_true", help="delete the bench index and exit")
+    index.add_argument(
+        "--build-only", action="store_true", help="build the bench index (or find it reusable) and exit"
+    )
     model = parser.add_argument_group("model and machine")
     model.add_argument(
         "--weights",
@@ -384,10 +396,11 @@ class Meter:
     def __init__(self, es, index: str) -> None:
         self.es, self.index = es, index
         self.es_pids = elasticsearch_pids(es)
-        self.server: ApiServer | None = None
+        self.servers: list[ApiServer] = []
 
     def __call__(self) -> PhaseMeter:
-        groups = {"api": self.server.pids() if self.server else [], "elasticsearch": self.es_pids}
+        api = [pid for server in self.servers for pid in server.pids()]
+        groups = {"api": api, "elasticsearch": self.es_pids}
         return PhaseMeter(CpuMeter(named_pids=groups), self.es, self.index)
 
 
@@ -504,13 +517,47 @@ def measure_levels(args, es, server: ApiServer, work: Workload, meter: Meter, ex
     return phases
 
 
-def measure_layout(args, server: ApiServer, work: Workload, meter: Meter) -> list[Phase]:
-    label = f" [{server.layout.name}]"
-    print(f"layout {server.layout.name} at concurrency {args.layout_concurrency} ...", file=sys.stderr)
-    return [
-        upload_phase(args, server, work, meter, args.layout_concurrency, label),
-        id_phase(args, server, work, meter, args.layout_concurrency, label),
-    ]
+def measure_layouts(args, servers: list[ApiServer], work: Workload, meter: Meter) -> list[Phase]:
+    """Upload and by id at --layout-concurrency on each server in turn, LAYOUT_ROUNDS times (A B A B),
+    so slow minutes of the shared machine hit both layouts alike."""
+    phases = []
+    for number in range(1, LAYOUT_ROUNDS + 1):
+        for measure in (upload_phase, id_phase):
+            for server in servers:
+                label = f" [{server.layout.name}, round {number}]"
+                print(f"layout {server.layout.name}, round {number} ...", file=sys.stderr)
+                phase = measure(args, server, work, meter, args.layout_concurrency, label)
+                phase.layout = server.layout.name
+                phases.append(phase)
+    return phases
+
+
+def layout_summary(phases: list[Phase], names: list[str]) -> list[dict[str, Any]]:
+    """Per layout and series: the mean of the rounds' p50 and requests/s over all rounds; and the
+    ratios of every other layout to the first (the documented one)."""
+    rows = []
+    for series in ("upload", "by id"):
+        for name in names:
+            mine = [
+                p.stats for p in phases if p.layout == name and p.series == series and "p50_ms" in p.stats
+            ]
+            if not mine:
+                continue
+            seconds = sum(stats["seconds"] for stats in mine)
+            rows.append(
+                {
+                    "layout": name,
+                    "series": series,
+                    "rounds": len(mine),
+                    "p50_ms": round(float(np.mean([stats["p50_ms"] for stats in mine])), 2),
+                    "per_second": round(sum(stats["requests"] for stats in mine) / seconds, 2),
+                }
+            )
+    for row in rows:
+        base = next(r for r in rows if r["series"] == row["series"])
+        row["p50_over_first"] = round(row["p50_ms"] / base["p50_ms"], 3)
+        row["per_second_over_first"] = round(row["per_second"] / base["per_second"], 3)
+    return rows
 
 
 def warm_api(server: ApiServer, work: Workload, size: int) -> None:
@@ -531,7 +578,8 @@ class Measured:
 
 
 def measure_all(args, config, extractor, work: Workload, folder: Path, index: str) -> Measured:
-    """Start the API (the documented layout), measure every phase, stop it; then other layouts."""
+    """Start the API (the documented layout), measure every phase; with --layouts start the other
+    layout next to it (idle servers cost no CPU) and alternate between the two."""
     from indexer.sink import make_client
 
     es = raw_client(config, max(args.levels) + 4)
@@ -539,21 +587,19 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
     env = api_environment(args, config)
     main_layout = default_layout()
     layouts: list[Phase] = []
+    names = [main_layout.name]
     with running_api(env, main_layout, folder, args.api_start_timeout) as server:
-        meter.server = server
+        meter.servers = [server]
         warm_api(server, work, args.size)
         phases = measure_levels(args, es, server, work, meter, extractor)
         soak = soak_phase(args, server, work, meter) if args.soak_seconds > 0 else None
         if args.layouts:
-            layouts += measure_layout(args, server, work, meter)
-    names = [main_layout.name]
-    if args.layouts:
-        other = Layout(2, 4) if main_layout != Layout(2, 4) else Layout(1, 8)
-        names.append(other.name)
-        with running_api(env, other, folder, args.api_start_timeout) as server:
-            meter.server = server
-            warm_api(server, work, args.size)
-            layouts += measure_layout(args, server, work, meter)
+            other = Layout(2, 4) if main_layout != Layout(2, 4) else Layout(1, 8)
+            names.append(other.name)
+            with running_api(env, other, folder, args.api_start_timeout) as second:
+                meter.servers = [server, second]
+                warm_api(second, work, args.size)
+                layouts = measure_layouts(args, [server, second], work, meter)
     return Measured(phases, soak, layouts, names)
 
 
@@ -634,6 +680,8 @@ def results_of(args, argv, index: BenchIndex, measured: Measured, loads, setting
         "soak": measured.soak,
         "layouts": {
             "names": measured.layout_names,
+            "concurrency": args.layout_concurrency,
+            "summary": layout_summary(measured.layouts, measured.layout_names),
             "phases": [phase.as_dict() | {"cpu": phase.cpu} for phase in measured.layouts],
         },
         "summary": summary,
@@ -743,11 +791,23 @@ def soak_lines(soak: dict[str, Any] | None) -> list[str]:
 def layout_lines(layouts: dict[str, Any]) -> list[str]:
     if not layouts["phases"]:
         return []
-    lines = ["", "gunicorn layouts (same box, one after the other):", "", *LATENCY_HEAD]
+    lines = [
+        "",
+        f"gunicorn layouts at concurrency {layouts['concurrency']}: both servers up, measured in turn "
+        f"(A B A B), {layouts['names'][0]} is searchapi/gunicorn.conf.py's default:",
+        "",
+        "| layout | series | rounds | p50 ms (mean of rounds) | req/s | p50 / default | req/s / default |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in layouts["summary"]:
+        lines.append(
+            f"| {row['layout']} | {row['series']} | {row['rounds']} | {row['p50_ms']:.1f} | "
+            f"{row['per_second']:.2f} | {row['p50_over_first']:.2f} | {row['per_second_over_first']:.2f} |"
+        )
+    lines += ["", *LATENCY_HEAD]
     for phase in layouts["phases"]:
-        row = phase_row(phase)
-        layout = phase["phase"].split("[", 1)[1].rstrip("]")
-        lines.append(row.replace(f"| {phase['series']} |", f"| {phase['series']}, {layout} |", 1))
+        label = phase["phase"].split("[", 1)[1].rstrip("]")
+        lines.append(phase_row(phase).replace(f"| {phase['series']} |", f"| {phase['series']}, {label} |", 1))
     return lines
 
 
@@ -831,6 +891,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         extractor = FeatureExtractor(args.weights, seed=args.seed)
         extractor.warm_up()
         index = ensure_index(es, config, extractor, plan, folder / "photos", args.rebuild)
+        if args.build_only:
+            return {"index": index.as_dict()}
         work = prepare_workload(args, es, args.alias, folder)
         before = wait_for_load_below(IDLE_LOAD, args.wait_idle) if args.wait_idle else load_average()
         if before[0] >= IDLE_LOAD:
@@ -852,6 +914,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deleted: {drop_index(make_client(elastic_config(args)), args.alias) or 'nothing'}")
         return 0
     results = run(args, argv)
+    if args.build_only:
+        print(json.dumps(results["index"], indent=2))
+        return 0
     json_path, markdown_path = write_results(results, args.results_dir, args.smoke)
     print(render_markdown(results))
     print(f"written: {json_path} and {markdown_path}")
