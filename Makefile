@@ -60,3 +60,7 @@ bench-indexer: stack-up  ## indexer images/s: pipeline vs model ceiling vs naive
 
 bench-search: stack-up  ## search latency: upload vs bare model, by id, API vs raw kNN at 100k docs (BENCH_ARGS)
 	$(STACK_ENV) && $(BIN)/python -m bench.search $(BENCH_ARGS)
+
+.PHONY: kibana-setup
+kibana-setup: venv  ## import kibana/saved_objects.ndjson into KIBANA_URL for ES_INDEX (KIBANA_SETUP_ARGS="--space x")
+	$(BIN)/python -m kibana.setup $(KIBANA_SETUP_ARGS)
