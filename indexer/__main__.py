@@ -28,6 +28,9 @@ configuration (environment variables, see env.example):
   IMAGE_BASE_URL         base URL or folder that relative `photo` values are resolved against
   VGG16_WEIGHTS          imagenet (default) | random (tests, offline) | path to an .h5 file
   MYSQL_DELETED_COLUMN   optional soft-delete column: rows where it is set are removed from the index
+  ES_API_KEY             API key (the `encoded` value) with the indexer role; or ES_USERNAME + ES_PASSWORD
+  ES_CA_CERTS            PEM CA file for an https ES_URL; or ES_SSL_FINGERPRINT (SHA-256 of the server's
+                         certificate or its CA); neither: the system trust store (ES_VERIFY_CERTS=false: none)
   INDEXER_KEEP_VERSIONS  index versions kept for rollback (default 2)
   INDEXER_REPORT_DIR     where run reports are also written as JSON (default ./reports)
   INDEXER_LOCK_TTL       seconds a dead run's lock blocks others (default 600; renewed while alive)
@@ -39,7 +42,8 @@ configuration (environment variables, see env.example):
 state: checkpoints and locks live in <ES_INDEX>-indexer-state, run reports in <ES_INDEX>-runs.
 
 exit codes: 0 done, 1 run failed (alias untouched; the next run resumes), 2 bad configuration
-(incl. incremental with weights other than the live index's: run full),
+(incl. incremental with weights other than the live index's: run full; Elasticsearch rejecting the
+credentials (401), a missing privilege (403) or a failed TLS verification),
 3 validation failed (full: new index kept for inspection, alias untouched; incremental: too many
 failed rows), 4 another run holds the lock (nothing done). SIGTERM/SIGINT stop a run cleanly (exit 1,
 lock released, report written); kill -9 is resumed too, after the lock expires or at once on the
@@ -153,9 +157,23 @@ def ratio(text: str) -> float:
     return value
 
 
+def elasticsearch_failed(exc: Exception, config) -> int:
+    """Log why Elasticsearch could not be used: credentials/privileges/TLS (exit 2) or unreachable (1)."""
+    from indexer.esclient import failure_message
+
+    log = logging.getLogger("indexer")
+    message = failure_message(exc, config)
+    if message:
+        log.error("%s", message)
+        return EXIT_CONFIG
+    log.error("Elasticsearch at %s is not reachable: %s", config.url, exc)
+    return EXIT_RUN_FAILED
+
+
 def run_job(args: argparse.Namespace) -> int:
     """Check services, load the model, run `full` or `incremental`, report (stderr, JSON, runs index)."""
     from elastic_transport import TransportError
+    from elasticsearch import ApiError
 
     from indexer.config import load_indexer_config
     from indexer.sink import make_client, server_version
@@ -167,10 +185,10 @@ def run_job(args: argparse.Namespace) -> int:
     source = CatalogSource(config.mysql, page_size=args.page_size, partition=args.partition)
     try:
         version = server_version(es)
+    except (TransportError, ApiError) as exc:
+        return elasticsearch_failed(exc, config.elastic)
+    try:
         total = source.count()
-    except TransportError as exc:
-        log.error("Elasticsearch at %s is not reachable: %s", config.elastic.url, exc)
-        return EXIT_RUN_FAILED
     except Exception as exc:  # noqa: BLE001 - mysql.connector raises many types
         log.error("catalog database %s:%s is not reachable: %s", config.mysql.host, config.mysql.port, exc)
         return EXIT_RUN_FAILED
@@ -229,6 +247,7 @@ def make_run(args, config, es, source, extractor, total: int):
 
 def execute(run, args: argparse.Namespace, config) -> int:
     """Run (or plan), map the outcome to an exit code, and report it everywhere."""
+    from indexer.esclient import failure_message, is_auth_failure
     from indexer.incremental import IncompatibleIndex, NoLiveIndex
     from indexer.pipeline import Interrupted, ValidationFailed
     from indexer.state import LockHeld
@@ -254,7 +273,12 @@ def execute(run, args: argparse.Namespace, config) -> int:
         run.run()
     except Exception as exc:
         match = next((entry for entry in known if isinstance(exc, entry[0])), None)
-        if match is None:
+        if is_auth_failure(exc):
+            message = failure_message(exc, config.elastic)
+            log.error("%s", message)
+            run.report.finish("failed", message)
+            code = EXIT_CONFIG
+        elif match is None:
             log.exception("run failed; the next run resumes from the last checkpoint")
             run.report.finish("failed", f"{type(exc).__name__}: {exc}")
             code = EXIT_RUN_FAILED
@@ -297,6 +321,7 @@ def run_status(args: argparse.Namespace) -> int:
     import json
 
     from elastic_transport import TransportError
+    from elasticsearch import AuthenticationException, AuthorizationException
 
     from indexer.admin import alias_status
     from indexer.config import load_elastic_config
@@ -306,9 +331,8 @@ def run_status(args: argparse.Namespace) -> int:
     config = load_elastic_config(env)
     try:
         state = alias_status(make_client(config), config.alias)
-    except TransportError as exc:
-        logging.getLogger("indexer").error("Elasticsearch at %s is not reachable: %s", config.url, exc)
-        return EXIT_RUN_FAILED
+    except (TransportError, AuthenticationException, AuthorizationException) as exc:
+        return elasticsearch_failed(exc, config)
     state["catalog_rows"] = catalog_rows(env)
     if args.json:
         print(json.dumps(state, indent=2, default=str))
@@ -360,6 +384,7 @@ def format_status(state: dict) -> str:
 
 def run_rollback(args: argparse.Namespace) -> int:
     from elastic_transport import TransportError
+    from elasticsearch import AuthenticationException, AuthorizationException
 
     from indexer.admin import RollbackImpossible, rollback
     from indexer.config import load_elastic_config
@@ -372,9 +397,8 @@ def run_rollback(args: argparse.Namespace) -> int:
     except RollbackImpossible as exc:
         log.error("rollback impossible: %s", exc)
         return EXIT_RUN_FAILED
-    except TransportError as exc:
-        log.error("Elasticsearch at %s is not reachable: %s", config.url, exc)
-        return EXIT_RUN_FAILED
+    except (TransportError, AuthenticationException, AuthorizationException) as exc:
+        return elasticsearch_failed(exc, config)
     print(f"alias {config.alias}: {current} -> {previous}")
     return EXIT_OK
 

@@ -31,12 +31,11 @@ T = TypeVar("T")
 
 
 def make_client(config: ElasticConfig, max_retries: int = 3) -> Elasticsearch:
-    """An Elasticsearch client; created on demand, never at import time."""
-    return Elasticsearch(
-        config.url,
-        request_timeout=config.request_timeout,
-        max_retries=max_retries,
-        retry_on_timeout=True,
+    """An Elasticsearch client (credentials and TLS from config); created on demand, never at import time."""
+    from indexer.esclient import make_elasticsearch
+
+    return make_elasticsearch(
+        config, request_timeout=config.request_timeout, max_retries=max_retries, retry_on_timeout=True
     )
 
 

@@ -7,6 +7,13 @@
 #   scripts/stack.sh status  print what runs
 #   scripts/stack.sh env     print `export ES_URL=...` / `export MYSQL_URL=...` lines
 #
+# A second, security-enabled Elasticsearch (same unpacked distribution, own config, data, ports)
+# for the security tests; it never touches the node above:
+#   scripts/stack.sh up-secure      TLS on HTTP (self-signed CA made with openssl), `elastic` superuser
+#   scripts/stack.sh down-secure    stop it (tolerant if already stopped)
+#   scripts/stack.sh status-secure  print whether it runs
+#   scripts/stack.sh env-secure     print `export ES_SECURE_URL=...` (+ CA file, fingerprints, password)
+#
 # Environment overrides:
 #   STACK_HOME   cache folder (default: $HOME/.cache/imgsearch-stack)
 #   ES_PORT      Elasticsearch HTTP port (default 9200)
@@ -16,6 +23,11 @@
 #   ES_USER      unprivileged user that runs Elasticsearch when invoked as root (default imgsearch)
 #   MYSQL_PORT   MariaDB TCP port on 127.0.0.1 (default 3306)
 #   MAVEN_REPO_LOCAL  Maven local repository (default ~/.m2/repository)
+#   ES_SECURE_PORT    HTTPS port of the secure node (default 9201)
+#   ES_SECURE_TRANSPORT_PORT  its transport port (default 9301)
+#   ES_SECURE_HEAP    its heap (default 512m)
+#   ES_SECURE_PASSWORD  bootstrap password of its `elastic` superuser (default: a fixed local-only value)
+#   ES_SECURE_USERS_PASSWORD  password of its file-realm test users (default: a fixed local-only value)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -324,6 +336,257 @@ es_status() {
   fi
 }
 
+# --------------------------------------------------------------------------- secure Elasticsearch
+# A second node from the same unpacked distribution, with its own config folder (ES_PATH_CONF),
+# data, logs, pid file and ports: security on, TLS on HTTP with a self-signed CA, the `elastic`
+# superuser's password set through the keystore's bootstrap.password. For the security tests only.
+
+ES_SECURE_PORT="${ES_SECURE_PORT:-9201}"
+ES_SECURE_TRANSPORT_PORT="${ES_SECURE_TRANSPORT_PORT:-9301}"
+ES_SECURE_HEAP="${ES_SECURE_HEAP:-512m}"
+ES_SECURE_PASSWORD="${ES_SECURE_PASSWORD:-imgsearch-local-elastic}"
+ES_SECURE_URL="https://127.0.0.1:${ES_SECURE_PORT}"
+ES_SECURE_ROOT="$STACK_HOME/es-secure"
+ES_SECURE_CONF="$ES_SECURE_ROOT/config"
+ES_SECURE_CERTS="$ES_SECURE_CONF/certs"
+ES_SECURE_DATA="$ES_SECURE_ROOT/data"
+ES_SECURE_LOGS="$ES_SECURE_ROOT/logs"
+ES_SECURE_RUN="$ES_SECURE_ROOT/run"
+ES_SECURE_PIDFILE="$ES_SECURE_RUN/elasticsearch.pid"
+ES_SECURE_CLUSTER=imgsearch-secure
+# File-realm users for the tests: this minimal distribution cannot create the .security index (its
+# analyzer needs the analysis-common module), so the node has no native users, roles or API keys.
+# Roles come from roles.yml and users_roles in its config folder, which the tests write for their
+# alias (Elasticsearch reloads both files within seconds).
+ES_SECURE_FILE_USERS="imgsearch_indexer imgsearch_api_read imgsearch_api_write"
+ES_SECURE_USERS_PASSWORD="${ES_SECURE_USERS_PASSWORD:-imgsearch-local-users}"
+
+es_secure_curl() { # es_secure_curl <path> [curl args...]: authenticated, CA-verified request
+  local path="$1"
+  shift
+  curl -sS --cacert "$ES_SECURE_CERTS/ca.crt" -u "elastic:$ES_SECURE_PASSWORD" "$@" "$ES_SECURE_URL$path"
+}
+
+es_secure_answers() {
+  [ -s "$ES_SECURE_CERTS/ca.crt" ] || return 1
+  es_secure_curl "/_cluster/health?timeout=1s" -f -m 5 >/dev/null 2>&1
+}
+
+es_secure_pid() {
+  [ -s "$ES_SECURE_PIDFILE" ] || return 1
+  local pid
+  pid="$(cat "$ES_SECURE_PIDFILE")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# A CA and an HTTP certificate for localhost/127.0.0.1 signed by it; regenerated when missing or
+# expiring within a day. http.crt carries the chain (leaf, then CA) so clients may pin either.
+ensure_secure_certs() {
+  local certs="$ES_SECURE_CERTS"
+  if [ -s "$certs/ca.crt" ] && [ -s "$certs/http.crt" ] && [ -s "$certs/http.key" ] &&
+     openssl x509 -checkend 86400 -noout -in "$certs/http.crt" >/dev/null 2>&1 &&
+     openssl x509 -checkend 86400 -noout -in "$certs/ca.crt" >/dev/null 2>&1; then
+    return 0
+  fi
+  need_cmd openssl openssl
+  log "generating a self-signed CA and an HTTP certificate in $certs"
+  mkdir -p "$certs"
+  local tmp="$certs/.gen-$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout "$tmp/ca.key" -out "$tmp/ca.crt" \
+    -subj "/CN=imgsearch local test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -sha256 -keyout "$tmp/http.key" -out "$tmp/http.csr" \
+    -subj "/CN=localhost" 2>/dev/null
+  printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" "basicConstraints=CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" > "$tmp/http.ext"
+  openssl x509 -req -sha256 -days 825 -in "$tmp/http.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -extfile "$tmp/http.ext" -out "$tmp/http-leaf.crt" 2>/dev/null
+  cat "$tmp/http-leaf.crt" "$tmp/ca.crt" > "$tmp/http.crt"
+  chmod 600 "$tmp/ca.key" "$tmp/http.key"
+  chmod 644 "$tmp/ca.crt" "$tmp/http.crt" "$tmp/http-leaf.crt"
+  mv -f "$tmp/ca.key" "$tmp/ca.crt" "$tmp/http.key" "$tmp/http.crt" "$tmp/http-leaf.crt" "$certs/"
+  rm -rf "$tmp"
+}
+
+write_secure_es_config() {
+  local conf="$ES_SECURE_CONF" f
+  mkdir -p "$conf/jvm.options.d"
+  # Logging and JVM defaults come from the distribution; everything else is this node's own.
+  for f in jvm.options log4j2.properties; do
+    cp "$ES_HOME/config/$f" "$conf/$f"
+  done
+  cat > "$conf/elasticsearch.yml" <<YML
+# Written by scripts/stack.sh up-secure - local security-test node, do not expose.
+cluster.name: $ES_SECURE_CLUSTER
+node.name: imgsearch-secure-1
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $ES_SECURE_PORT
+transport.port: $ES_SECURE_TRANSPORT_PORT
+path.data: $ES_SECURE_DATA
+path.logs: $ES_SECURE_LOGS
+xpack.security.enabled: true
+xpack.security.authc.api_key.enabled: true
+xpack.security.http.ssl.enabled: true
+xpack.security.http.ssl.key: certs/http.key
+xpack.security.http.ssl.certificate: certs/http.crt
+# One node: the transport layer only listens on 127.0.0.1 and joins nobody.
+xpack.security.transport.ssl.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+YML
+  cat > "$conf/jvm.options.d/imgsearch-heap.options" <<OPTS
+-Xms$ES_SECURE_HEAP
+-Xmx$ES_SECURE_HEAP
+OPTS
+}
+
+# The keystore holds bootstrap.password: the `elastic` password until someone changes it by API.
+write_secure_keystore() {
+  rm -f "$ES_SECURE_CONF/elasticsearch.keystore"
+  run_as_es env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ES_SECURE_CONF" \
+    "$ES_HOME/bin/elasticsearch-keystore" create >/dev/null
+  printf '%s' "$ES_SECURE_PASSWORD" | run_as_es env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ES_SECURE_CONF" \
+    "$ES_HOME/bin/elasticsearch-keystore" add -x -f bootstrap.password >/dev/null
+}
+
+ensure_secure_file_users() {
+  local conf="$ES_SECURE_CONF" user action f
+  for f in users users_roles roles.yml; do
+    [ -e "$conf/$f" ] || run_as_es touch "$conf/$f"
+  done
+  for user in $ES_SECURE_FILE_USERS; do
+    action=useradd
+    grep -q "^$user:" "$conf/users" && action=passwd
+    run_as_es env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$conf" \
+      "$ES_HOME/bin/elasticsearch-users" "$action" "$user" -p "$ES_SECURE_USERS_PASSWORD" >/dev/null
+  done
+}
+
+es_secure_log_tail() {
+  local f
+  for f in "$ES_SECURE_LOGS/$ES_SECURE_CLUSTER.log" "$ES_SECURE_LOGS/launcher.out"; do
+    if [ -s "$f" ]; then
+      echo "----- tail of $f -----" >&2
+      tail -n 60 "$f" >&2
+    fi
+  done
+}
+
+es_secure_wait_healthy() {
+  local deadline=$(( $(date +%s) + ES_START_TIMEOUT )) body
+  while :; do
+    body="$(es_secure_curl "/_cluster/health?wait_for_status=yellow&timeout=5s" -m 10 2>/dev/null || true)"
+    if [[ "$body" == *'"timed_out":false'* ]]; then
+      return 0
+    fi
+    if [[ "$body" == *'security_exception'* ]]; then
+      log "the secure node answers but rejects elastic:\$ES_SECURE_PASSWORD: $body"
+      return 1
+    fi
+    if ! es_secure_pid >/dev/null; then
+      sleep 2
+      if ! es_secure_pid >/dev/null && ! es_secure_answers; then
+        log "secure Elasticsearch process is not running"
+        return 1
+      fi
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || { log "timed out after ${ES_START_TIMEOUT}s"; return 1; }
+    sleep 2
+  done
+}
+
+es_secure_up() {
+  if es_secure_answers; then
+    log "reusing secure Elasticsearch already answering on $ES_SECURE_URL"
+    return 0
+  fi
+  need_cmd curl curl
+  ensure_java
+  ensure_es_user
+  mkdir -p "$STACK_HOME"
+  ensure_es_unpacked
+  mkdir -p "$ES_SECURE_DATA" "$ES_SECURE_LOGS" "$ES_SECURE_RUN"
+  if pid="$(es_secure_pid)"; then
+    log "secure Elasticsearch pid $pid exists but does not answer yet; waiting"
+  else
+    ensure_secure_certs
+    write_secure_es_config
+    if is_root; then
+      chown -R "$ES_USER:$ES_USER" "$ES_HOME" "$ES_SECURE_ROOT"
+      ensure_traversable
+    fi
+    write_secure_keystore
+    ensure_secure_file_users
+    rm -f "$ES_SECURE_PIDFILE"
+    log "starting secure Elasticsearch $ES_VERSION on $ES_SECURE_URL (transport $ES_SECURE_TRANSPORT_PORT, heap $ES_SECURE_HEAP)"
+    if ! run_as_es env HOME="$ES_HOME" ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ES_SECURE_CONF" \
+           "$ES_HOME/bin/elasticsearch" -d -p "$ES_SECURE_PIDFILE" >"$ES_SECURE_LOGS/launcher.out" 2>&1; then
+      log "secure Elasticsearch launcher failed"
+      es_secure_log_tail
+      exit 1
+    fi
+  fi
+  if ! es_secure_wait_healthy; then
+    es_secure_log_tail
+    die "secure Elasticsearch did not become healthy on $ES_SECURE_URL"
+  fi
+  log "secure Elasticsearch is up on $ES_SECURE_URL (pid $(es_secure_pid || echo '?')); use: eval \"\$($0 env-secure)\""
+}
+
+es_secure_down() {
+  local pid
+  if ! pid="$(es_secure_pid)"; then
+    rm -f "$ES_SECURE_PIDFILE"
+    log "secure Elasticsearch is not running"
+    return 0
+  fi
+  log "stopping secure Elasticsearch (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "secure Elasticsearch did not stop within 60s; sending SIGKILL"
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$ES_SECURE_PIDFILE"
+  log "secure Elasticsearch stopped"
+}
+
+es_secure_status() {
+  local pid
+  if es_secure_answers; then
+    echo "elasticsearch (secure): running on $ES_SECURE_URL (pid $(es_secure_pid || echo '?'))"
+  elif pid="$(es_secure_pid)"; then
+    echo "elasticsearch (secure): process $pid alive but not answering on $ES_SECURE_URL (starting?)"
+  else
+    echo "elasticsearch (secure): stopped"
+  fi
+}
+
+cert_sha256() { # cert_sha256 <pem file> -> lowercase hex, no colons
+  openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/^.*=//; s/://g' | tr 'A-F' 'a-f'
+}
+
+cmd_env_secure() {
+  echo "export ES_SECURE_URL=$ES_SECURE_URL"
+  echo "export ES_SECURE_CA_CERTS=$ES_SECURE_CERTS/ca.crt"
+  if [ -s "$ES_SECURE_CERTS/http-leaf.crt" ] && [ -s "$ES_SECURE_CERTS/ca.crt" ]; then
+    echo "export ES_SECURE_FINGERPRINT=$(cert_sha256 "$ES_SECURE_CERTS/http-leaf.crt")"
+    echo "export ES_SECURE_CA_FINGERPRINT=$(cert_sha256 "$ES_SECURE_CERTS/ca.crt")"
+  fi
+  echo "export ES_SECURE_USERNAME=elastic"
+  printf 'export ES_SECURE_PASSWORD=%q\n' "$ES_SECURE_PASSWORD"
+  echo "export ES_SECURE_CONFIG_DIR=$ES_SECURE_CONF"
+  echo "export ES_SECURE_FILE_USERS=\"$ES_SECURE_FILE_USERS\""
+  printf 'export ES_SECURE_USERS_PASSWORD=%q\n' "$ES_SECURE_USERS_PASSWORD"
+}
+
 # --------------------------------------------------------------------------- MariaDB
 
 mysql_client() {
@@ -489,8 +752,9 @@ cmd_env() {
 }
 
 usage() {
-  echo "usage: $0 {up|down|status|env|restart-es|restart-mariadb|stop-es|start-es}" >&2
+  echo "usage: $0 {up|down|status|env|restart-es|restart-mariadb|stop-es|start-es|up-secure|down-secure|status-secure|env-secure}" >&2
   echo "  restart-es / restart-mariadb / stop-es / start-es: one service (used by the outage tests)" >&2
+  echo "  up-secure / down-secure / status-secure / env-secure: the second, security-enabled node (TLS, port $ES_SECURE_PORT)" >&2
   exit 2
 }
 
@@ -528,6 +792,18 @@ main() {
       ;;
     start-es)
       es_up
+      ;;
+    up-secure)
+      es_secure_up
+      ;;
+    down-secure)
+      es_secure_down
+      ;;
+    status-secure)
+      es_secure_status
+      ;;
+    env-secure)
+      cmd_env_secure
       ;;
     *)
       usage

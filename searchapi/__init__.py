@@ -17,12 +17,12 @@ log = logging.getLogger(__name__)
 
 def make_search_client(config: SearchConfig) -> Elasticsearch:
     """A client whose every call ends within SEARCH_ES_TIMEOUT: one quick retry for a dropped
-    connection, none for a timeout (a slow cluster must become a 503, not a longer wait)."""
-    return Elasticsearch(
-        config.elastic.url,
-        request_timeout=config.es_timeout,
-        max_retries=1,
-        retry_on_timeout=False,
+    connection, none for a timeout (a slow cluster must become a 503, not a longer wait).
+    Credentials and TLS come from the ES_* variables, as for the indexer."""
+    from indexer.esclient import make_elasticsearch
+
+    return make_elasticsearch(
+        config.elastic, request_timeout=config.es_timeout, max_retries=1, retry_on_timeout=False
     )
 
 

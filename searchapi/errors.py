@@ -5,14 +5,34 @@ from __future__ import annotations
 import logging
 
 from elastic_transport import ConnectionError as EsConnectionError
-from elastic_transport import ConnectionTimeout
+from elastic_transport import ConnectionTimeout, TlsError
 from elasticsearch import ApiError as EsApiError
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from indexer.config import ElasticConfig
+
 log = logging.getLogger(__name__)
 
 TRANSIENT_ES_STATUSES = (429, 502, 503, 504)
+# What a client sees when Elasticsearch refuses the API's own credentials: the fault is the
+# deployment's, not the request's, so a 503 with a fixed message (the details go to the log only).
+ES_AUTH_ERRORS = {
+    401: (
+        "search_backend_unauthenticated",
+        "the search service's credentials were rejected by Elasticsearch; the operator must fix them",
+    ),
+    403: (
+        "search_backend_forbidden",
+        "the search service is not permitted to do this in Elasticsearch (its role lacks the privilege)",
+    ),
+}
+
+
+def es_auth_problem(exc: Exception) -> tuple[str, str] | None:
+    """(code, message) when Elasticsearch answered 401/403 to the API's own credentials."""
+    status = getattr(getattr(exc, "meta", None), "status", None)
+    return ES_AUTH_ERRORS.get(status) if isinstance(exc, EsApiError) else None
 
 
 class ApiError(Exception):
@@ -24,6 +44,32 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+def es_readiness_problem(exc: Exception, config: ElasticConfig) -> tuple[str, str]:
+    """(check value, reason) for /ready when a call to Elasticsearch failed: credentials and TLS
+    problems are named with the variables to fix; Elasticsearch's own details go to the log only."""
+    source = config.credentials_from or "no credentials configured (ES_API_KEY or ES_USERNAME/ES_PASSWORD)"
+    status = exc.meta.status if isinstance(exc, EsApiError) else None
+    if status == 401:
+        check, reason = (
+            "credentials rejected",
+            f"Elasticsearch rejected the API's credentials (401): check {source}",
+        )
+    elif status == 403:
+        check, reason = (
+            "forbidden",
+            f"Elasticsearch denied the API's credentials ({source}) a privilege (403)",
+        )
+    elif isinstance(exc, TlsError):
+        check, reason = (
+            "tls error",
+            "TLS verification of Elasticsearch failed: check ES_CA_CERTS/ES_SSL_FINGERPRINT",
+        )
+    else:
+        return "unreachable", f"Elasticsearch is unreachable: {type(exc).__name__}"
+    log.error("not ready: %s (%s)", reason, exc)
+    return check, reason
 
 
 def not_found(image_id: str, answer) -> ApiError:
@@ -66,6 +112,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(EsApiError)
     def es_api_error(exc: EsApiError):
         log.error("Elasticsearch error: %s", exc)
+        auth = es_auth_problem(exc)
+        if auth:
+            return error_response(503, *auth)
         if exc.meta.status == 404:
             return error_response(
                 503, "index_missing", "the search index does not exist yet; run the indexer"

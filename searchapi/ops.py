@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify
 from indexer.admin import version_summary
 from indexer.sink import aliased_indices
 from indexer.state import StateStore
-from searchapi.errors import ApiError
+from searchapi.errors import ApiError, es_readiness_problem
 from searchapi.inputs import services
 from searchapi.openapi import openapi_document
 from searchapi.routes import model_info
@@ -56,8 +56,8 @@ def readiness_problem() -> tuple[str, dict[str, str]]:
             return f"alias {svc.alias} points to no index yet; run the indexer", checks
         mismatch = svc.index_model_mismatch()
     except (TransportError, EsApiError) as exc:
-        checks["elasticsearch"] = "unreachable"
-        return f"Elasticsearch is unreachable: {type(exc).__name__}", checks
+        checks["elasticsearch"], reason = es_readiness_problem(exc, svc.config.elastic)
+        return reason, checks
     if mismatch:
         checks["index"] = "model mismatch"
         return mismatch, checks

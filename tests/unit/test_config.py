@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from indexer.config import load_elastic_config, load_indexer_config, parse_mysql_url
@@ -47,3 +49,107 @@ def test_mysql_url_default_port():
 
 def test_elastic_config_alone_needs_no_mysql():
     assert load_elastic_config({}).alias == "images"
+
+
+# --- Elasticsearch credentials and TLS -------------------------------------------------------------
+
+HTTPS = {"ES_URL": "https://es.example:9200"}
+KEY = base64.b64encode(b"key-id:key-secret").decode()
+FINGERPRINT = "AB:" * 31 + "AB"
+
+
+@pytest.fixture
+def ca_file(tmp_path):
+    path = tmp_path / "ca.crt"
+    path.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return str(path)
+
+
+def test_no_credentials_and_no_tls_by_default():
+    config = load_elastic_config({})
+    assert (config.api_key, config.username, config.password, config.credentials_from) == (
+        None,
+        None,
+        None,
+        "",
+    )
+    assert (config.ca_certs, config.ssl_fingerprint, config.verify_certs) == (None, None, True)
+
+
+def test_api_key_in_encoded_or_id_colon_key_form():
+    assert load_elastic_config({"ES_API_KEY": KEY}).api_key == KEY
+    config = load_elastic_config({"ES_API_KEY": "key-id:key-secret"})
+    assert config.api_key == KEY and config.credentials_from == "ES_API_KEY"
+
+
+def test_username_and_password():
+    config = load_elastic_config({"ES_USERNAME": "indexer", "ES_PASSWORD": " s3cret "})
+    assert (config.username, config.password) == ("indexer", " s3cret ")
+    assert config.credentials_from == "ES_USERNAME/ES_PASSWORD"
+
+
+def test_secrets_stay_out_of_the_repr():
+    text = repr(load_elastic_config({"ES_USERNAME": "u", "ES_PASSWORD": "hunter2-password"}))
+    assert "hunter2" not in text and "username='u'" in text
+    assert "key-secret" not in repr(load_elastic_config({"ES_API_KEY": KEY}))
+
+
+def test_tls_settings_for_https(ca_file):
+    assert load_elastic_config({**HTTPS, "ES_CA_CERTS": ca_file}).ca_certs == ca_file
+    fingerprint = load_elastic_config({**HTTPS, "ES_SSL_FINGERPRINT": FINGERPRINT}).ssl_fingerprint
+    assert fingerprint == "ab" * 32
+    assert load_elastic_config({**HTTPS, "ES_VERIFY_CERTS": "false"}).verify_certs is False
+    assert load_elastic_config({**HTTPS, "ES_VERIFY_CERTS": "TRUE"}).verify_certs is True
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ES_API_KEY": KEY, "ES_USERNAME": "u", "ES_PASSWORD": "p"}, "either ES_API_KEY or ES_USERNAME"),
+        ({"ES_API_KEY": KEY, "ES_PASSWORD": "p"}, "either ES_API_KEY or ES_USERNAME/ES_PASSWORD"),
+        ({"ES_USERNAME": "u"}, "ES_USERNAME is set but ES_PASSWORD is empty"),
+        ({"ES_PASSWORD": "p"}, "ES_PASSWORD is set but ES_USERNAME is empty"),
+        ({"ES_API_KEY": "not base64!"}, "ES_API_KEY must be the `encoded` value"),
+        ({"ES_API_KEY": base64.b64encode(b"no-colon").decode()}, "ES_API_KEY must be the `encoded` value"),
+        ({"ES_API_KEY": ":secret"}, "ES_API_KEY must be the `encoded` value"),
+        ({"ES_URL": "https://elastic:pw@es.example:9200"}, "ES_URL must not contain credentials"),
+        ({"ES_CA_CERTS": "/etc/ssl/ca.crt"}, "ES_CA_CERTS is set but ES_URL is not https://"),
+        ({"ES_SSL_FINGERPRINT": FINGERPRINT}, "ES_SSL_FINGERPRINT is set but ES_URL is not https://"),
+        ({"ES_VERIFY_CERTS": "false"}, "ES_VERIFY_CERTS is set but ES_URL is not https://"),
+        ({**HTTPS, "ES_CA_CERTS": "/no/such/ca.crt"}, "ES_CA_CERTS: cannot read '/no/such/ca.crt'"),
+        ({**HTTPS, "ES_SSL_FINGERPRINT": "abc"}, "ES_SSL_FINGERPRINT must be the SHA-256 fingerprint"),
+        ({**HTTPS, "ES_SSL_FINGERPRINT": "ab" * 20}, "ES_SSL_FINGERPRINT must be the SHA-256 fingerprint"),
+        ({**HTTPS, "ES_VERIFY_CERTS": "maybe"}, "ES_VERIFY_CERTS must be true or false"),
+        (
+            {**HTTPS, "ES_VERIFY_CERTS": "false", "ES_SSL_FINGERPRINT": FINGERPRINT},
+            "ES_VERIFY_CERTS=false contradicts ES_SSL_FINGERPRINT",
+        ),
+    ],
+)
+def test_invalid_credentials_and_tls_settings_name_the_variables(env, message):
+    with pytest.raises(ConfigError) as raised:
+        load_elastic_config(env)
+    assert message in str(raised.value)
+    assert "pw@" not in str(raised.value) and "secret" not in str(raised.value)
+
+
+def test_ca_file_and_fingerprint_exclude_each_other(ca_file):
+    with pytest.raises(ConfigError, match="either ES_CA_CERTS or ES_SSL_FINGERPRINT, not both"):
+        load_elastic_config({**HTTPS, "ES_CA_CERTS": ca_file, "ES_SSL_FINGERPRINT": FINGERPRINT})
+
+
+def test_ca_file_must_hold_a_pem_certificate(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_text("-----BEGIN PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match=r"ES_CA_CERTS: .* holds no PEM certificate"):
+        load_elastic_config({**HTTPS, "ES_CA_CERTS": str(path)})
+
+
+def test_the_admin_prefix_reads_and_names_its_own_variables():
+    config = load_elastic_config(
+        {"ES_ADMIN_USERNAME": "elastic", "ES_ADMIN_PASSWORD": "p", "ES_API_KEY": KEY}, "ES_ADMIN_"
+    )
+    assert config.username == "elastic" and config.api_key is None
+    assert config.credentials_from == "ES_ADMIN_USERNAME/ES_ADMIN_PASSWORD"
+    with pytest.raises(ConfigError, match="ES_ADMIN_USERNAME is set but ES_ADMIN_PASSWORD is empty"):
+        load_elastic_config({"ES_ADMIN_USERNAME": "elastic"}, "ES_ADMIN_")
