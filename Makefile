@@ -23,8 +23,9 @@ venv: $(BIN)/.installed  ## create .venv with the pinned requirements
 stack-up: venv  ## install (if needed) and start Elasticsearch + MariaDB locally (no Docker)
 	$(STACK) up
 
-stack-down:  ## stop the local Elasticsearch and MariaDB
+stack-down:  ## stop the local Elasticsearch and MariaDB (and the security-on node if the tests started it)
 	$(STACK) down
+	$(STACK) down-secure
 
 stack-status:  ## show what runs
 	$(STACK) status
