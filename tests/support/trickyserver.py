@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -14,7 +15,7 @@ from tests.support.imageserver import FaultServer, ImageHandler
 from tests.support.tlscerts import TlsFiles
 
 ENDLESS_CHUNK = b"\0" * 65536
-LONGEST_STALL_SECONDS = 60.0
+LONGEST_STALL_SECONDS = 10.0  # stalls and drips end by themselves: a client without a deadline fails
 
 
 class TrickyServer(FaultServer):
@@ -117,9 +118,11 @@ class TrickyHandler(ImageHandler):
         self.drip_until_stopped(ENDLESS_CHUNK, 0.0)
 
     def drip_until_stopped(self, piece: bytes, seconds: float) -> None:
-        """Write `piece` every `seconds` until the client hangs up or the server stops."""
+        """Write `piece` every `seconds` until the client hangs up, the server stops or
+        LONGEST_STALL_SECONDS pass."""
         self.close_connection = True
-        while not self.server.stopping.is_set():
+        give_up = time.monotonic() + LONGEST_STALL_SECONDS
+        while not self.server.stopping.is_set() and time.monotonic() < give_up:
             try:
                 self.wfile.write(piece)
                 self.wfile.flush()
