@@ -65,6 +65,17 @@ def load_filter_fields(env: Mapping[str, str]) -> tuple[str, ...]:
     return fields
 
 
+def load_allowed_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """SEARCH_URL_ALLOWED_HOSTS in the canonical form urlfetch compares with (lower-case, IDNA)."""
+    hosts = []
+    for host in env_list(env, "SEARCH_URL_ALLOWED_HOSTS"):
+        try:
+            hosts.append(host.lower().encode("idna").decode("ascii"))
+        except UnicodeError:
+            raise ConfigError(f"SEARCH_URL_ALLOWED_HOSTS: {host!r} is not a valid host name") from None
+    return tuple(hosts)
+
+
 def load_search_config(env: Mapping[str, str]) -> SearchConfig:
     """Read and validate every API variable; raises ConfigError naming the bad one."""
     return SearchConfig(
@@ -74,7 +85,7 @@ def load_search_config(env: Mapping[str, str]) -> SearchConfig:
         max_pixels=env_int(env, "IMAGE_MAX_PIXELS", 40_000_000, minimum=10_000),
         url_fetch_timeout=env_float(env, "SEARCH_URL_FETCH_TIMEOUT", 5.0, minimum=0.1),
         url_fetch_max_bytes=env_int(env, "SEARCH_URL_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
-        url_allowed_hosts=tuple(h.lower() for h in env_list(env, "SEARCH_URL_ALLOWED_HOSTS")),
+        url_allowed_hosts=load_allowed_hosts(env),
         es_timeout=env_float(env, "SEARCH_ES_TIMEOUT", 5.0, minimum=0.1),
         api_keys=load_api_keys(env),
         cors_origins=load_cors_origins(env),

@@ -77,3 +77,10 @@ def test_bad_api_configuration_names_the_variable(variable, value):
 def test_writes_are_enabled_only_with_keys():
     assert not load_search_config({}).writes_enabled
     assert load_search_config({"SEARCH_API_KEYS": f"{KEY}, {'z' * 20}"}).api_keys == (KEY, "z" * 20)
+
+
+def test_allowlisted_hosts_are_canonicalised_like_url_hosts():
+    hosts = load_search_config(
+        {"SEARCH_URL_ALLOWED_HOSTS": "CDN.Example.com, bücher.example"}
+    ).url_allowed_hosts
+    assert hosts == ("cdn.example.com", "xn--bcher-kva.example")
