@@ -454,7 +454,20 @@ def interleaved_rounds(args, extractor, server: ApiServer, work: Workload, meter
         stats = latency_stats(results, None, args.size if kind == "upload" else 0)
         phases.append(Phase(f"{kind} c=1 (interleaved)", kind, 1, stats, cpu_of(cpu)))
         print(f"  {kind} c=1: p50 {stats.get('p50_ms', '-')} ms", file=sys.stderr)
+    phases[-1].stats |= {
+        "paired_minus_model_ms": paired_difference(outcomes["upload"], outcomes["model"]),
+        "paired_minus_decode_model_ms": paired_difference(outcomes["upload"], outcomes["decode+model"]),
+    }
     return phases
+
+
+def paired_difference(first: list[Outcome], second: list[Outcome]) -> float | None:
+    """Median over rounds of first - second (ms): each pair ran within a second of each other, so slow
+    minutes of the shared machine cancel out."""
+    differences = [
+        (a.seconds - b.seconds) * 1000 for a, b in zip(first, second, strict=True) if a.ok and b.ok
+    ]
+    return round(float(np.median(differences)), 2) if differences else None
 
 
 def upload_phase(args, server: ApiServer, work: Workload, meter: Meter, concurrency: int, label="") -> Phase:
@@ -629,6 +642,17 @@ def difference(a: float | None, b: float | None) -> float | None:
     return round(a - b, 2) if a is not None and b is not None else None
 
 
+def paired_of(phases: list[Phase]) -> dict[str, Any]:
+    """The paired medians of the interleaved concurrency-1 rounds (upload phase's stats)."""
+    for phase in phases:
+        if phase.series == "upload" and "paired_minus_model_ms" in phase.stats:
+            return {
+                "upload_minus_model_paired_ms": phase.stats["paired_minus_model_ms"],
+                "upload_minus_decode_model_paired_ms": phase.stats["paired_minus_decode_model_ms"],
+            }
+    return {"upload_minus_model_paired_ms": None, "upload_minus_decode_model_paired_ms": None}
+
+
 def summary_of(measured: Measured) -> dict[str, Any]:
     phases = measured.phases
     upload, model = p50(phases, "upload", 1), p50(phases, "model", 1)
@@ -640,6 +664,7 @@ def summary_of(measured: Measured) -> dict[str, Any]:
         "upload_p50_ms": upload,
         "upload_minus_model_ms": difference(upload, model),
         "upload_minus_decode_model_ms": difference(upload, p50(phases, "decode+model", 1)),
+        **paired_of(phases),
         "id_p50_ms": by_id,
         "raw_knn_p50_ms": raw,
         "raw_get_knn_p50_ms": raw_get,
@@ -768,6 +793,9 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"| upload - bare model | {cell(summary['upload_minus_model_ms'], ' ms')} | ≤ "
         f"{TARGETS['upload_minus_model_ms']:.0f} ms | {verdict('upload_minus_model_ms')} |",
         f"| upload - (decode + model) | {cell(summary['upload_minus_decode_model_ms'], ' ms')} | | |",
+        f"| same two, median of per-round differences (paired) | "
+        f"{cell(summary['upload_minus_model_paired_ms'], ' ms')}, "
+        f"{cell(summary['upload_minus_decode_model_paired_ms'], ' ms')} | | |",
         f"| search by id | {cell(summary['id_p50_ms'], ' ms')} | < {TARGETS['id_p50_ms']:.0f} ms | "
         f"{verdict('id_p50_ms')} |",
         f"| API overhead: by id - raw kNN | {cell(summary['api_overhead_ms'], ' ms')} | < "
