@@ -34,6 +34,18 @@ def wait_for_load_below(threshold: float, limit_seconds: float, poll_seconds: fl
     return load_average()
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of a process (e.g. gunicorn's workers), from /proc; empty once it is gone."""
     children: list[int] = []

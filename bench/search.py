@@ -30,7 +30,7 @@ from bench.loadgen import (
     run_load,
     timed_call,
 )
-from bench.machine import CpuMeter, load_average, machine_facts, wait_for_load_below
+from bench.machine import CpuMeter, load_average, machine_facts, rss_bytes, wait_for_load_below
 from bench.photos import write_photos
 from bench.searchindex import BenchIndex, CorpusPlan, drop_index, ensure_index
 
@@ -600,6 +600,7 @@ class Measured:
     soak: dict[str, Any] | None
     layouts: list[Phase]
     layout_names: list[str]
+    server_rss_mib: dict[str, float] = field(default_factory=dict)
 
 
 def measure_all(args, config, extractor, work: Workload, folder: Path, index: str) -> Measured:
@@ -613,6 +614,7 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
     main_layout = default_layout()
     layouts: list[Phase] = []
     names = [main_layout.name]
+    rss: dict[str, float] = {}
     with running_api(env, main_layout, folder, args.api_start_timeout) as server:
         meter.servers = [server]
         warm_api(server, work, args.size)
@@ -625,7 +627,14 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
                 meter.servers = [server, second]
                 warm_api(second, work, args.size)
                 layouts = measure_layouts(args, [server, second], work, meter)
-    return Measured(phases, soak, layouts, names)
+                rss[other.name] = server_rss_mib(second)
+        rss[main_layout.name] = server_rss_mib(server)
+    return Measured(phases, soak, layouts, names, rss)
+
+
+def server_rss_mib(server: ApiServer) -> float:
+    """Resident memory of the gunicorn master and its workers, after the measurements."""
+    return round(sum(rss_bytes(pid) for pid in server.pids()) / 2**20, 1)
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -718,9 +727,11 @@ def results_of(args, argv, index: BenchIndex, measured: Measured, loads, setting
         "layouts": {
             "names": measured.layout_names,
             "concurrency": args.layout_concurrency,
+            "server_rss_mib": measured.server_rss_mib,
             "summary": layout_summary(measured.layouts, measured.layout_names),
             "phases": [phase.as_dict() | {"cpu": phase.cpu} for phase in measured.layouts],
         },
+        "server_rss_mib": measured.server_rss_mib.get(measured.layout_names[0]),
         "summary": summary,
         "targets": targets_of(summary),
         "disturbed_phases": disturbed(measured.phases + measured.layouts, measured.soak),
@@ -848,7 +859,8 @@ def layout_lines(layouts: dict[str, Any]) -> list[str]:
             f"{row['per_second']:.2f} | {rounds} | {row['disturbed_rounds']} / {row['rounds']} | "
             f"{row['p50_over_first']:.2f} | {row['per_second_over_first']:.2f} |"
         )
-    lines += ["", *LATENCY_HEAD]
+    rss = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in layouts.get("server_rss_mib", {}).items())
+    lines += ["", f"Resident memory of the server processes after the runs: {rss}.", "", *LATENCY_HEAD]
     for phase in layouts["phases"]:
         label = phase["phase"].split("[", 1)[1].rstrip("]")
         lines.append(phase_row(phase).replace(f"| {phase['series']} |", f"| {phase['series']}, {label} |", 1))
@@ -872,7 +884,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"GPUs seen: {', '.join(machine['gpus']) or 'none'}; model on {settings['model_device']}. "
         f"Load average (1/5/15 min) before {loads['before']}, after {loads['after']}.",
         "",
-        f"Server: {settings['server']}. Index `{index['index']}` behind `{index['alias']}`: {index['docs']} "
+        f"Server: {settings['server']}, {results['server_rss_mib']} MiB resident after the runs. "
+        f"Index `{index['index']}` behind `{index['alias']}`: {index['docs']} "
         f"documents, {settings['index_type']}, {index['segments']} segment(s), "
         f"{index['store_bytes'] / 2**20:.0f} MiB, {built}. Corpus: {settings['corpus']}. "
         f"Corpus sample: {index['corpus']}.",
