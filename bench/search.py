@@ -41,6 +41,8 @@ IDLE_LOAD = 0.5
 DISTURBED_CORES = 0.1  # others' cores above which a phase is flagged
 DISTURBED_ES_OPS = 10  # requests other users sent Elasticsearch during a phase, above which it is flagged
 LAYOUT_ROUNDS = 3
+ES_WARM_REQUESTS = 1000  # untimed get + kNN requests before anything is measured
+COLD_JVM_SECONDS = 600  # an Elasticsearch started less than this before the run counts as a disturbance
 PAUSE = 0.02  # between interleaved calls, so one process's idle TensorFlow threads stop spinning
 QUERY_SIZE = ((600, 450), (680, 510))  # query photos: "640x480-ish" JPEGs
 TARGETS = {"upload_minus_model_ms": 20.0, "id_p50_ms": 20.0, "api_overhead_ms": 5.0, "soak_errors": 0}
@@ -92,8 +94,11 @@ generated photos, plus synthetic products of 1-5 images clustered round them (se
 Needs ES_URL (eval "$(bash scripts/stack.sh env)"). Results: tables on stdout,
 bench/results/search-<UTC time>.json and .md (search-latest.md too; --smoke writes search-smoke-*).
 The machine is shared: each phase records the cores used by this process, the API server,
-Elasticsearch, everything else and the hypervisor (stolen); phases where others used more than
-0.1 cores are flagged as disturbed. --wait-idle waits for a quiet machine first."""
+Elasticsearch, everything else and the hypervisor (stolen), and the requests others sent
+Elasticsearch; phases where others used more than 0.1 cores or sent more than 10 requests are
+flagged as disturbed, and so is the whole run when Elasticsearch was restarted during it or less
+than 10 minutes before (a cold JVM; 1000 untimed get + kNN requests warm it before every run).
+--wait-idle waits for a quiet machine first."""
 
 
 @dataclass
@@ -272,6 +277,21 @@ def elasticsearch_pids(es) -> list[int]:
             return [int(pid)] if b"elasticsearch" in handle.read() else []
     except (OSError, TypeError, ValueError):
         return []
+
+
+def elasticsearch_started_at(es) -> float | None:
+    """When the Elasticsearch JVM started (epoch seconds): a change means it was restarted."""
+    info = es.nodes.info(node_id="_local", metric="jvm", filter_path="nodes.*.jvm.start_time_in_millis").body
+    millis = next(iter(info.get("nodes", {}).values()), {}).get("jvm", {}).get("start_time_in_millis")
+    return int(millis) / 1000 if millis else None
+
+
+def warm_elasticsearch(args, es, work: Workload) -> int:
+    """Untimed get + kNN requests, so a freshly (re)started JVM has compiled its hot paths."""
+    count = min(ES_WARM_REQUESTS, 5 * args.id_requests)
+    worker = raw_knn_worker(es, args.alias, args.size, work.stored, with_get=True)
+    run_load(worker, JobFeed(work.soak_ids[:count]), 2)
+    return count
 
 
 def default_layout() -> Layout:
@@ -601,6 +621,7 @@ class Measured:
     layouts: list[Phase]
     layout_names: list[str]
     server_rss_mib: dict[str, float] = field(default_factory=dict)
+    elasticsearch: dict[str, Any] = field(default_factory=dict)
 
 
 def measure_all(args, config, extractor, work: Workload, folder: Path, index: str) -> Measured:
@@ -610,6 +631,8 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
 
     es = raw_client(config, max(args.levels) + 4)
     meter = Meter(make_client(config), index)
+    started_at = elasticsearch_started_at(es)
+    warm_requests = warm_elasticsearch(args, es, work)
     env = api_environment(args, config)
     main_layout = default_layout()
     layouts: list[Phase] = []
@@ -629,7 +652,12 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
                 layouts = measure_layouts(args, [server, second], work, meter)
                 rss[other.name] = server_rss_mib(second)
         rss[main_layout.name] = server_rss_mib(server)
-    return Measured(phases, soak, layouts, names, rss)
+    elastic = {
+        "uptime_at_start_s": round(time.time() - started_at) if started_at else None,
+        "restarted_during_run": elasticsearch_started_at(es) != started_at,
+        "warm_up_requests": warm_requests,
+    }
+    return Measured(phases, soak, layouts, names, rss, elastic)
 
 
 def server_rss_mib(server: ApiServer) -> float:
@@ -704,6 +732,16 @@ def is_disturbed(cpu: dict[str, float]) -> bool:
     return cpu.get("other_cores", 0.0) > DISTURBED_CORES or cpu.get("other_es_ops", 0) > DISTURBED_ES_OPS
 
 
+def elasticsearch_disturbance(elastic: dict[str, Any]) -> list[str]:
+    """A restart during the run, or a JVM younger than COLD_JVM_SECONDS at the start (still compiling)."""
+    if elastic.get("restarted_during_run"):
+        return ["the whole run (Elasticsearch was restarted during it)"]
+    uptime = elastic.get("uptime_at_start_s")
+    if uptime is not None and uptime < COLD_JVM_SECONDS:
+        return [f"the whole run (Elasticsearch had been up only {uptime} s at the start: a cold JVM)"]
+    return []
+
+
 def disturbed(phases: list[Phase], soak: dict | None) -> list[str]:
     flagged = [phase.name for phase in phases if is_disturbed(phase.cpu)]
     if soak and is_disturbed(soak["cpu"]):
@@ -734,7 +772,9 @@ def results_of(args, argv, index: BenchIndex, measured: Measured, loads, setting
         "server_rss_mib": measured.server_rss_mib.get(measured.layout_names[0]),
         "summary": summary,
         "targets": targets_of(summary),
-        "disturbed_phases": disturbed(measured.phases + measured.layouts, measured.soak),
+        "elasticsearch": measured.elasticsearch,
+        "disturbed_phases": disturbed(measured.phases + measured.layouts, measured.soak)
+        + elasticsearch_disturbance(measured.elasticsearch),
     }
 
 
@@ -907,15 +947,15 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def disturbance_note(phases: list[str]) -> str:
+    rule = (
+        f"other processes used at most {DISTURBED_CORES} cores and sent Elasticsearch at most "
+        f"{DISTURBED_ES_OPS} requests"
+    )
     if not phases:
-        return (
-            f"No phase was disturbed: other processes used at most {DISTURBED_CORES} cores and sent "
-            f"Elasticsearch at most {DISTURBED_ES_OPS} requests per phase."
-        )
+        return f"No phase was disturbed: {rule} per phase, and Elasticsearch was warm and not restarted."
     return (
-        f"**Disturbed**: other processes used more than {DISTURBED_CORES} cores, or sent Elasticsearch "
-        f"more than {DISTURBED_ES_OPS} requests, during {', '.join(phases)}; these numbers are not "
-        "representative, run again on a quiet machine."
+        f"**Disturbed**: {'; '.join(phases)}. Undisturbed phases are those where {rule}; these numbers "
+        "are not representative, run again on a quiet machine."
     )
 
 
