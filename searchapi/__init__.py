@@ -51,7 +51,6 @@ def create_app(
         es=es or make_search_client(config),
         extractor=extractor,
         metrics=init_metrics(app),
-        warmed=True,
     )
     app.extensions["imgsearch"] = services
     for blueprint in (routes.bp, images.bp, ops.bp):

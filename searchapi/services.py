@@ -24,7 +24,6 @@ class Services:
     es: Elasticsearch
     extractor: FeatureExtractor
     metrics: Metrics
-    warmed: bool = False
     _checked_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

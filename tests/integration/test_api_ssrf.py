@@ -15,6 +15,7 @@ import pytest
 
 from searchapi import create_app
 from tests.integration.helpers import photo_entries, run_full, seed
+from tests.support.apiserver import free_port
 from tests.support.catalog import catalog_environment
 from tests.support.fakedns import FakeDns
 from tests.support.tlscerts import TlsFiles, make_tls_files, openssl_available
@@ -448,9 +449,7 @@ def test_slow_servers_fail_within_a_bounded_total_time(client, site, path):
 
 
 def test_a_refused_connection_is_unreachable(client):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     message = assert_error(search_url(client, f"http://127.0.0.1:{port}/photo.jpg"), "image_url_unreachable")
     assert "refused" in message
 
