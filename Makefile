@@ -8,7 +8,8 @@ STACK_ENV = eval "$$($(STACK) env)"
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help venv stack-up stack-down stack-status browser lint format test test-unit demo serve clean \
-	bench-indexer bench-search
+	bench bench-smoke bench-indexer bench-search bench-recall bench-quality bench-soak
+BENCHES := indexer search recall quality soak
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -56,11 +57,26 @@ serve: stack-up  ## serve the API with gunicorn (searchapi/gunicorn.conf.py) on 
 clean:  ## remove caches and demo files (not the venv or the stack)
 	rm -rf .pytest_cache .ruff_cache .demo reports
 
+bench: stack-up  ## every benchmark in turn, full size (an hour or more; results in bench/results/)
+	$(STACK_ENV) && for name in $(BENCHES); do $(BIN)/python -m bench.$$name $(BENCH_ARGS) || exit 1; done
+
+bench-smoke: stack-up  ## every benchmark in its quick --smoke mode (a few minutes; results *-smoke-*)
+	$(STACK_ENV) && for name in $(BENCHES); do $(BIN)/python -m bench.$$name --smoke || exit 1; done
+
 bench-indexer: stack-up  ## indexer images/s: pipeline vs model ceiling vs naive (BENCH_ARGS="--images 240")
 	$(STACK_ENV) && $(BIN)/python -m bench.indexer $(BENCH_ARGS)
 
 bench-search: stack-up  ## search latency: upload vs bare model, by id, API vs raw kNN at 100k docs (BENCH_ARGS)
 	$(STACK_ENV) && $(BIN)/python -m bench.search $(BENCH_ARGS)
+
+bench-recall: stack-up  ## recall@10, latency and disk of hnsw / int8_hnsw / bbq_hnsw at 10k and 100k (BENCH_ARGS)
+	$(STACK_ENV) && $(BIN)/python -m bench.recall $(BENCH_ARGS)
+
+bench-quality: stack-up  ## near-duplicate top-1/top-5 product accuracy per edit type, through the API (BENCH_ARGS)
+	$(STACK_ENV) && $(BIN)/python -m bench.quality $(BENCH_ARGS)
+
+bench-soak: stack-up  ## sustained API load while `indexer full` rebuilds and swaps the alias (BENCH_ARGS)
+	$(STACK_ENV) && $(BIN)/python -m bench.soak $(BENCH_ARGS)
 
 .PHONY: kibana-setup
 kibana-setup: venv  ## import kibana/saved_objects.ndjson into KIBANA_URL for ES_INDEX (KIBANA_SETUP_ARGS="--space x")

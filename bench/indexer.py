@@ -26,9 +26,14 @@ log = logging.getLogger("bench.indexer")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 0.90
+TARGET_REUSE_SPEEDUP = 50.0
+REUSE_PHASES = ("full, reuse", "incremental")
+CHANGE_LAG_SECONDS = "1"  # the smallest INDEXER_CHANGE_LAG_SECONDS, so touched rows are due at once
 IDLE_LOAD = 0.5
 DISTURBED_CORES = 0.1  # others' cores above which a phase is flagged (Elasticsearch alone uses ~0.05)
 COMPILERS = {"auto": None, "xla": True, "graph": False}
+DEFAULTS = {"images": 120, "naive_images": 30, "repeats": 3, "reuse_rows": 5000}
+SMOKE = {"images": 16, "naive_images": 4, "repeats": 1, "reuse_rows": 400}
 
 DESCRIPTION = """\
 Measure, in one process and on the same freshly generated catalog photos:
@@ -37,9 +42,14 @@ Measure, in one process and on the same freshly generated catalog photos:
   pipeline  `indexer full --recompute` in-process (FullRebuild): MariaDB rows -> HTTP download ->
             decode -> VGG16 -> bulk -> validate -> alias swap; wall time of run(), model load excluded;
             --repeats runs, each compared with the faster ceiling pass next to it, median ratio
+  reuse     the catalog grown to --reuse-rows rows (the N photos cycled, their documents written
+            with the vectors just computed, untimed), then `indexer full` with vector reuse and
+            nothing changed (no model call), then `indexer incremental` after --changed-share of
+            the rows got a new updated_at (only those are downloaded and go through the model)
   naive     the tutorial loop on the first --naive-images rows: urllib download, keras load_img,
             model.predict on a batch of 1, es.index one document at a time
-and report images/second and the ratios pipeline/ceiling, naive/ceiling, pipeline/naive.
+and report images/second (catalog rows brought up to date per second for the reuse phases) and the
+ratios pipeline/ceiling, naive/ceiling, pipeline/naive, reuse/pipeline and incremental/pipeline.
 
 Photos are JPEGs of 800x600..1600x1200 made from scikit-image's sample photographs (random crop,
 mirror, exposure, quality 85-92), served by Python's threaded http.server in a child process. Rows
@@ -83,12 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--images", type=int, default=120, help="catalog rows / photos (default 120)")
     parser.add_argument(
-        "--naive-images", type=int, default=30, help="rows the slow naive loop indexes (default 30)"
+        "--smoke",
+        action="store_true",
+        help=f"a quick check that every phase runs (about a minute): {SMOKE} unless given; "
+        "results go to indexer-smoke-*",
+    )
+    parser.add_argument("--images", type=int, help="catalog rows / photos (default 120)")
+    parser.add_argument("--naive-images", type=int, help="rows the slow naive loop indexes (default 30)")
+    parser.add_argument(
+        "--repeats", type=int, help="pipeline runs, each between two ceiling passes (default 3)"
     )
     parser.add_argument(
-        "--repeats", type=int, default=3, help="pipeline runs, each between two ceiling passes (default 3)"
+        "--reuse-rows",
+        type=int,
+        help="catalog rows for the reuse and incremental phases, the N photos cycled (default 5000; 0 skips)",
+    )
+    parser.add_argument(
+        "--changed-share",
+        type=float,
+        default=0.01,
+        help="share of those rows changed before the incremental run (default 0.01 = 1%%)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     parser.add_argument("--workers", type=int, default=8, help="pipeline download/decode threads (default 8)")
@@ -129,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options left unset from the smoke or full defaults."""
+    for key, value in (SMOKE if args.smoke else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
 def wait_for_idle(limit_seconds: float) -> list[float]:
     """Wait (at most limit_seconds) until the 1-minute load average is below IDLE_LOAD."""
     deadline = time.monotonic() + limit_seconds
@@ -160,6 +193,7 @@ def bench_environment(args: argparse.Namespace, alias: str, table: str, base_url
         "IMAGE_BASE_URL": base_url,
         "VGG16_WEIGHTS": args.weights,
         "INDEXER_REPORT_DIR": reports,
+        "INDEXER_CHANGE_LAG_SECONDS": CHANGE_LAG_SECONDS,
     }
 
 
@@ -192,17 +226,8 @@ def measure_ceiling(extractor, pixels: np.ndarray, batch_size: int, label: str) 
     return Phase(label, what, len(pixels), meter.wall, meter.as_dict())
 
 
-def full_rebuild_class():
-    """FullRebuild lives in indexer.full (newer trees) or indexer.pipeline (older ones)."""
-    try:
-        from indexer.full import FullRebuild
-    except ImportError:
-        from indexer.pipeline import FullRebuild
-    return FullRebuild
-
-
-def measure_pipeline(env, extractor, args: argparse.Namespace, server: ImageServer, label: str) -> Phase:
-    """`indexer full --recompute` in-process; the clock covers run() from index creation to alias swap."""
+def run_in_process(env, extractor, args: argparse.Namespace, server: ImageServer, runner, recompute: bool):
+    """One indexer run in-process (FullRebuild or IncrementalRun), timed from run() to its return."""
     from indexer.config import load_indexer_config
     from indexer.pipeline import RunOptions
     from indexer.sink import make_client
@@ -211,25 +236,133 @@ def measure_pipeline(env, extractor, args: argparse.Namespace, server: ImageServ
     config = load_indexer_config(env)
     es = make_client(config.elastic)
     source = CatalogSource(config.mysql, page_size=args.page_size)
-    options = RunOptions(batch_size=args.batch_size, workers=args.workers, recompute=True)
+    options = RunOptions(batch_size=args.batch_size, workers=args.workers, recompute=recompute)
     try:
         with CpuMeter([server.pid]) as meter:
-            report = full_rebuild_class()(config, es, source, extractor, options).run()
+            report = runner(config, es, source, extractor, options).run()
     finally:
         source.close()
-    indexed = report.statuses.get("indexed", 0)
-    if report.outcome != "succeeded" or indexed != args.images:
-        raise RuntimeError(
-            f"pipeline run {report.outcome}: {report.message}; statuses {dict(report.statuses)}"
-        )
-    stages = {stage: round(seconds, 3) for stage, seconds in report.stage_seconds.items()}
-    extra = {
+    if report.outcome != "succeeded":
+        raise RuntimeError(f"{report.mode} run {report.outcome}: {report.message}; {dict(report.statuses)}")
+    return report, meter
+
+
+def run_extra(report, meter: CpuMeter) -> dict[str, Any]:
+    return {
         "statuses": dict(report.statuses),
-        "stage_seconds": stages,
+        "stage_seconds": {stage: round(seconds, 3) for stage, seconds in report.stage_seconds.items()},
         "model_busy_share": round(report.stage_seconds.get("model", 0.0) / meter.wall, 3),
     }
+
+
+def measure_pipeline(env, extractor, args: argparse.Namespace, server: ImageServer, label: str) -> Phase:
+    """`indexer full --recompute` in-process; the clock covers run() from index creation to alias swap."""
+    from indexer.full import FullRebuild
+
+    report, meter = run_in_process(env, extractor, args, server, FullRebuild, recompute=True)
+    indexed = report.statuses.get("indexed", 0)
+    if indexed != args.images:
+        raise RuntimeError(f"pipeline run indexed {indexed} of {args.images}: {dict(report.statuses)}")
     what = "FullRebuild.run(), recompute, fresh HTTP downloads -> alias swap"
-    return Phase(label, what, indexed, meter.wall, meter.as_dict(), extra)
+    return Phase(label, what, indexed, meter.wall, meter.as_dict(), run_extra(report, meter))
+
+
+def grow_catalog(env, photos: list[Path], total: int) -> int:
+    """Extend the catalog to `total` rows cycling the N photos, as if a full run had indexed them all.
+
+    Rows N+1..total point at the same photo files as rows 1..N; their documents are written into the
+    live index with the vector the pipeline just computed for the same photo bytes (what a full run
+    would store for them), so the reuse and incremental phases start from an up-to-date index of
+    `total` rows without `total` model calls. Setup only: not timed.
+    """
+    from elasticsearch.helpers import bulk
+
+    from demo.catalog import CATALOG_UPDATED_AT, CatalogEntry, load_catalog
+    from indexer.config import load_indexer_config
+    from indexer.documents import index_action, indexed_document
+    from indexer.sink import make_client
+    from indexer.source import CatalogRow
+
+    config = load_indexer_config(env)
+    first = len(photos) + 1
+    entries = [
+        CatalogEntry(number, f"product-{(number - 1) // 3 + 1:04d}", photos[(number - 1) % len(photos)].name)
+        for number in range(first, total + 1)
+    ]
+    load_catalog(config.mysql, entries, replace=False)
+    es = make_client(config.elastic)
+    alias = config.elastic.alias
+    (live,) = es.indices.get_alias(name=alias)
+    stored = es.mget(index=live, ids=[str(n) for n in range(1, first)], source=["feature", "image_url"])
+    vectors = {int(doc["_id"]): doc["_source"] for doc in stored["docs"] if doc.get("found")}
+    moment = datetime.now(UTC)
+    actions = (
+        index_action(
+            live,
+            entry.id,
+            indexed_document(
+                CatalogRow(entry.id, entry.relation_id, entry.photo, CATALOG_UPDATED_AT),
+                vectors[(entry.id - 1) % len(photos) + 1]["image_url"],
+                vectors[(entry.id - 1) % len(photos) + 1]["feature"],
+                moment,
+            ),
+        )
+        for entry in entries
+    )
+    written, errors = bulk(es, actions, chunk_size=500, max_retries=3, raise_on_error=False)
+    if errors:
+        raise RuntimeError(f"growing the bench index failed: {errors[:3]}")
+    es.indices.refresh(index=live)
+    return written
+
+
+def measure_reuse(env, extractor, args: argparse.Namespace, server: ImageServer) -> Phase:
+    """`indexer full` with vector reuse when nothing changed: every row's stored vector is reused."""
+    from indexer.full import FullRebuild
+
+    report, meter = run_in_process(env, extractor, args, server, FullRebuild, recompute=False)
+    reused = report.statuses.get("reused", 0)
+    if reused != args.reuse_rows:
+        raise RuntimeError(f"reuse run reused {reused} of {args.reuse_rows} rows: {dict(report.statuses)}")
+    what = "FullRebuild.run(), vector reuse, nothing changed -> alias swap"
+    return Phase(REUSE_PHASES[0], what, reused, meter.wall, meter.as_dict(), run_extra(report, meter))
+
+
+def touch_rows(env, share: float, total: int) -> list[int]:
+    """Mark `share` of the rows changed (updated_at = now), spread evenly over the catalog."""
+    from indexer.config import load_indexer_config
+    from indexer.source import connect
+
+    config = load_indexer_config(env)
+    count = max(1, round(total * share))
+    ids = [1 + (number * total) // count for number in range(count)]
+    connection = connect(config.mysql)
+    try:
+        cursor = connection.cursor()
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(f"UPDATE `{config.mysql.table}` SET updated_at = NOW() WHERE id IN ({marks})", ids)
+        cursor.close()
+    finally:
+        connection.close()
+    time.sleep(float(env["INDEXER_CHANGE_LAG_SECONDS"]) + 1.1)  # let the change lag pass them
+    return ids
+
+
+def measure_incremental(env, extractor, args: argparse.Namespace, server: ImageServer) -> Phase:
+    """`indexer incremental` after `--changed-share` of the rows changed: only those reach the model."""
+    from indexer.incremental import IncrementalRun
+
+    changed = touch_rows(env, args.changed_share, args.reuse_rows)
+    report, meter = run_in_process(env, extractor, args, server, IncrementalRun, recompute=False)
+    indexed = report.statuses.get("indexed", 0)
+    if indexed != len(changed) or report.failed:
+        raise RuntimeError(f"incremental run indexed {indexed} of {len(changed)}: {dict(report.statuses)}")
+    what = (
+        f"IncrementalRun.run(), {len(changed)} of {args.reuse_rows} rows changed "
+        "(download + model), deleted-row sweep over all"
+    )
+    extra = run_extra(report, meter) | {"rows_changed": len(changed)}
+    return Phase(REUSE_PHASES[1], what, args.reuse_rows, meter.wall, meter.as_dict(), extra)
 
 
 def measure_naive(env, extractor, rows: list[NaiveRow], server: ImageServer) -> Phase:
@@ -276,6 +409,7 @@ class Measurements:
     ceilings: list[Phase]
     pipelines: list[Phase]
     naive: Phase
+    reuse: list[Phase] = field(default_factory=list)
 
     def run_ratios(self) -> list[float]:
         """Each pipeline run against the faster of the ceiling passes just before and after it."""
@@ -301,7 +435,16 @@ class Measurements:
             "pipeline_over_ceiling_per_run": [round(value, 3) for value in per_run],
             "naive_over_ceiling": round(self.naive.rate / self.ceiling.rate, 3),
             "pipeline_over_naive": round(self.pipeline.rate / self.naive.rate, 3),
+            **{
+                f"{slug(phase.name)}_over_pipeline": round(phase.rate / self.pipeline.rate, 1)
+                for phase in self.reuse
+            },
         }
+
+
+def slug(name: str) -> str:
+    """'full, reuse' -> 'full_reuse'."""
+    return name.replace(", ", "_").replace(" ", "_")
 
 
 def measure_rounds(
@@ -336,11 +479,23 @@ def run_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], 
             extractor.extract(pixels[: args.batch_size])
             print(f"model on {extractor.device}; measuring ...", file=sys.stderr)
             ceilings, pipelines = measure_rounds(args, env, extractor, pixels, server)
+            reuse = measure_reuse_phases(args, env, extractor, photos, server)
             naive = measure_naive(env, extractor, rows[: args.naive_images], server)
         finally:
             cleanup(env)
     settings = {"device": extractor.device, "table": env["MYSQL_TABLE"], "alias": env["ES_INDEX"]}
-    return settings, Measurements(ceilings, pipelines, naive)
+    return settings, Measurements(ceilings, pipelines, naive, reuse)
+
+
+def measure_reuse_phases(args: argparse.Namespace, env, extractor, photos: list[Path], server) -> list[Phase]:
+    """Item 4: grow the catalog (untimed), a reuse-only full rebuild, then an incremental run."""
+    if args.reuse_rows <= 0:
+        return []
+    if args.reuse_rows < args.images:
+        raise SystemExit(f"--reuse-rows {args.reuse_rows} must be 0 or at least --images {args.images}")
+    print(f"growing the catalog to {args.reuse_rows} rows for the reuse phases ...", file=sys.stderr)
+    grow_catalog(env, photos, args.reuse_rows)
+    return [measure_reuse(env, extractor, args, server), measure_incremental(env, extractor, args, server)]
 
 
 def results_of(args: argparse.Namespace, argv: list[str], facts, settings, measured, loads) -> dict[str, Any]:
@@ -353,12 +508,15 @@ def results_of(args: argparse.Namespace, argv: list[str], facts, settings, measu
         "machine": facts,
         "load_average": loads,
         "settings": {
+            "smoke": args.smoke,
             "images": args.images,
             "naive_images": min(args.naive_images, args.images),
             "batch_size": args.batch_size,
             "workers": args.workers,
             "repeats": args.repeats,
             "page_size": args.page_size,
+            "reuse_rows": args.reuse_rows,
+            "changed_share": args.changed_share,
             "weights": args.weights,
             "intra_op_threads": args.intra_op_threads,
             "inter_op_threads": args.inter_op_threads,
@@ -377,13 +535,27 @@ def results_of(args: argparse.Namespace, argv: list[str], facts, settings, measu
         "target": {
             "pipeline_over_ceiling": TARGET_RATIO,
             "met": ratios["pipeline_over_ceiling"] >= TARGET_RATIO,
+            "reuse_over_pipeline": TARGET_REUSE_SPEEDUP,
+            "reuse_met": all(
+                ratios[f"{slug(phase.name)}_over_pipeline"] >= TARGET_REUSE_SPEEDUP
+                for phase in measured.reuse
+            )
+            if measured.reuse
+            else None,
         },
     }
 
 
 def disturbed(phases: list[Phase]) -> list[str]:
-    """Phases during which other processes kept more than DISTURBED_CORES cores busy."""
-    return [phase.name for phase in phases if phase.cpu.get("other_cores", 0.0) > DISTURBED_CORES]
+    """Phases during which other processes kept more than DISTURBED_CORES cores busy.
+
+    The reuse phases are left out: Elasticsearch (counted among the others) does most of their work.
+    """
+    return [
+        phase.name
+        for phase in phases
+        if phase.cpu.get("other_cores", 0.0) > DISTURBED_CORES and phase.name not in REUSE_PHASES
+    ]
 
 
 def measured_order(measured: Measurements) -> list[Phase]:
@@ -391,7 +563,7 @@ def measured_order(measured: Measurements) -> list[Phase]:
     interleaved = [measured.ceilings[0]]
     for run, ceiling in zip(measured.pipelines, measured.ceilings[1:], strict=True):
         interleaved += [run, ceiling]
-    return [*interleaved, measured.naive]
+    return [*interleaved, *measured.reuse, measured.naive]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -435,6 +607,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"**{ratios['pipeline_over_ceiling']:.3f}** |",
         f"| naive / ceiling | {ratios['naive_over_ceiling']:.3f} |",
         f"| pipeline / naive | {ratios['pipeline_over_naive']:.2f}x |",
+        *reuse_summary(results),
         "",
         disturbance_note(results["disturbed_phases"]),
         "",
@@ -449,6 +622,21 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def reuse_summary(results: dict[str, Any]) -> list[str]:
+    """Summary rows of the reuse phases: rows kept current per second and the speed-up over the pipeline."""
+    target = results["target"]["reuse_over_pipeline"]
+    rows = []
+    for phase in results["phases"]:
+        key = f"{slug(phase['phase'])}_over_pipeline"
+        if key in results["ratios"]:
+            rows += [
+                f"| {phase['phase']} (catalog rows / s) | {phase['images_per_second']:.1f} |",
+                f"| **{phase['phase']} / pipeline** (target ≥ {target:.0f}x) | "
+                f"**{results['ratios'][key]:.1f}x** |",
+            ]
+    return rows
+
+
 def disturbance_note(phases: list[str]) -> str:
     if not phases:
         return f"No phase was disturbed: other processes used at most {DISTURBED_CORES} cores throughout."
@@ -458,19 +646,21 @@ def disturbance_note(phases: list[str]) -> str:
     )
 
 
-def write_results(results: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+def write_results(results: dict[str, Any], folder: Path, smoke: bool) -> tuple[Path, Path]:
+    """JSON with everything, and the markdown tables (indexer-latest.md, or indexer-smoke-latest.md)."""
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    json_path = folder / f"indexer-{stamp}.json"
+    prefix = "indexer-smoke" if smoke else "indexer"
+    json_path = folder / f"{prefix}-{stamp}.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    markdown_path = folder / "indexer-latest.md"
+    markdown_path = folder / f"{prefix}-latest.md"
     markdown_path.write_text(render_markdown(results))
     return json_path, markdown_path
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    args = resolve(build_parser().parse_args(argv))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     before = wait_for_idle(args.wait_idle) if args.wait_idle else load_average()
@@ -481,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         settings, measured = run_phases(args, Path(folder))
     loads = {"before": before, "after": load_average()}
     results = results_of(args, argv, machine_facts(), settings, measured, loads)
-    json_path, markdown_path = write_results(results, args.results_dir)
+    json_path, markdown_path = write_results(results, args.results_dir, args.smoke)
     print(render_markdown(results))
     print(f"written: {json_path} and {markdown_path}")
     required = args.require_ratio

@@ -16,6 +16,7 @@ PHOTOS = (
     "camera", "coins", "horse", "moon", "page", "brick", "grass", "gravel", "color", "ihc", "logo",
 )  # fmt: skip
 VIEWS = ("front", "crop", "mirror", "small")
+CATALOG_UPDATED_AT = datetime(2026, 1, 1)  # every generated row's updated_at
 CATALOG_DDL = (
     "CREATE TABLE IF NOT EXISTS `{table}` ("
     " id BIGINT NOT NULL PRIMARY KEY,"
@@ -83,7 +84,7 @@ def load_catalog(config: MySqlConfig, entries: list[CatalogEntry], replace: bool
             cursor.execute(f"DELETE FROM `{config.table}`")
         cursor.executemany(
             f"INSERT INTO `{config.table}` (id, relation_id, photo, updated_at) VALUES (%s, %s, %s, %s)",
-            [(e.id, e.relation_id, e.photo, datetime(2026, 1, 1)) for e in entries],
+            [(e.id, e.relation_id, e.photo, CATALOG_UPDATED_AT) for e in entries],
         )
         cursor.close()
     finally:
