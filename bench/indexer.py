@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import CpuMeter, load_average, machine_facts
-from bench.naive import NaiveRow, naive_index, warm_up_predict
+from bench.naive import naive_index, warm_up_predict
 from bench.photos import ImageServer, serve_folder, write_photos
 
 log = logging.getLogger("bench.indexer")
@@ -46,8 +46,9 @@ Measure, in one process and on the same freshly generated catalog photos:
             with the vectors just computed, untimed), then `indexer full` with vector reuse and
             nothing changed (no model call), then `indexer incremental` after --changed-share of
             the rows got a new updated_at (only those are downloaded and go through the model)
-  naive     the tutorial loop on the first --naive-images rows: urllib download, keras load_img,
-            model.predict on a batch of 1, es.index one document at a time
+  naive     the tutorial loop on the first --naive-images rows: pages of --naive-page-size rows read
+            with LIMIT offset, urllib download, keras load_img, model.predict on a batch of 1, one
+            streaming_bulk per page
 and report images/second (catalog rows brought up to date per second for the reuse phases) and the
 ratios pipeline/ceiling, naive/ceiling, pipeline/naive, reuse/pipeline and incremental/pipeline.
 
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--images", type=int, help="catalog rows / photos (default 120)")
     parser.add_argument("--naive-images", type=int, help="rows the slow naive loop indexes (default 30)")
+    parser.add_argument(
+        "--naive-page-size",
+        type=int,
+        default=10,
+        help="rows per LIMIT/OFFSET page of the naive loop (default 10)",
+    )
     parser.add_argument(
         "--repeats", type=int, help="pipeline runs, each between two ceiling passes (default 3)"
     )
@@ -197,8 +204,8 @@ def bench_environment(args: argparse.Namespace, alias: str, table: str, base_url
     }
 
 
-def seed_catalog(config, photos: list[Path]) -> list[NaiveRow]:
-    """One row per photo, three photos per product, in MariaDB; return them with their URLs."""
+def seed_catalog(config, photos: list[Path]) -> None:
+    """One row per photo, three photos per product, in MariaDB."""
     from demo.catalog import CatalogEntry, load_catalog
 
     entries = [
@@ -206,8 +213,6 @@ def seed_catalog(config, photos: list[Path]) -> list[NaiveRow]:
         for number, path in enumerate(photos, start=1)
     ]
     load_catalog(config.mysql, entries)
-    base = config.fetch.base_url
-    return [NaiveRow(e.id, e.relation_id or "", e.photo or "", base + (e.photo or "")) for e in entries]
 
 
 def decode_photos(photos: list[Path]) -> np.ndarray:
@@ -365,10 +370,11 @@ def measure_incremental(env, extractor, args: argparse.Namespace, server: ImageS
     return Phase(REUSE_PHASES[1], what, args.reuse_rows, meter.wall, meter.as_dict(), extra)
 
 
-def measure_naive(env, extractor, rows: list[NaiveRow], server: ImageServer) -> Phase:
-    """The tutorial loop into its own throwaway index (created before the clock starts)."""
+def measure_naive(env, extractor, args: argparse.Namespace, server: ImageServer) -> Phase:
+    """The tutorial loop into its own throwaway index (index and connection made before the clock)."""
     from indexer.config import load_indexer_config
     from indexer.sink import load_index_definition, make_client
+    from indexer.source import connect
 
     config = load_indexer_config(env)
     es = make_client(config.elastic)
@@ -376,9 +382,25 @@ def measure_naive(env, extractor, rows: list[NaiveRow], server: ImageServer) -> 
     body = load_index_definition(config.elastic, {"created_by": "bench.indexer naive"})
     es.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
     warm_up_predict(extractor.keras_model)
-    with CpuMeter([server.pid]) as meter:
-        indexed = naive_index(extractor.keras_model, es, index, rows)
-    what = "urllib + keras load_img + model.predict(batch 1) + es.index per row"
+    connection = connect(config.mysql)
+    try:
+        with CpuMeter([server.pid]) as meter:
+            indexed = naive_index(
+                extractor.keras_model,
+                es,
+                index,
+                connection,
+                config.mysql.table,
+                config.fetch.base_url,
+                min(args.naive_images, args.images),
+                args.naive_page_size,
+            )
+    finally:
+        connection.close()
+    what = (
+        f"LIMIT offset pages of {args.naive_page_size} + urllib + keras load_img + model.predict(batch 1) "
+        "+ streaming_bulk per page"
+    )
     return Phase("naive", what, indexed, meter.wall, meter.as_dict())
 
 
@@ -472,7 +494,7 @@ def run_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], 
             args, f"bench-{run_id}", f"bench_{run_id}", server.url, str(folder / "reports")
         )
         try:
-            rows = seed_catalog(load_indexer_config(env), photos)
+            seed_catalog(load_indexer_config(env), photos)
             pixels = decode_photos(photos)
             extractor = FeatureExtractor(args.weights, seed=1234, jit_compile=COMPILERS[args.compiler])
             extractor.warm_up()
@@ -480,7 +502,7 @@ def run_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], 
             print(f"model on {extractor.device}; measuring ...", file=sys.stderr)
             ceilings, pipelines = measure_rounds(args, env, extractor, pixels, server)
             reuse = measure_reuse_phases(args, env, extractor, photos, server)
-            naive = measure_naive(env, extractor, rows[: args.naive_images], server)
+            naive = measure_naive(env, extractor, args, server)
         finally:
             cleanup(env)
     settings = {"device": extractor.device, "table": env["MYSQL_TABLE"], "alias": env["ES_INDEX"]}
@@ -511,6 +533,7 @@ def results_of(args: argparse.Namespace, argv: list[str], facts, settings, measu
             "smoke": args.smoke,
             "images": args.images,
             "naive_images": min(args.naive_images, args.images),
+            "naive_page_size": args.naive_page_size,
             "batch_size": args.batch_size,
             "workers": args.workers,
             "repeats": args.repeats,
