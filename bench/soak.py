@@ -1,0 +1,1107 @@
+"""Sustained API load while `indexer full` rebuilds and swaps the alias: errors, latency round swaps."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import http.client
+import json
+import logging
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.apiserver import REPO, ApiServer, running_api
+from bench.loadgen import (
+    HttpRequest,
+    JobFeed,
+    KeepAliveClient,
+    LoadResult,
+    Outcome,
+    hit_count,
+    latency_stats,
+    run_load,
+)
+from bench.machine import CpuMeter, load_average, machine_facts
+from bench.photos import serve_folder, write_photos
+from bench.search import QUERY_SIZE, default_layout, elasticsearch_pids, id_request, upload_request
+
+log = logging.getLogger("bench.soak")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+KINDS = ("by id", "upload")
+MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
+REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
+ERROR_EXAMPLES = 5
+DEFAULTS = {"seconds": 120.0, "images": 36, "baseline_seconds": 20.0, "max_requests": 100_000}
+SMOKE = {"seconds": 45.0, "images": 18, "baseline_seconds": 8.0, "max_requests": 20_000}
+
+DESCRIPTION = """\
+A sustained load on the search API while the real indexer CLI rebuilds the index and swaps the alias
+under it. Set-up (untimed): --images generated catalog photos (bench/photos.py, 800x600..1600x1200,
+three per product) served by a local http.server, their rows in a throwaway MariaDB table
+bench_soak_<random>, an initial `python -m indexer full` into the throwaway alias bench-soak-<random>,
+then the API under its production server (gunicorn -c searchapi/gunicorn.conf.py, the documented
+layout) pointed at that alias (ES_INDEX), VGG16_WEIGHTS=--weights and VGG16_SEED=1234 on both sides.
+
+Load: --concurrency closed-loop clients on loopback, one keep-alive connection each, a mix of
+GET /images/<id>/similar (random catalog ids) and POST /search uploads (--upload-share, ~640x480
+JPEGs), until --seconds have passed or --max-requests were sent. Every request's start and end time,
+status and error body is recorded. After --baseline-seconds of load, `python -m indexer full` runs as
+a subprocess once per --rebuilds entry (default: with vector reuse, then with --recompute), one after
+the other, with INDEXER_KEEP_VERSIONS=--keep-versions (1: each swap also deletes the index the API was
+just reading). A thread polls the alias every --poll-interval seconds and records each swap and each
+old version's deletion. If the rebuilds are not done by --seconds, the load goes on until the last
+one has finished plus --tail-seconds, so that every swap happens under load.
+
+Reported: requests, errors (non-2xx answers and connection errors; target 0) with the first few error
+bodies, requests/s, and latency p50/p95/p99/max per kind in the windows before the rebuilds, during
+them (together and per run), in +-(--swap-window) s around each swap (a request counts there when it
+was in flight at any moment of the window) and after; the swap and deletion times; each indexer run's
+exit code and run report (outcome, row statuses; a reuse run must reuse every row, a recompute run
+compute every one); the cores used by this process, the API, Elasticsearch, the indexer and others.
+
+Exit code 1 when any request failed, an indexer run failed, or fewer swaps than rebuilds were seen
+under load. Everything this run creates (alias, versions, <alias>-runs, <alias>-indexer-state, table,
+servers) is removed at the end, also after a failure, Ctrl-C or SIGTERM.
+
+Needs ES_URL and MYSQL_URL (eval "$(bash scripts/stack.sh env)"). Results: tables on stdout,
+bench/results/soak-<UTC time>.json (everything) and .md (soak-latest.md too), and every request in
+soak-<UTC time>-requests.csv.gz; --smoke writes soak-smoke-* instead."""
+
+
+# --- options ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--smoke", action="store_true", help=f"a short run (under 2 minutes): {SMOKE} unless given")
+    add("--seconds", type=float, help="load duration in seconds (default 120; longer if the rebuilds are)")
+    add("--max-requests", type=int, help="stop the load after this many requests (default 100000)")
+    add("--concurrency", type=int, default=8, help="closed-loop clients (default 8)")
+    add("--upload-share", type=float, default=0.2, help="share of uploads, the rest by id (default 0.2)")
+    add("--images", type=int, help="catalog rows / photos, 3 per product (default 36)")
+    add("--baseline-seconds", type=float, help="load before the first rebuild starts (default 20)")
+    add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild (default 5)")
+    add("--swap-window", type=float, default=2.0, help="half width of the window round a swap (default 2 s)")
+    add(
+        "--rebuilds",
+        nargs="+",
+        choices=sorted(REBUILDS),
+        default=["reuse", "recompute"],
+        help="`indexer full` runs during the load, in order (default: reuse recompute)",
+    )
+    add("--keep-versions", type=int, default=1, help="INDEXER_KEEP_VERSIONS of the runs (default 1)")
+    add("--poll-interval", type=float, default=0.1, help="seconds between alias polls (default 0.1)")
+    add("--size", type=int, default=5, help="results per search (default 5)")
+    add("--query-photos", type=int, default=12, help="distinct upload JPEGs (default 12)")
+    add("--weights", default=os.environ.get("VGG16_WEIGHTS", "random"), help="VGG16_WEIGHTS (default random)")
+    add("--seed", type=int, default=0, help="seed of the photos and the request mix (default 0)")
+    add(
+        "--rebuild-timeout",
+        type=float,
+        default=900.0,
+        help="seconds before a rebuild is stopped (default 900)",
+    )
+    add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
+    add("--results-dir", type=Path, default=RESULTS_DIR, help="where results are written")
+    add("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options left unset from the smoke or full defaults."""
+    for key, value in (SMOKE if args.smoke else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
+        raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
+    return args
+
+
+# --- requests ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample(Outcome):
+    """One request: Outcome plus when it started (monotonic, later relative to the load start) and the
+    first bytes of the answer when it was not a 2xx."""
+
+    start: float = 0.0
+    detail: str = ""
+
+    @property
+    def end(self) -> float:
+        return self.start + self.seconds
+
+    @property
+    def failed(self) -> bool:
+        return self.status == 0 or not 200 <= self.status < 300
+
+
+def timed_sample(client: KeepAliveClient, request: HttpRequest) -> Sample:
+    """Send one request, time it until the whole answer is read; failures become samples."""
+    start = time.monotonic()
+    try:
+        status, body = client.send(request)
+    except (OSError, http.client.HTTPException) as exc:
+        client.close()
+        error = f"{type(exc).__name__}: {exc}"
+        return Sample(request.kind, time.monotonic() - start, 0, error=error, start=start)
+    seconds = time.monotonic() - start
+    if 200 <= status < 300:
+        return Sample(request.kind, seconds, status, hits=hit_count(body), start=start)
+    return Sample(request.kind, seconds, status, start=start, detail=body[:400].decode(errors="replace"))
+
+
+def recording_worker(host: str, port: int) -> Callable[[], tuple[Callable[[Any], Sample], Callable[[], int]]]:
+    """Factory of per-thread callers (one keep-alive connection each) that record Samples."""
+
+    def make() -> tuple[Callable[[Any], Sample], Callable[[], int]]:
+        client = KeepAliveClient(host, port)
+        return (lambda request: timed_sample(client, request)), lambda: client.reconnects
+
+    return make
+
+
+def job_maker(args: argparse.Namespace, jpegs: list[bytes]) -> Callable[[int], HttpRequest]:
+    """Request number n: an upload with probability --upload-share, otherwise by id (random ids)."""
+    rng = np.random.default_rng(args.seed + 3)
+    shares = rng.random(100_000)
+    ids = [str(i) for i in rng.integers(1, args.images + 1, 100_000)]
+
+    def job(number: int) -> HttpRequest:
+        if shares[number % len(shares)] < args.upload_share:
+            return upload_request(jpegs[number % len(jpegs)], args.size)
+        return id_request(ids[number % len(ids)], args.size)
+
+    return job
+
+
+class LoadRunner:
+    """bench.loadgen.run_load in a background thread, stoppable at any moment, bounded in requests."""
+
+    def __init__(self, server: ApiServer, job: Callable[[int], HttpRequest], args: argparse.Namespace):
+        self.server, self.job = server, job
+        self.concurrency, self.max_requests = args.concurrency, args.max_requests
+        self.warm = id_request("1", args.size)
+        self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.started_at = 0.0
+        self.ended_at = 0.0
+        self.result: LoadResult | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="soak-load", daemon=True)
+
+    def _take(self, number: int) -> HttpRequest | None:
+        if not self.started.is_set():
+            self.started_at = time.monotonic()
+            self.started.set()
+        if self.stop.is_set() or number >= self.max_requests:
+            return None
+        return self.job(number)
+
+    def _main(self) -> None:
+        try:
+            worker = recording_worker(self.server.host, self.server.port)
+            self.result = run_load(worker, JobFeed(make_job=self._take), self.concurrency, self.warm)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+        finally:
+            self.ended_at = time.monotonic()
+            self.done.set()
+
+    def __enter__(self) -> LoadRunner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(timeout=180)
+
+    @property
+    def samples(self) -> list[Sample]:
+        return list(self.result.outcomes) if self.result else []
+
+
+# --- alias watcher ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """A change seen between two polls: `since` the last poll before it, `seen` the first poll after."""
+
+    kind: str  # created | swap | deleted
+    index: str  # the index created, deleted, or the alias's new target
+    since: float
+    seen: float
+    previous: str = ""  # swap: the alias's old target
+
+    @property
+    def at(self) -> float:
+        return (self.since + self.seen) / 2
+
+    def shifted(self, zero: float) -> AliasEvent:
+        return replace(self, since=self.since - zero, seen=self.seen - zero)
+
+
+def alias_events(
+    before: dict[str, bool], after: dict[str, bool], since: float, seen: float
+) -> list[AliasEvent]:
+    """What changed between two polls of {version index: whether the alias points at it}."""
+    events = [AliasEvent("created", name, since, seen) for name in sorted(after.keys() - before.keys())]
+    old = ",".join(sorted(name for name, live in before.items() if live))
+    new = ",".join(sorted(name for name, live in after.items() if live))
+    if old != new:
+        events.append(AliasEvent("swap", new, since, seen, old))
+    events += [AliasEvent("deleted", name, since, seen) for name in sorted(before.keys() - after.keys())]
+    return events
+
+
+class AliasWatcher:
+    """Polls `<alias>-*/_alias` every `interval` s in a thread and records every change."""
+
+    def __init__(self, es, alias: str, interval: float) -> None:
+        from indexer.sink import version_pattern
+
+        self.es, self.alias, self.interval = es, alias, interval
+        self.pattern = version_pattern(alias)
+        self.events: list[AliasEvent] = []
+        self.polls = 0
+        self.poll_errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="soak-alias", daemon=True)
+        self.state = self.poll()
+
+    def poll(self) -> dict[str, bool]:
+        found = self.es.indices.get_alias(index=f"{self.alias}-*").body
+        return {
+            name: self.alias in body.get("aliases", {})
+            for name, body in found.items()
+            if self.pattern.match(name)
+        }
+
+    def _main(self) -> None:
+        since = time.monotonic()
+        while not self._stop.wait(self.interval):
+            try:
+                state = self.poll()
+            except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, the next one retried
+                self.poll_errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            seen = time.monotonic()
+            self.polls += 1
+            self.events += alias_events(self.state, state, since, seen)
+            self.state, since = state, seen
+
+    def __enter__(self) -> AliasWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+# --- indexer runs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexerRun:
+    """One `python -m indexer full` subprocess: when, how it ended, its run report, what was wrong."""
+
+    name: str
+    command: list[str]
+    start: float
+    end: float
+    exit_code: int | None
+    report: dict[str, Any] | None
+    log_tail: str
+    cpu: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self, zero: float) -> dict[str, Any]:
+        report = self.report or {}
+        keys = ("run_id", "index", "outcome", "message", "elapsed_seconds", "rows_seen", "statuses", "errors")
+        return {
+            "name": self.name,
+            "command": shlex.join(self.command),
+            "start_s": round(self.start - zero, 3),
+            "end_s": round(self.end - zero, 3),
+            "wall_s": round(self.end - self.start, 3),
+            "exit_code": self.exit_code,
+            "ok": self.ok,
+            "problems": self.problems,
+            "report": {key: report.get(key) for key in keys}
+            | {
+                "previous_indices": report.get("previous_indices"),
+                "deleted_indices": report.get("deleted_indices"),
+                "stage_seconds": report.get("stage_seconds"),
+            },
+            "cpu": self.cpu,
+            "log_tail": self.log_tail,
+        }
+
+
+def rebuild_name(kind: str) -> str:
+    return "full --recompute" if kind == "recompute" else "full (reuse)"
+
+
+def expected_status(kind: str) -> str:
+    """The row status every row must end with: reused vectors, or computed ones."""
+    return "reused" if kind == "reuse" else "indexed"
+
+
+def run_problems(code: int | None, report: dict[str, Any] | None, status: str, rows: int) -> list[str]:
+    """Why a run does not count as a success (empty when it does)."""
+    problems = [] if code == 0 else [f"exit code {code}"]
+    if report is None:
+        return [*problems, "no run report written"]
+    if report.get("outcome") != "succeeded":
+        problems.append(f"outcome {report.get('outcome')}: {report.get('message')}")
+    statuses = report.get("statuses") or {}
+    if statuses.get(status, 0) != rows or sum(statuses.values()) != rows:
+        problems.append(f"expected {rows} rows {status}, got {statuses}")
+    return problems
+
+
+def read_report(folder: Path) -> dict[str, Any] | None:
+    found = sorted(folder.glob("report-*.json"))
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM (the indexer stops cleanly and releases its lock), SIGKILL after 30 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_indexer(
+    kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups
+) -> IndexerRun:
+    """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file; CPU meanwhile."""
+    name = rebuild_name(kind) if kind != "initial" else "initial full"
+    slug = f"{kind}-{uuid.uuid4().hex[:6]}"
+    reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
+    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
+    print(f"  {time.strftime('%H:%M:%S')} {name}: starting", file=sys.stderr)
+    children = children_cpu_seconds()
+    with open(log_path, "wb") as log_file, CpuMeter(named_pids=groups) as meter:
+        start = time.monotonic()
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**env, "INDEXER_REPORT_DIR": str(reports)},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            code: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            stop_process(process)
+        end = time.monotonic()
+    report = read_report(reports)
+    status = "indexed" if kind == "initial" else expected_status(kind)
+    problems = run_problems(code, report, status, rows) + (
+        [] if code is not None else [f"timed out after {timeout} s"]
+    )
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+    cpu = cpu_with_indexer(meter, children_cpu_seconds() - children)
+    print(
+        f"  {time.strftime('%H:%M:%S')} {name}: exit {code} in {end - start:.1f} s {problems or ''}",
+        file=sys.stderr,
+    )
+    return IndexerRun(name, command, start, end, code, report, tail, cpu, problems)
+
+
+def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
+    """CpuMeter's cores with the indexer subprocess (a reaped child) taken out of `others`."""
+    cpu = meter.as_dict()
+    wall = meter.wall or 1.0
+    cpu["indexer_cores"] = round(indexer_seconds / wall, 3)
+    cpu["other_cores"] = round(max(cpu["other_cores"] - cpu["indexer_cores"], 0.0), 3)
+    cpu.pop("image_server_cores", None)
+    return cpu
+
+
+# --- pure analysis ----------------------------------------------------------------------------------
+
+
+def in_window(samples: list[Sample], lo: float, hi: float, overlap: bool = False) -> list[Sample]:
+    """Requests that started in [lo, hi), or with `overlap` those in flight at any moment of it."""
+    if overlap:
+        return [s for s in samples if s.start < hi and s.end > lo]
+    return [s for s in samples if lo <= s.start < hi]
+
+
+def window_stats(
+    samples: list[Sample], lo: float, hi: float, page_size: int, overlap: bool = False
+) -> dict[str, Any]:
+    """Requests, errors, requests/s and latency percentiles in one window, in all and per kind."""
+    chosen = in_window(samples, lo, hi, overlap)
+    span = max(hi - lo, 0.0)
+    stats: dict[str, Any] = {
+        "from_s": round(lo, 3),
+        "to_s": round(hi, 3),
+        "span_s": round(span, 3),
+        "selection": "in flight" if overlap else "started",
+        "errors": sum(1 for s in chosen if s.failed),
+        "all": latency_stats(chosen, span or None, page_size),
+    }
+    for kind in KINDS:
+        stats[kind] = latency_stats([s for s in chosen if s.kind == kind], span or None, page_size)
+    return stats
+
+
+def phase_windows(load_end: float, runs: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """(name, from, to) relative to the load start: before, during the rebuilds (all, each), after, all.
+
+    `runs` are (name, start, end) of the rebuilds in order; windows are clipped to [0, load_end]."""
+
+    def clip(name: str, lo: float, hi: float) -> tuple[str, float, float]:
+        lo = min(max(lo, 0.0), load_end)
+        return name, lo, min(max(hi, lo), load_end)
+
+    if not runs:
+        return [clip("whole run", 0.0, load_end)]
+    first, last = runs[0][1], runs[-1][2]
+    windows = [clip("before rebuilds", 0.0, first), clip("during rebuilds", first, last)]
+    if len(runs) > 1:
+        windows += [clip(f"during {name}", start, end) for name, start, end in runs]
+    return [*windows, clip("after rebuilds", last, load_end), clip("whole run", 0.0, load_end)]
+
+
+def swap_windows(swaps: list[float], half: float) -> list[tuple[str, float, float]]:
+    """(name, from, to) of +-half seconds round each swap time."""
+    return [(f"swap {n} ±{half:g} s", at - half, at + half) for n, at in enumerate(swaps, start=1)]
+
+
+def nearest_swap(at: float, swaps: list[float]) -> float | None:
+    """Seconds from the closest swap to `at` (negative: before it), None without swaps."""
+    return min((at - swap for swap in swaps), key=abs, default=None)
+
+
+def error_examples(samples: list[Sample], swaps: list[float], limit: int = ERROR_EXAMPLES) -> list[dict]:
+    """The first `limit` failed requests, with the time to the nearest swap."""
+    failed = sorted((s for s in samples if s.failed), key=lambda s: s.start)[:limit]
+    examples = []
+    for sample in failed:
+        offset = nearest_swap(sample.start, swaps)
+        examples.append(
+            {
+                "start_s": round(sample.start, 3),
+                "seconds": round(sample.seconds, 3),
+                "kind": sample.kind,
+                "status": sample.status,
+                "error": sample.error or sample.detail,
+                "from_nearest_swap_s": None if offset is None else round(offset, 3),
+            }
+        )
+    return examples
+
+
+def timeline(samples: list[Sample], end: float) -> list[dict[str, Any]]:
+    """Per second of the load (by start time): requests, errors, p50 and max ms per kind."""
+    seconds = max(int(np.ceil(end)), 1)
+    buckets: list[list[Sample]] = [[] for _ in range(seconds)]
+    for sample in samples:
+        buckets[min(max(int(sample.start), 0), seconds - 1)].append(sample)
+    rows = []
+    for second, bucket in enumerate(buckets):
+        row: dict[str, Any] = {"second": second, "errors": sum(1 for s in bucket if s.failed)}
+        for kind in KINDS:
+            good = [s.seconds * 1000 for s in bucket if s.kind == kind and not s.failed]
+            row[kind] = {
+                "requests": sum(1 for s in bucket if s.kind == kind),
+                "p50_ms": round(float(np.median(good)), 1) if good else None,
+                "max_ms": round(max(good), 1) if good else None,
+            }
+        rows.append(row)
+    return rows
+
+
+def swaps_under_load(swaps: list[float], load_end: float) -> int:
+    return sum(1 for at in swaps if 0.0 <= at <= load_end)
+
+
+def verdict(errors: int, runs_ok: list[bool], swaps_loaded: int, rebuilds: int) -> list[str]:
+    """Why the run failed (empty: exit 0)."""
+    reasons = [f"{errors} requests failed"] if errors else []
+    failed = sum(1 for ok in runs_ok if not ok)
+    if failed:
+        reasons.append(f"{failed} indexer run(s) failed")
+    if swaps_loaded < rebuilds:
+        reasons.append(f"{swaps_loaded} alias swap(s) under load, expected {rebuilds}")
+    return reasons
+
+
+# --- set-up and clean-up ----------------------------------------------------------------------------
+
+
+def soak_environment(args: argparse.Namespace, alias: str, table: str, base_url: str) -> dict[str, str]:
+    """Variables shared by the indexer runs and the API: throwaway alias and table, seeded weights."""
+    missing = [name for name in ("ES_URL", "MYSQL_URL") if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
+    return {
+        **os.environ,
+        "ES_INDEX": alias,
+        "ES_NUMBER_OF_REPLICAS": "0",
+        "MYSQL_TABLE": table,
+        "IMAGE_BASE_URL": base_url,
+        "VGG16_WEIGHTS": args.weights,
+        "VGG16_SEED": MODEL_SEED,
+        "INDEXER_KEEP_VERSIONS": str(args.keep_versions),
+        "INDEXER_CHECKPOINT_SECONDS": "2",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+def seed_catalog(env: dict[str, str], photos: list[Path]) -> None:
+    """One row per photo, three photos per product."""
+    from demo.catalog import CatalogEntry, load_catalog
+    from indexer.config import load_mysql_config
+
+    entries = [
+        CatalogEntry(number, f"product-{(number - 1) // 3 + 1:04d}", path.name)
+        for number, path in enumerate(photos, start=1)
+    ]
+    load_catalog(load_mysql_config(env), entries)
+
+
+def es_client(env: dict[str, str]):
+    from indexer.config import load_elastic_config
+    from indexer.sink import make_client
+
+    return make_client(load_elastic_config(env), max_retries=1)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Ignore Ctrl-C while cleaning up, so a second one cannot leave indices or a table behind."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cleanup(env: dict[str, str], done: dict[str, Any]) -> None:
+    """Delete this run's indices (versions, <alias>-runs, <alias>-indexer-state) by name, the alias with
+    them, and its table; failures are logged and recorded, never raised."""
+    from indexer.config import load_mysql_config
+    from indexer.source import connect
+
+    alias, table = env["ES_INDEX"], env["MYSQL_TABLE"]
+    with shielded():
+        try:
+            es = es_client(env)
+            names = sorted(es.indices.get(index=f"{alias}-*", expand_wildcards="all").body)
+            if names:
+                es.indices.delete(index=",".join(names))
+            done["deleted_indices"] = names
+            done["left_over"] = sorted(es.indices.get(index=f"{alias}*", expand_wildcards="all").body)
+        except Exception as exc:
+            log.exception("could not delete the indices of %s", alias)
+            done["index_error"] = str(exc)
+        try:
+            connection = connect(load_mysql_config(env))
+            connection.cursor().execute(f"DROP TABLE IF EXISTS `{table}`")
+            connection.close()
+            done["dropped_table"] = table
+        except Exception as exc:
+            log.exception("could not drop the table %s", table)
+            done["table_error"] = str(exc)
+
+
+def warm_api(server: ApiServer, jpeg: bytes, size: int) -> None:
+    """One search of each kind, both must answer 200, before the load starts."""
+    client = KeepAliveClient(server.host, server.port)
+    try:
+        for request in (upload_request(jpeg, size), id_request("1", size)):
+            sample = timed_sample(client, request)
+            if sample.failed:
+                raise RuntimeError(f"warm-up {request.kind} failed: {sample}\n{server.log_tail()}")
+    finally:
+        client.close()
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Collected:
+    """Raw material of the results, in monotonic time."""
+
+    alias: str
+    table: str
+    load_start: float = 0.0
+    load_end: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+    reconnects: int = 0
+    initial: IndexerRun | None = None
+    runs: list[IndexerRun] = field(default_factory=list)
+    events: list[AliasEvent] = field(default_factory=list)
+    polls: int = 0
+    poll_errors: list[str] = field(default_factory=list)
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    cleanup: dict[str, Any] = field(default_factory=dict)
+    extended_s: float = 0.0
+
+
+def wait_until(moment: float, stop: threading.Event) -> None:
+    stop.wait(max(moment - time.monotonic(), 0.0))
+
+
+def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Path, got: Collected) -> None:
+    """Baseline load, the rebuilds one after the other, then the tail; stops the load at the end."""
+    if not load.started.wait(timeout=120):
+        raise RuntimeError(f"the load did not start: {load.error}")
+    deadline = load.started_at + args.seconds
+    with CpuMeter(named_pids=groups) as meter:
+        wait_until(load.started_at + args.baseline_seconds, load.done)
+    got.cpu["before rebuilds"] = cpu_with_indexer(meter, 0.0)
+    for kind in args.rebuilds:
+        run = run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups)
+        got.runs.append(run)
+        got.cpu[f"during {run.name}"] = run.cpu
+    stop_at = max(deadline, time.monotonic() + args.tail_seconds)
+    got.extended_s = max(stop_at - deadline, 0.0)
+    with CpuMeter(named_pids=groups) as meter:
+        wait_until(stop_at, load.done)
+    got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
+    load.stop.set()
+    load.done.wait(timeout=180)
+
+
+def prepare(args, folder: Path, stack: ExitStack, got: Collected) -> tuple[dict[str, str], list[bytes]]:
+    """Photos served over HTTP, the throwaway table, clean-up registered, the initial `full` run."""
+    print(f"writing {args.images} catalog photos and {args.query_photos} query photos ...", file=sys.stderr)
+    photos = write_photos(folder / "photos", args.images, args.seed)
+    queries = write_photos(folder / "queries", args.query_photos, args.seed + 7, *QUERY_SIZE)
+    server = stack.enter_context(serve_folder(folder / "photos"))
+    env = soak_environment(args, got.alias, got.table, server.url)
+    stack.callback(cleanup, env, got.cleanup)
+    seed_catalog(env, photos)
+    got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
+    if not got.initial.ok:
+        raise RuntimeError(
+            f"the initial `indexer full` failed: {got.initial.problems}\n{got.initial.log_tail}"
+        )
+    return env, [path.read_bytes() for path in queries]
+
+
+def measure(args: argparse.Namespace, folder: Path, got: Collected) -> None:
+    """Set up, start the API, watcher and load, drive the rebuilds; everything stopped and removed after."""
+    with ExitStack() as stack:
+        env, jpegs = prepare(args, folder, stack, got)
+        api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
+        print("starting the API (gunicorn) ...", file=sys.stderr)
+        api = stack.enter_context(running_api(api_env, default_layout(), folder, args.api_start_timeout))
+        warm_api(api, jpegs[0], args.size)
+        es = es_client(env)
+        groups = {"api": api.pids(), "elasticsearch": elasticsearch_pids(es)}
+        watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
+        print(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...", file=sys.stderr)
+        load = stack.enter_context(LoadRunner(api, job_maker(args, jpegs), args))
+        try:
+            drive(args, env, load, groups, folder, got)
+        finally:
+            load.stop.set()
+            load.done.wait(timeout=180)
+            watcher.__exit__()
+            got.load_start, got.load_end = load.started_at, load.ended_at
+            got.samples, got.reconnects = load.samples, load.result.reconnects if load.result else 0
+            got.events, got.polls, got.poll_errors = watcher.events, watcher.polls, watcher.poll_errors
+        if load.error:
+            raise RuntimeError(f"the load generator failed: {load.error!r}")
+
+
+# --- results ----------------------------------------------------------------------------------------
+
+
+def relative(got: Collected) -> tuple[list[Sample], list[AliasEvent], float]:
+    """Samples and events with times relative to the load start, and the load's length."""
+    zero = got.load_start
+    samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
+    return samples, [event.shifted(zero) for event in got.events], got.load_end - zero
+
+
+def swap_rows(
+    events: list[AliasEvent], runs: list[dict[str, Any]], windows: list[dict[str, Any]]
+) -> list[dict]:
+    """Each swap: when, from and to, how precisely seen, the old index's deletion, its run, its window."""
+    swaps = [e for e in events if e.kind == "swap"]
+    deletions = {e.index: e for e in events if e.kind == "deleted"}
+    rows = []
+    for number, swap in enumerate(swaps, start=1):
+        deleted = deletions.get(swap.previous)
+        run = next((r["name"] for r in runs if r["start_s"] <= swap.at <= r["end_s"] + 1), None)
+        rows.append(
+            {
+                "swap": number,
+                "at_s": round(swap.at, 3),
+                "seen_within_ms": round((swap.seen - swap.since) * 500, 1),
+                "from": swap.previous,
+                "to": swap.index,
+                "run": run,
+                "old_index_deleted_at_s": round(deleted.at, 3) if deleted else None,
+                "deleted_after_swap_ms": round((deleted.at - swap.at) * 1000, 1) if deleted else None,
+                "window": windows[number - 1] if number <= len(windows) else {},
+            }
+        )
+    return rows
+
+
+def analyse(args: argparse.Namespace, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
+    samples, events, load_end = relative(got)
+    zero = got.load_start
+    runs = [run.as_dict(zero) for run in got.runs]
+    swaps = [e.at for e in events if e.kind == "swap"]
+    spans = [(run["name"], run["start_s"], run["end_s"]) for run in runs]
+    windows = {
+        name: window_stats(samples, lo, hi, args.size) for name, lo, hi in phase_windows(load_end, spans)
+    }
+    around = [
+        (name, window_stats(samples, lo, hi, args.size, overlap=True))
+        for name, lo, hi in swap_windows(swaps, args.swap_window)
+    ]
+    windows |= dict(around)
+    total = windows["whole run"]["all"]
+    errors = sum(1 for s in samples if s.failed)
+    reasons = verdict(
+        errors, [run.ok for run in got.runs], swaps_under_load(swaps, load_end), len(args.rebuilds)
+    )
+    return {
+        "summary": {
+            "requests": len(samples),
+            "errors": errors,
+            "non_2xx": total["non_2xx"],
+            "connection_errors": total["connection_errors"],
+            "statuses": total["statuses"],
+            "reconnects": got.reconnects,
+            "short_pages": total["short_pages"],
+            "per_second": round(len(samples) / load_end, 2) if load_end > 0 else None,
+            "load_seconds": round(load_end, 3),
+            "load_extended_s": round(got.extended_s, 3),
+            "max_requests_reached": len(samples) >= args.max_requests,
+            "swaps": len(swaps),
+            "swaps_under_load": swaps_under_load(swaps, load_end),
+            "indexer_runs_ok": all(run.ok for run in got.runs) and len(got.runs) == len(args.rebuilds),
+            "passed": not reasons,
+            "failure_reasons": reasons,
+        },
+        "windows": windows,
+        "swaps": swap_rows(events, runs, [stats for _, stats in around]),
+        "alias_events": [
+            {"event": e.kind, "index": e.index, "at_s": round(e.at, 3), "previous": e.previous}
+            for e in events
+        ],
+        "alias_polls": got.polls,
+        "alias_poll_errors": got.poll_errors[:20],
+        "indexer_runs": runs,
+        "initial_run": got.initial.as_dict(zero) if got.initial else None,
+        "error_examples": error_examples(samples, swaps),
+        "cpu": got.cpu,
+        "timeline": timeline(samples, load_end),
+        "cleanup": got.cleanup,
+    }, samples
+
+
+def settings_of(args: argparse.Namespace, got: Collected) -> dict[str, Any]:
+    return {
+        "smoke": args.smoke,
+        "seconds": args.seconds,
+        "max_requests": args.max_requests,
+        "concurrency": args.concurrency,
+        "upload_share": args.upload_share,
+        "images": args.images,
+        "products": (args.images + 2) // 3,
+        "baseline_seconds": args.baseline_seconds,
+        "tail_seconds": args.tail_seconds,
+        "swap_window_s": args.swap_window,
+        "rebuilds": [rebuild_name(kind) for kind in args.rebuilds],
+        "keep_versions": args.keep_versions,
+        "poll_interval_s": args.poll_interval,
+        "page_size": args.size,
+        "query_photos": f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92",
+        "catalog_photos": "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product",
+        "weights": args.weights,
+        "alias": got.alias,
+        "table": got.table,
+        "server": f"gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()', {default_layout().name}",
+    }
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def window_lines(windows: dict[str, Any]) -> list[str]:
+    lines = [
+        "| window | from-to s | kind | requests | req/s | errors | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, window in windows.items():
+        span = f"{window['from_s']:.1f}-{window['to_s']:.1f}"
+        for kind in KINDS:
+            stats = window[kind]
+            failed = stats["non_2xx"] + stats["connection_errors"]
+            lines.append(
+                f"| {name} | {span} | {kind} | {stats['requests']} | {cell(stats.get('per_second'))} | "
+                f"{failed} | {cell(stats.get('p50_ms'))} | {cell(stats.get('p95_ms'))} | "
+                f"{cell(stats.get('p99_ms'))} | {cell(stats.get('max_ms'))} |"
+            )
+    return lines
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    summary, settings = results["summary"], results["settings"]
+    verdict_text = (
+        "**passed**" if summary["passed"] else f"**FAILED**: {'; '.join(summary['failure_reasons'])}"
+    )
+    extended = (
+        f", extended by {summary['load_extended_s']:.1f} s" if summary["load_extended_s"] > 0.05 else ""
+    )
+    return [
+        f"Verdict: {verdict_text}.",
+        "",
+        "| | value |",
+        "|---|---:|",
+        f"| requests served (load of {summary['load_seconds']:.1f} s{extended}) | {summary['requests']} |",
+        f"| errors: non-2xx + connection errors (target 0) | **{summary['errors']}** "
+        f"({summary['non_2xx']} + {summary['connection_errors']}) |",
+        f"| throughput, requests/s ({settings['concurrency']} clients, "
+        f"{settings['upload_share']:.0%} uploads) | {cell(summary['per_second'])} |",
+        f"| statuses | {summary['statuses']} |",
+        f"| reconnects (server closed a keep-alive connection; retried) | {summary['reconnects']} |",
+        f"| short pages (fewer than {settings['page_size']} hits) | {summary['short_pages']} |",
+        f"| alias swaps under load / rebuilds | {summary['swaps_under_load']} / "
+        f"{len(settings['rebuilds'])} |",
+    ]
+
+
+def swap_lines(swaps: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| swap | at s | seen within ± ms | from → to | old index deleted | run | requests in window "
+        "| errors |",
+        "|---:|---:|---:|---|---|---|---:|---:|",
+    ]
+    for swap in swaps:
+        deleted = (
+            f"at {swap['old_index_deleted_at_s']:.2f} s (+{swap['deleted_after_swap_ms']:.0f} ms)"
+            if swap["old_index_deleted_at_s"] is not None
+            else "kept"
+        )
+        window = swap["window"]
+        lines.append(
+            f"| {swap['swap']} | {swap['at_s']:.2f} | {swap['seen_within_ms']:.0f} | `{swap['from']}` → "
+            f"`{swap['to']}` | {deleted} | {swap['run']} | {window.get('all', {}).get('requests', '-')} | "
+            f"{window.get('errors', '-')} |"
+        )
+    return lines
+
+
+def run_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| indexer run | exit | outcome | rows | wall s (report s) | index | deleted | problems |",
+        "|---|---:|---|---|---:|---|---|---|",
+    ]
+    for run in [results["initial_run"], *results["indexer_runs"]]:
+        if not run:
+            continue
+        report = run["report"]
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted((report.get("statuses") or {}).items()))
+        deleted = ", ".join(f"`{name}`" for name in report.get("deleted_indices") or []) or "-"
+        lines.append(
+            f"| `{run['command'].split(' -m ', 1)[-1]}` ({run['name']}) | {run['exit_code']} | "
+            f"{report.get('outcome')} | {statuses} | {run['wall_s']:.1f} "
+            f"({cell(report.get('elapsed_seconds'))}) | "
+            f"`{report.get('index')}` | {deleted} | {'; '.join(run['problems']) or 'none'} |"
+        )
+    return lines
+
+
+def cpu_lines(cpu: dict[str, dict[str, float]]) -> list[str]:
+    lines = [
+        "| phase | cores: load generator / API / Elasticsearch / indexer / others / stolen |",
+        "|---|---|",
+    ]
+    names = ("own", "api", "elasticsearch", "indexer", "other", "stolen")
+    for phase, used in cpu.items():
+        lines.append(f"| {phase} | {' / '.join(str(used.get(f'{name}_cores', '-')) for name in names)} |")
+    return lines
+
+
+def error_lines(examples: list[dict[str, Any]]) -> list[str]:
+    if not examples:
+        return ["No request failed."]
+    lines = ["First failed requests:", ""]
+    for example in examples:
+        where = example["from_nearest_swap_s"]
+        near = f", {where:+.2f} s from the nearest swap" if where is not None else ""
+        text = " ".join(str(example["error"]).split())[:300]
+        lines.append(
+            f"- at {example['start_s']:.2f} s{near}: {example['kind']} → {example['status']}: `{text}`"
+        )
+    return lines
+
+
+def setting_lines(results: dict[str, Any]) -> list[str]:
+    machine, loads, run = results["machine"], results["load_average"], results["settings"]
+    gpus = ", ".join(machine["gpus"]) or "none"
+    return [
+        f"Machine: {machine['cpu_count']} x {machine['cpu_model']}, Python {machine['python']}, "
+        f"TensorFlow {machine['tensorflow']}, GPUs seen: {gpus}. Load average (1/5/15 min) before "
+        f"{loads['before']}, after {loads['after']}.",
+        "",
+        f"Server: {run['server']}. Catalog: {run['images']} rows, {run['products']} products "
+        f"({run['catalog_photos']}), weights `{run['weights']}`. Load: {run['concurrency']} closed-loop "
+        f"clients on loopback, {run['upload_share']:.0%} uploads ({run['query_photos']}), the rest by id, "
+        f"size {run['page_size']}; rebuilds after {run['baseline_seconds']:.0f} s: "
+        f"{', '.join(run['rebuilds'])}, INDEXER_KEEP_VERSIONS={run['keep_versions']}; alias polled every "
+        f"{run['poll_interval_s'] * 1000:.0f} ms.",
+    ]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    cleaned = results["cleanup"]
+    return "\n".join(
+        [
+            "# Search API under sustained load while `indexer full` rebuilds and swaps the alias",
+            "",
+            f"`{results['command']}` (finished {results['finished_at']})",
+            "",
+            *setting_lines(results),
+            "",
+            *summary_lines(results),
+            "",
+            "Latency of successful requests per window (phases: requests that started in the window; swap "
+            "windows: requests in flight at any moment of it):",
+            "",
+            *window_lines(results["windows"]),
+            "",
+            *swap_lines(results["swaps"]),
+            "",
+            *run_lines(results),
+            "",
+            *cpu_lines(results["cpu"]),
+            "",
+            *error_lines(results["error_examples"]),
+            "",
+            f"Cleaned up: indices {cleaned.get('deleted_indices')}, table {cleaned.get('dropped_table')}; "
+            f"left over: {cleaned.get('left_over')}.",
+            "",
+        ]
+    )
+
+
+def write_requests(samples: list[Sample], path: Path) -> None:
+    """Every request: start and end (s from the load start), kind, status, hits, error or body."""
+    with gzip.open(path, "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["start_s", "end_s", "kind", "status", "hits", "error"])
+        for s in samples:
+            writer.writerow([f"{s.start:.4f}", f"{s.end:.4f}", s.kind, s.status, s.hits, s.error or s.detail])
+
+
+def write_results(results: dict[str, Any], samples: list[Sample], folder: Path, smoke: bool) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    prefix = folder / f"soak-smoke-{stamp}" if smoke else folder / f"soak-{stamp}"
+    paths = [prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".md")]
+    paths.append(prefix.with_name(prefix.name + "-requests.csv.gz"))
+    results["requests_file"] = paths[2].name
+    paths[0].write_text(json.dumps(results, indent=2) + "\n")
+    markdown = render_markdown(results)
+    paths[1].write_text(markdown)
+    write_requests(samples, paths[2])
+    if not smoke:
+        (folder / "soak-latest.md").write_text(markdown)
+    return paths
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
+    run_id = uuid.uuid4().hex[:8]
+    got = Collected(alias=f"bench-soak-{run_id}", table=f"bench_soak_{run_id}")
+    before = load_average()
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as name:
+        measure(args, Path(name), got)
+    analysed, samples = analyse(args, got)
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    started = datetime.now(UTC) - timedelta(seconds=time.monotonic() - got.load_start)
+    results = {
+        "benchmark": "soak",
+        "command": f"{python} -m bench.soak {shlex.join(argv)}".rstrip(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_started_at": started.isoformat(timespec="milliseconds"),
+        "machine": machine_facts(),
+        "load_average": {"before": before, "after": load_average()},
+        "settings": settings_of(args, got),
+        **analysed,
+    }
+    return results, samples
+
+
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = resolve(build_parser().parse_args(argv))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        results, samples = run(args, argv)
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, indices and table removed", file=sys.stderr)
+        return 130
+    paths = write_results(results, samples, args.results_dir, args.smoke)
+    print(render_markdown(results))
+    print(f"written: {', '.join(str(path) for path in paths)}")
+    return 0 if results["summary"]["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
