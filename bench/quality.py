@@ -1,0 +1,1005 @@
+"""Near-duplicate product retrieval through the real search API: edited catalog photos in, top-1/top-5 out."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
+
+from bench.apiserver import ApiServer, running_api
+from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image
+from bench.machine import load_average, machine_facts
+from bench.photos import serve_folder
+
+log = logging.getLogger("bench.quality")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+CATALOG_QUALITY = 92  # JPEG quality of the catalog files and of the edited queries (unless an edit sets one)
+PAGE_SIZE = 10  # products asked of the API per query; a rank beyond it counts as a miss
+TOP_K = (1, 5)
+MIN_TILE_STD = 5.0  # a tile this flat (grey-level standard deviation) is not a product: skipped
+EXTRACT_BATCH = 16
+SMOKE_PRODUCTS = 12
+SMOKE_EDITS = (
+    "identity",
+    "crop_center_80",
+    "scale_0.25",
+    "jpeg_q10",
+    "grayscale",
+    "flip_h",
+    "rotate_90",
+    "text_overlay",
+)
+RANDOM_NOTE = (
+    "VGG16_WEIGHTS=random: these numbers measure the PIPELINE (decode -> VGG16 -> index -> kNN -> "
+    "collapse -> API), NOT THE MODEL. Seeded random filters carry no learned semantics; ImageNet "
+    "weights give other numbers (not measurable on this offline machine)."
+)
+
+DESCRIPTION = f"""\
+Measure near-duplicate product retrieval through the real search API.
+
+Corpus: scikit-image's bundled sample photographs (offline). The large photos are cut into
+non-overlapping tiles (a grid per photo), each tile one product; the small photos are one product
+each. Tiles of one photo are hard negatives of each other (same light, colours and texture). Every
+product has two catalog images under one relation_id: the photo (or tile) and a second view of it
+(a mild perspective shift that also crops 0-6% per corner, then 0.75x or 1.3x the size; the
+motorcycle tiles take the same region of the right camera of the stereo pair instead).
+
+Indexing: rows in a throwaway MariaDB table bench_quality_<random>, JPEGs served by Python's
+http.server in a child process, the indexer's `full` rebuild in-process (FullRebuild: keyset paging,
+HTTP downloads, decode, VGG16, bulk, validation, alias swap) into a throwaway alias
+bench-quality-<random>. The API runs as in production (gunicorn -c searchapi/gunicorn.conf.py
+'searchapi:create_app()') with the same VGG16_WEIGHTS and VGG16_SEED, ES_INDEX = that alias.
+
+Queries: each product's original catalog image, edited one way at a time (crops, rescaling, JPEG
+recompression, colour, geometry, padding, a text overlay; `identity` sends the catalog file itself
+as a control), sent as POST /search?size={PAGE_SIZE} (multipart `image`, collapse on relation_id).
+Reported per edit: top-1 and top-5 product accuracy (the query's product is the first / among the
+first 5 distinct products), and an overall row over every edit but `identity`.
+
+Sanity baseline, in this process without the API: the same decode_image -> FeatureExtractor code
+on the same query bytes, exact cosine (numpy) against the vectors stored in the index, a product
+scoring its best image. API and baseline should agree up to the index's approximation (int8_hnsw
+by default: int8 quantisation, HNSW); a larger difference is a pipeline bug. The stored vectors
+are also compared with vectors recomputed in-process from the catalog files.
+
+!!! With VGG16_WEIGHTS=random the numbers measure the pipeline, not the model. !!!
+--weights imagenet needs ~/.keras/models/{IMAGENET_FILE} (it cannot be downloaded here).
+
+Needs ES_URL and MYSQL_URL (eval "$(bash scripts/stack.sh env)"). Everything made is removed
+afterwards. Results: a table on stdout, bench/results/quality-<UTC>.json (every query's ranks),
+quality-<UTC>.md and quality-latest.md (--smoke: quality-smoke-<UTC>.json/.md only)."""
+
+
+# --- corpus -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A sample photo and how it is cut: a (columns, rows) grid, (1, 1) for the whole photo."""
+
+    name: str
+    grid: tuple[int, int] = (1, 1)
+    second_photo: str | None = None  # the same scene from another camera, for the second view
+
+
+SOURCES = (
+    Source("astronaut", (2, 2)),
+    Source("chelsea"),
+    Source("motorcycle_left", (3, 2), second_photo="motorcycle_right"),
+    Source("coins"),
+    Source("coffee", (3, 2)),
+    Source("horse"),
+    Source("rocket", (3, 2)),
+    Source("camera", (2, 2)),
+    Source("page"),
+    Source("color"),
+    Source("ihc", (2, 2)),
+    Source("logo"),
+    Source("hubble_deep_field", (4, 3)),
+    Source("clock_motion"),
+    Source("retina", (3, 3)),
+    Source("text"),
+    Source("moon", (2, 2)),
+    Source("phantom"),
+    Source("cell"),
+    Source("brick"),
+    Source("grass"),
+    Source("gravel"),
+)
+
+
+@dataclass
+class Product:
+    """One product: two catalog images (the photo or tile, and a second view) under one relation_id."""
+
+    relation_id: str
+    source: str
+    box: tuple[int, int, int, int] | None  # region of the source photo; None = the whole photo
+    original: Image.Image = field(repr=False)
+    second: Image.Image = field(repr=False)
+    second_view: str = ""
+
+    @property
+    def grayscale(self) -> bool:
+        pixels = np.asarray(self.original.convert("RGB"), dtype=np.int16)
+        return bool(np.abs(pixels - pixels[..., :1]).max() <= 2)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "relation_id": self.relation_id,
+            "source": self.source,
+            "box": list(self.box) if self.box else None,
+            "size": list(self.original.size),
+            "second_view": self.second_view,
+            "grayscale": self.grayscale,
+        }
+
+
+def tile_boxes(size: tuple[int, int], grid: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Non-overlapping (left, top, right, bottom) boxes of a columns x rows grid, row by row."""
+    (width, height), (columns, rows) = size, grid
+    return [
+        (c * width // columns, r * height // rows, (c + 1) * width // columns, (r + 1) * height // rows)
+        for r in range(rows)
+        for c in range(columns)
+    ]
+
+
+def perspective_coefficients(
+    output: Sequence[tuple[float, float]], source: Sequence[tuple[float, float]]
+) -> tuple[float, ...]:
+    """PIL PERSPECTIVE coefficients mapping 4 output corners onto 4 points of the source image."""
+    rows, values = [], []
+    for (x, y), (u, v) in zip(output, source, strict=True):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        values += [u, v]
+    return tuple(float(c) for c in np.linalg.solve(np.array(rows, float), np.array(values, float)))
+
+
+def perspective_shift(image: Image.Image, insets: np.ndarray) -> Image.Image:
+    """The image seen slightly off-axis: each corner moved inwards by insets[i] (fractions of w, h)."""
+    width, height = image.size
+    corners = [(0, 0), (width, 0), (width, height), (0, height)]
+    inwards = [(1, 1), (-1, 1), (-1, -1), (1, -1)]
+    quad = [
+        (x + sx * dx * width, y + sy * dy * height)
+        for (x, y), (sx, sy), (dx, dy) in zip(corners, inwards, insets, strict=True)
+    ]
+    coefficients = perspective_coefficients(corners, quad)
+    return image.transform(image.size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC)
+
+
+def second_view(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, str]:
+    """Another shot of the product: a mild perspective shift (0-6% per corner), then 0.75x or 1.3x."""
+    insets = rng.uniform(0.0, 0.06, size=(4, 2))
+    scale = float(rng.choice([0.75, 1.3]))
+    shot = rescale(perspective_shift(image, insets), scale)
+    return shot, f"perspective (corners in by up to {insets.max():.0%}), {scale}x"
+
+
+def products_of(source: Source, number: int, rng: np.random.Generator) -> list[Product]:
+    """The products cut from one sample photo; relation ids numbered from `number`."""
+    from demo.catalog import sample_photo
+
+    photo = sample_photo(source.name)
+    other = sample_photo(source.second_photo) if source.second_photo else None
+    products: list[Product] = []
+    whole = source.grid == (1, 1)
+    for position, box in enumerate(tile_boxes(photo.size, source.grid)):
+        tile = photo.crop(box)
+        if np.asarray(tile.convert("L"), float).std() < MIN_TILE_STD:
+            continue
+        if other is not None:
+            second, how = other.crop(box), f"same region of {source.second_photo} (other camera)"
+        else:
+            second, how = second_view(tile, rng)
+        row, column = divmod(position, source.grid[0])
+        suffix = "" if whole else f"-r{row}c{column}"
+        relation_id = f"q{number + len(products):03d}-{source.name}{suffix}"
+        products.append(Product(relation_id, source.name, None if whole else box, tile, second, how))
+    return products
+
+
+def build_products(limit: int | None, seed: int) -> list[Product]:
+    """Products of every source in SOURCES order, the first `limit` of them (all with None)."""
+    rng = np.random.default_rng(seed)
+    products: list[Product] = []
+    for source in SOURCES:
+        products += products_of(source, len(products) + 1, rng)
+        if limit is not None and len(products) >= limit:
+            break
+    return products[:limit] if limit is not None else products
+
+
+# --- edits ------------------------------------------------------------------------------------------
+
+
+def crop_box(size: tuple[int, int], keep: float, anchor: tuple[float, float]) -> tuple[int, int, int, int]:
+    """A box keeping `keep` of each side; anchor (0..1, 0..1) places it (0.5, 0.5 = centred)."""
+    width, height = size
+    crop_w, crop_h = max(1, round(width * keep)), max(1, round(height * keep))
+    left, top = round((width - crop_w) * anchor[0]), round((height - crop_h) * anchor[1])
+    return left, top, left + crop_w, top + crop_h
+
+
+def crop(image: Image.Image, keep: float, anchor: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
+    return image.crop(crop_box(image.size, keep, anchor))
+
+
+def rescale(image: Image.Image, factor: float) -> Image.Image:
+    width, height = image.size
+    size = (max(8, round(width * factor)), max(8, round(height * factor)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def brightness(image: Image.Image, factor: float) -> Image.Image:
+    return ImageEnhance.Brightness(image).enhance(factor)
+
+
+def saturation(image: Image.Image, factor: float) -> Image.Image:
+    return ImageEnhance.Color(image).enhance(factor)
+
+
+def grayscale(image: Image.Image) -> Image.Image:
+    """A grayscale photo (mode L, saved as a one-channel JPEG)."""
+    return image.convert("L")
+
+
+def shift_hue(image: Image.Image, degrees: float) -> Image.Image:
+    hsv = np.asarray(image.convert("RGB").convert("HSV"), dtype=np.int16)
+    hsv[..., 0] = (hsv[..., 0] + round(degrees / 360 * 256)) % 256
+    return Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
+
+
+def flip_horizontal(image: Image.Image) -> Image.Image:
+    return ImageOps.mirror(image)
+
+
+def inner_scale(size: tuple[int, int], degrees: float) -> float:
+    """Largest scale s such that an s-scaled, same-aspect centred box fits inside the rotated image."""
+    width, height = size
+    cos, sin = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
+    return min(width / (width * cos + height * sin), height / (width * sin + height * cos))
+
+
+def rotate_inner(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotated by `degrees`, cropped to the largest centred box with no fill (a tilted shot)."""
+    rotated = image.rotate(degrees, Image.Resampling.BICUBIC, expand=False)
+    return crop(rotated, inner_scale(image.size, degrees))
+
+
+def rotate_90(image: Image.Image) -> Image.Image:
+    return image.transpose(Image.Transpose.ROTATE_90)
+
+
+def pad_square(image: Image.Image, margin: float = 0.1, colour: str = "white") -> Image.Image:
+    """Centred on a square canvas with a margin, as shops pad product shots."""
+    side = round(max(image.size) * (1 + 2 * margin))
+    canvas = Image.new("RGB", (side, side), colour)
+    canvas.paste(image.convert("RGB"), ((side - image.width) // 2, (side - image.height) // 2))
+    return canvas
+
+
+def text_overlay(image: Image.Image, text: str = "SALE -30%") -> Image.Image:
+    """A semi-transparent banner over the bottom fifth with white text, and a small watermark."""
+    base = image.convert("RGBA")
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    width, height = base.size
+    draw.rectangle((0, round(height * 0.8), width, height), fill=(0, 0, 0, 150))
+    font = ImageFont.load_default(size=max(10, height // 9))
+    draw.text((width // 20, round(height * 0.82)), text, font=font, fill=(255, 255, 255, 255))
+    small = ImageFont.load_default(size=max(8, height // 20))
+    draw.text((width // 40, height // 40), "© shop.example", font=small, fill=(255, 255, 255, 180))
+    return Image.alpha_composite(base, layer).convert("RGB")
+
+
+def unchanged(image: Image.Image) -> Image.Image:
+    return image
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One query edit: applied to the decoded original catalog image, sent as JPEG at `quality`."""
+
+    name: str
+    family: str
+    what: str
+    apply: Callable[[Image.Image], Image.Image]
+    quality: int = CATALOG_QUALITY
+
+
+EDITS = (
+    Edit("identity", "control", "the catalog file itself, byte for byte", unchanged),
+    Edit("crop_center_80", "crop", "centre 80% of each side", lambda i: crop(i, 0.8)),
+    Edit("crop_center_60", "crop", "centre 60% of each side", lambda i: crop(i, 0.6)),
+    Edit("crop_corner_70", "crop", "top-left 70% of each side (off-centre)", lambda i: crop(i, 0.7, (0, 0))),
+    Edit("scale_0.5", "scale", "0.5x (Lanczos)", lambda i: rescale(i, 0.5)),
+    Edit("scale_0.25", "scale", "0.25x (Lanczos)", lambda i: rescale(i, 0.25)),
+    Edit("scale_2", "scale", "2x (Lanczos)", lambda i: rescale(i, 2.0)),
+    Edit("jpeg_q30", "jpeg", "recompressed at JPEG quality 30", unchanged, 30),
+    Edit("jpeg_q10", "jpeg", "recompressed at JPEG quality 10", unchanged, 10),
+    Edit("brightness_+40", "colour", "brightness x1.4", lambda i: brightness(i, 1.4)),
+    Edit("brightness_-40", "colour", "brightness x0.6", lambda i: brightness(i, 0.6)),
+    Edit("saturation_x2", "colour", "saturation x2", lambda i: saturation(i, 2.0)),
+    Edit("grayscale", "colour", "grayscale (one-channel JPEG)", grayscale),
+    Edit("hue_+45", "colour", "hue rotated by 45 degrees", lambda i: shift_hue(i, 45)),
+    Edit("flip_h", "geometric", "mirrored left-right", flip_horizontal),
+    Edit("rotate_10", "geometric", "rotated 10 degrees, cropped to the largest box without fill",
+         lambda i: rotate_inner(i, 10)),
+    Edit("rotate_90", "geometric", "rotated 90 degrees", rotate_90),
+    Edit("pad_square", "overlay", "padded to a white square, 10% margin", pad_square),
+    Edit("text_overlay", "overlay", "banner over the bottom fifth with 'SALE -30%' and a watermark",
+         text_overlay),
+)  # fmt: skip
+EDIT_NAMES = tuple(edit.name for edit in EDITS)
+
+
+def select_edits(names: Iterable[str]) -> list[Edit]:
+    wanted = list(names)
+    unknown = [name for name in wanted if name not in EDIT_NAMES]
+    if unknown:
+        raise SystemExit(f"unknown edit(s) {', '.join(unknown)}; choose from {', '.join(EDIT_NAMES)}")
+    return [edit for edit in EDITS if edit.name in wanted]
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query: which product (index into the product list), which edit, the JPEG bytes."""
+
+    product: int
+    edit: Edit
+    data: bytes = field(repr=False)
+
+
+def make_queries(catalog_files: list[bytes], edits: list[Edit]) -> list[Query]:
+    """Every edit of every product's original catalog image (catalog_files[i] = product i's file)."""
+    queries = []
+    for number, data in enumerate(catalog_files):
+        with Image.open(io.BytesIO(data)) as opened:
+            original = opened.convert("RGB")
+        for edit in edits:
+            body = data if edit.name == "identity" else encode_jpeg(edit.apply(original), edit.quality)
+            queries.append(Query(number, edit, body))
+    return queries
+
+
+# --- ranks and accuracy -----------------------------------------------------------------------------
+
+
+def rank_of(wanted: str, ranked: Sequence[str]) -> int | None:
+    """1-based position of `wanted` among distinct ranked products; None when it is not there."""
+    return ranked.index(wanted) + 1 if wanted in ranked else None
+
+
+def accuracy(ranks: Sequence[int | None], k: int) -> float | None:
+    """Share of queries whose product is within the first k (None for no queries)."""
+    if not ranks:
+        return None
+    return sum(1 for rank in ranks if rank is not None and rank <= k) / len(ranks)
+
+
+def product_ranking(scores: np.ndarray, image_products: np.ndarray, products: int) -> np.ndarray:
+    """Products best first, each scored by its best image (ties keep the lower product number)."""
+    best = np.full(products, -np.inf)
+    np.maximum.at(best, image_products, scores)
+    return np.argsort(-best, kind="stable")
+
+
+@dataclass
+class QueryResult:
+    """What one query got from the API and from the in-process baseline."""
+
+    product: str
+    source: str
+    edit: str
+    family: str
+    query_bytes: int
+    api_rank: int | None = None
+    api_top: list[str] = field(default_factory=list)
+    api_scores: list[float] = field(default_factory=list)
+    api_status: int = 0
+    api_ms: float = 0.0
+    api_ids: list[str] = field(default_factory=list)  # image ids of the API's hits
+    baseline_rank: int | None = None
+    baseline_top: list[str] = field(default_factory=list)
+    baseline_scores: list[float] = field(default_factory=list)
+    score_gap: float | None = None  # API top-hit score - (1 + cos) / 2 of that image, in-process
+
+    @property
+    def top1_differs(self) -> bool:
+        return self.api_top[:1] != self.baseline_top[:1]
+
+
+def summary_row(label: str, family: str, results: list[QueryResult], sources: dict[str, str]) -> dict:
+    """Accuracy of one group of queries, API and baseline, and how often they disagree."""
+    api = [r.api_rank for r in results]
+    baseline = [r.baseline_rank for r in results]
+    sibling = [r for r in results if r.api_rank != 1 and r.api_top and sources.get(r.api_top[0]) == r.source]
+    return {
+        "edit": label,
+        "family": family,
+        "queries": len(results),
+        **{f"api_top{k}": accuracy(api, k) for k in TOP_K},
+        **{f"baseline_top{k}": accuracy(baseline, k) for k in TOP_K},
+        "top1_differs": sum(1 for r in results if r.top1_differs),
+        "api_errors": sum(1 for r in results if r.api_status != 200),
+        "misses_to_same_photo": len(sibling),
+        "api_misses": sum(1 for r in results if r.api_rank != 1),
+    }
+
+
+def summarise(results: list[QueryResult], edits: list[Edit], sources: dict[str, str]) -> dict[str, Any]:
+    """Rows per edit, per family, and overall (every edit but the identity control)."""
+    by_edit = [
+        summary_row(edit.name, edit.family, [r for r in results if r.edit == edit.name], sources)
+        for edit in edits
+    ]
+    families = list(dict.fromkeys(edit.family for edit in edits))
+    by_family = [
+        summary_row(family, family, [r for r in results if r.family == family], sources)
+        for family in families
+    ]
+    edited = [r for r in results if r.edit != "identity"]
+    return {
+        "by_edit": by_edit,
+        "by_family": by_family,
+        "overall": summary_row("overall (all edits but identity)", "", edited, sources),
+    }
+
+
+# --- indexing through the real pipeline --------------------------------------------------------------
+
+
+def check_weights(weights: str) -> None:
+    """Stop early, with a clear message, when the weights cannot be loaded offline."""
+    if weights == "random":
+        return
+    if weights == "imagenet":
+        homes = [os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"), "/tmp/.keras"]
+        if not any(Path(home, "models", IMAGENET_FILE).is_file() for home in homes):
+            raise SystemExit(
+                f"--weights imagenet needs {Path(homes[0], 'models', IMAGENET_FILE)}, which is not there and "
+                "cannot be downloaded on this machine: copy the file there (or pass --weights PATH to a .h5)"
+            )
+        return
+    if not Path(weights).is_file():
+        raise SystemExit(f"--weights {weights}: no such file (use random, imagenet or a path to .h5 weights)")
+
+
+def indexer_environment(args: argparse.Namespace, alias: str, table: str, base_url: str, folder: Path):
+    missing = [name for name in ("ES_URL", "MYSQL_URL") if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
+    return {
+        **os.environ,
+        "ES_INDEX": alias,
+        "ES_NUMBER_OF_REPLICAS": "0",
+        "ES_VECTOR_INDEX_TYPE": args.index_type,
+        "MYSQL_TABLE": table,
+        "MYSQL_DELETED_COLUMN": "",
+        "IMAGE_BASE_URL": base_url,
+        "VGG16_WEIGHTS": args.weights,
+        "VGG16_SEED": str(args.seed),
+        "INDEXER_REPORT_DIR": str(folder / "reports"),
+    }
+
+
+def catalog_file_names(product: Product) -> tuple[str, str]:
+    return f"{product.relation_id}-a.jpg", f"{product.relation_id}-b.jpg"
+
+
+def write_catalog(products: list[Product], folder: Path) -> list[bytes]:
+    """Both views of every product as JPEG files; returns the original view's bytes per product."""
+    folder.mkdir(parents=True, exist_ok=True)
+    originals = []
+    for product in products:
+        first, second = catalog_file_names(product)
+        data = encode_jpeg(product.original.convert("RGB"), CATALOG_QUALITY)
+        (folder / first).write_bytes(data)
+        (folder / second).write_bytes(encode_jpeg(product.second.convert("RGB"), CATALOG_QUALITY))
+        originals.append(data)
+    return originals
+
+
+def seed_catalog(env: dict[str, str], products: list[Product]) -> None:
+    """Rows 2i+1 (the photo) and 2i+2 (the second view) for product i, in the throwaway table."""
+    from demo.catalog import CatalogEntry, load_catalog
+    from indexer.config import load_indexer_config
+
+    entries = [
+        CatalogEntry(2 * number + view + 1, product.relation_id, name)
+        for number, product in enumerate(products)
+        for view, name in enumerate(catalog_file_names(product))
+    ]
+    load_catalog(load_indexer_config(env).mysql, entries)
+
+
+def run_full_rebuild(env: dict[str, str], extractor, expected: int) -> dict[str, Any]:
+    """The indexer's `full` in-process (FullRebuild.run: from index creation to alias swap)."""
+    from indexer.config import load_indexer_config
+    from indexer.full import FullRebuild
+    from indexer.pipeline import RunOptions
+    from indexer.sink import make_client
+    from indexer.source import CatalogSource
+
+    config = load_indexer_config(env)
+    source = CatalogSource(config.mysql, page_size=500)
+    started = time.perf_counter()
+    try:
+        report = FullRebuild(config, make_client(config.elastic), source, extractor, RunOptions()).run()
+    finally:
+        source.close()
+    statuses = dict(report.statuses)
+    if report.outcome != "succeeded" or statuses.get("indexed", 0) != expected:
+        raise RuntimeError(f"indexer full {report.outcome}: {report.message}; {statuses} of {expected} rows")
+    return {"index": report.index, "statuses": statuses, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def cleanup(env: dict[str, str]) -> None:
+    """Delete the throwaway indices and table; failures are logged, not raised."""
+    from indexer.config import load_indexer_config
+    from indexer.sink import make_client
+    from indexer.source import connect
+
+    config = load_indexer_config(env)
+    try:
+        es = make_client(config.elastic)
+        es.options(ignore_status=404).indices.delete(index=f"{config.elastic.alias}*", expand_wildcards="all")
+    except Exception:  # cleanup must not hide the measurement
+        log.exception("could not delete the bench indices %s*", config.elastic.alias)
+    try:
+        connection = connect(config.mysql)
+        connection.cursor().execute(f"DROP TABLE IF EXISTS `{config.mysql.table}`")
+        connection.close()
+    except Exception:
+        log.exception("could not drop the bench table %s", config.mysql.table)
+
+
+# --- through the API --------------------------------------------------------------------------------
+
+
+def api_environment(env: dict[str, str]) -> dict[str, str]:
+    """The API sees the indexer's ES_INDEX, VGG16_WEIGHTS and VGG16_SEED; no access log."""
+    return {**env, "SEARCH_ACCESS_LOG": "0"}
+
+
+def get_json(client: KeepAliveClient, path: str) -> dict[str, Any]:
+    status, body = client.send(HttpRequest("get", "GET", path))
+    if status != 200:
+        raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+    return json.loads(body)
+
+
+def search_api(client: KeepAliveClient, query: Query) -> tuple[int, float, list[dict[str, Any]]]:
+    """POST /search with the query as a multipart upload: status, milliseconds, hits."""
+    body, headers = multipart_image(query.data)
+    started = time.perf_counter()
+    status, answer = client.send(HttpRequest("upload", "POST", f"/search?size={PAGE_SIZE}", body, headers))
+    milliseconds = (time.perf_counter() - started) * 1000
+    hits = json.loads(answer).get("hits", []) if status == 200 else []
+    return status, milliseconds, hits
+
+
+def query_api(server: ApiServer, queries: list[Query], results: list[QueryResult]) -> dict[str, Any]:
+    """Every query through POST /search, one at a time; fills the API side of `results`."""
+    client = KeepAliveClient(server.host, server.port)
+    try:
+        stats = get_json(client, "/stats")
+        for number, (query, result) in enumerate(zip(queries, results, strict=True), start=1):
+            status, milliseconds, hits = search_api(client, query)
+            result.api_status, result.api_ms = status, round(milliseconds, 1)
+            result.api_top = [hit["relation_id"] for hit in hits]
+            result.api_scores = [hit["score"] for hit in hits]
+            result.api_rank = rank_of(result.product, result.api_top)
+            result.api_ids = [str(hit["id"]) for hit in hits]
+            if number % 100 == 0:
+                print(f"  API: {number}/{len(queries)} queries", file=sys.stderr)
+    finally:
+        client.close()
+    return stats
+
+
+# --- the in-process baseline ------------------------------------------------------------------------
+
+
+def extract_all(extractor, blobs: list[bytes]) -> np.ndarray:
+    """decode_image -> FeatureExtractor.extract in batches: unit vectors [n, 512]."""
+    from indexer.imaging import decode_image
+
+    vectors = []
+    for start in range(0, len(blobs), EXTRACT_BATCH):
+        pixels = np.stack([decode_image(data) for data in blobs[start : start + EXTRACT_BATCH]])
+        vectors.append(extractor.extract(pixels)[0])
+    return np.concatenate(vectors)
+
+
+def stored_vectors(env: dict[str, str], ids: list[int]) -> np.ndarray:
+    """The vectors the indexer stored, read back through the alias, in `ids` order."""
+    from indexer.config import load_elastic_config
+    from indexer.sink import make_client
+
+    config = load_elastic_config(env)
+    es = make_client(config)
+    docs = es.mget(index=config.alias, ids=[str(i) for i in ids], source=["feature"])["docs"]
+    missing = [doc["_id"] for doc in docs if not doc.get("found") or not doc["_source"].get("feature")]
+    if missing:
+        raise RuntimeError(f"no stored vector for ids {missing[:10]}")
+    return np.array([doc["_source"]["feature"] for doc in docs], dtype=np.float32)
+
+
+def vector_agreement(stored: np.ndarray, recomputed: np.ndarray) -> dict[str, float]:
+    """Cosine between each stored vector and the one recomputed in-process from the same file."""
+    cosines = np.sum(stored * recomputed, axis=1)
+    return {"min_cosine": round(float(cosines.min()), 7), "mean_cosine": round(float(cosines.mean()), 7)}
+
+
+def run_baseline(
+    query_vectors: np.ndarray, catalog: np.ndarray, products: list[Product], results: list[QueryResult]
+) -> None:
+    """Exact cosine against every catalog vector; products ranked by their best image."""
+    image_products = np.arange(len(catalog)) // 2
+    names = [product.relation_id for product in products]
+    scores = query_vectors @ catalog.T
+    for row, result in zip(scores, results, strict=True):
+        order = product_ranking(row, image_products, len(products))
+        best = [float(row[image_products == p].max()) for p in order[:PAGE_SIZE]]
+        result.baseline_top = [names[p] for p in order[:PAGE_SIZE]]
+        result.baseline_scores = [round((1 + s) / 2, 6) for s in best]
+        result.baseline_rank = int(np.flatnonzero(order == names.index(result.product))[0]) + 1
+        if result.api_ids and result.api_scores:
+            cosine = float(row[int(result.api_ids[0]) - 1])
+            result.score_gap = round(result.api_scores[0] - (1 + cosine) / 2, 6)
+
+
+def agreement(results: list[QueryResult]) -> dict[str, Any]:
+    """How far the API's answers are from the in-process baseline."""
+    gaps = [abs(r.score_gap) for r in results if r.score_gap is not None]
+    return {
+        "queries": len(results),
+        "top1_differs": sum(1 for r in results if r.top1_differs),
+        "rank_differs": sum(1 for r in results if r.api_rank != r.baseline_rank),
+        "rank_differs_within_page": sum(
+            1
+            for r in results
+            if r.api_rank != r.baseline_rank and (r.baseline_rank or PAGE_SIZE + 1) <= PAGE_SIZE
+        ),
+        "score_gap_max": round(max(gaps), 6) if gaps else None,
+        "score_gap_median": round(float(np.median(gaps)), 6) if gaps else None,
+    }
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.quality",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"a quick check (under 3 minutes): {SMOKE_PRODUCTS} products and the edits "
+        f"{', '.join(SMOKE_EDITS)} unless given; results go to quality-smoke-*",
+    )
+    parser.add_argument("--products", type=int, help="use the first N products (default: all, about 68)")
+    parser.add_argument("--edits", help=f"comma-separated edits (default: all): {', '.join(EDIT_NAMES)}")
+    parser.add_argument(
+        "--weights",
+        default=os.environ.get("VGG16_WEIGHTS") or "random",
+        help="VGG16_WEIGHTS of the indexer, the API and the baseline: random, imagenet or a path to "
+        ".h5 weights (default: $VGG16_WEIGHTS, else random)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=int(os.environ.get("VGG16_SEED") or 1234),
+        help="VGG16_SEED (random weights) and the seed of the second views (default: $VGG16_SEED, else 1234)",
+    )
+    parser.add_argument(
+        "--index-type",
+        default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw",
+        help="dense_vector index_options.type (default: $ES_VECTOR_INDEX_TYPE, else int8_hnsw)",
+    )
+    parser.add_argument(
+        "--api-start-timeout", type=float, default=300.0, help="seconds to wait for the API (default 300)"
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results are written")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill products and edits from the smoke or full defaults."""
+    if args.products is None and args.smoke:
+        args.products = SMOKE_PRODUCTS
+    if args.edits:
+        names = [name.strip() for name in args.edits.split(",") if name.strip()]
+    else:
+        names = list(SMOKE_EDITS if args.smoke else EDIT_NAMES)
+    args.edit_list = select_edits(names)
+    return args
+
+
+def default_layout():
+    from bench.search import default_layout as layout
+
+    return layout()
+
+
+@dataclass
+class Run:
+    """What one run made and measured."""
+
+    products: list[Product]
+    edits: list[Edit]
+    results: list[QueryResult]
+    settings: dict[str, Any]
+    stats: dict[str, Any]
+    vectors: dict[str, float]
+    seconds: dict[str, float]
+
+
+def new_results(queries: list[Query], products: list[Product]) -> list[QueryResult]:
+    return [
+        QueryResult(
+            products[q.product].relation_id,
+            products[q.product].source,
+            q.edit.name,
+            q.edit.family,
+            len(q.data),
+        )
+        for q in queries
+    ]
+
+
+def measure(args: argparse.Namespace, folder: Path) -> Run:
+    """Corpus, index, API queries, baseline; everything made is removed at the end."""
+    from indexer.features import FeatureExtractor
+
+    products = build_products(args.products, args.seed)
+    originals = write_catalog(products, folder / "photos")
+    queries = make_queries(originals, args.edit_list)
+    results = new_results(queries, products)
+    print(f"{len(products)} products, {len(queries)} queries; loading the model ...", file=sys.stderr)
+    run_id = uuid.uuid4().hex[:10]
+    seconds: dict[str, float] = {}
+    with serve_folder(folder / "photos") as server:
+        env = indexer_environment(
+            args, f"bench-quality-{run_id}", f"bench_quality_{run_id}", server.url, folder
+        )
+        try:
+            seed_catalog(env, products)
+            extractor = FeatureExtractor(args.weights, seed=args.seed)
+            extractor.warm_up()
+            print("indexing (indexer full, in-process) ...", file=sys.stderr)
+            build = run_full_rebuild(env, extractor, 2 * len(products))
+            print(f"querying the API ({len(queries)} uploads) ...", file=sys.stderr)
+            with running_api(api_environment(env), default_layout(), folder, args.api_start_timeout) as api:
+                started = time.perf_counter()
+                stats = query_api(api, queries, results)
+            seconds["api_queries"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            print("in-process baseline ...", file=sys.stderr)
+            ids = list(range(1, 2 * len(products) + 1))
+            stored = stored_vectors(env, ids)
+            files = [(folder / "photos" / n).read_bytes() for p in products for n in catalog_file_names(p)]
+            vectors = vector_agreement(stored, extract_all(extractor, files))
+            run_baseline(extract_all(extractor, [q.data for q in queries]), stored, products, results)
+            seconds["baseline"] = round(time.perf_counter() - started, 1)
+        finally:
+            cleanup(env)
+    seconds["index"] = build["seconds"]
+    settings = settings_of(args, env, extractor, build)
+    return Run(products, args.edit_list, results, settings, stats, vectors, seconds)
+
+
+def settings_of(args: argparse.Namespace, env: dict[str, str], extractor, build: dict[str, Any]) -> dict:
+    layout = default_layout()
+    return {
+        "smoke": args.smoke,
+        "weights": args.weights,
+        "seed": args.seed,
+        "model": extractor.info.as_meta(),
+        "model_device": extractor.device,
+        "index_type": args.index_type,
+        "alias": env["ES_INDEX"],
+        "table": env["MYSQL_TABLE"],
+        "index": build,
+        "page_size": PAGE_SIZE,
+        "catalog_jpeg_quality": CATALOG_QUALITY,
+        "server": f"gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()', {layout.name} (gthread)",
+    }
+
+
+def weights_label(settings: dict[str, Any], stats: dict[str, Any]) -> str:
+    """The weights as the API reports them in /stats, with the seed for random ones."""
+    model = stats.get("model") or settings["model"]
+    seed = f", seed {settings['seed']}" if model.get("weights") == "random" else ""
+    return f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})"
+
+
+def results_of(run: Run, argv: list[str], loads: dict[str, list[float]]) -> dict[str, Any]:
+    sources = {product.relation_id: product.source for product in run.products}
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    random = run.settings["weights"] == "random"
+    return {
+        "benchmark": "quality",
+        "command": f"{python} -m bench.quality {shlex.join(argv)}".rstrip(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "load_average": loads,
+        "weights": weights_label(run.settings, run.stats),
+        "note": RANDOM_NOTE if random else None,
+        "settings": run.settings,
+        "api_stats": run.stats,
+        "corpus": {
+            "products": len(run.products),
+            "images": 2 * len(run.products),
+            "sources": len({product.source for product in run.products}),
+            "list": [product.describe() for product in run.products],
+        },
+        "edits": [
+            {"name": e.name, "family": e.family, "what": e.what, "quality": e.quality} for e in run.edits
+        ],
+        "summary": summarise(run.results, run.edits, sources),
+        "agreement": agreement(run.results),
+        "stored_vs_recomputed": run.vectors,
+        "seconds": run.seconds,
+        "queries": [asdict(result) for result in run.results],
+    }
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+TABLE_HEAD = [
+    "| edit | family | queries | API top-1 | API top-5 | in-process top-1 | in-process top-5 | "
+    "top-1 API ≠ in-process | API top-1 misses: to a tile of the same photo / all |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+]
+
+
+def table_row(row: dict[str, Any], bold: bool = False) -> str:
+    mark = "**" if bold else ""
+    cells = [
+        f"{mark}{row['edit']}{mark}",
+        row["family"],
+        str(row["queries"]),
+        *(f"{mark}{percent(row[f'api_top{k}'])}{mark}" for k in TOP_K),
+        *(percent(row[f"baseline_top{k}"]) for k in TOP_K),
+        str(row["top1_differs"]),
+        f"{row['misses_to_same_photo']} / {row['api_misses']}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def edit_lines(results: dict[str, Any]) -> list[str]:
+    what = {edit["name"]: edit["what"] for edit in results["edits"]}
+    return [f"- `{name}`: {text}" for name, text in what.items()]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    summary, settings, machine = results["summary"], results["settings"], results["machine"]
+    corpus, agree, loads = results["corpus"], results["agreement"], results["load_average"]
+    note = [f"> **!!! {results['note']} !!!**", ""] if results["note"] else []
+    queries = results["queries"]
+    errors = sum(1 for query in queries if query["api_status"] != 200)
+    return "\n".join(
+        [
+            "# Near-duplicate product retrieval through the search API",
+            "",
+            *note,
+            f"`{results['command']}` (finished {results['finished_at']})",
+            "",
+            f"Weights: **{results['weights']}** (read from the API's `GET /stats`; model matches the "
+            f"index: {results['api_stats'].get('model_matches')}). Index type `{settings['index_type']}`, "
+            f"{corpus['images']} documents; API {settings['server']}.",
+            "",
+            f"Machine: {machine['cpu_count']} x {machine['cpu_model']}, TensorFlow {machine['tensorflow']}, "
+            f"GPUs seen: {', '.join(machine['gpus']) or 'none'}; model on {settings['model_device']}. "
+            f"Load average (1/5/15 min) before {loads['before']}, after {loads['after']}.",
+            "",
+            f"Corpus: {corpus['products']} products from {corpus['sources']} scikit-image sample photos "
+            "(large photos cut into non-overlapping tiles, one product each; small photos whole), two "
+            "catalog images per product (the photo and a second view). Queries: "
+            f"{len(queries)} = products x edits of the original image, "
+            f"POST /search?size={settings['page_size']}; "
+            f"{errors} non-200 answers.",
+            "",
+            *TABLE_HEAD,
+            *(table_row(row) for row in summary["by_edit"]),
+            table_row(summary["overall"], bold=True),
+            "",
+            *TABLE_HEAD,
+            *(table_row(row) for row in summary["by_family"]),
+            "",
+            f"API vs in-process baseline (exact cosine over the stored vectors): top-1 differs in "
+            f"{agree['top1_differs']} of {agree['queries']} queries, the product's rank in "
+            f"{agree['rank_differs']} ({agree['rank_differs_within_page']} within the first "
+            f"{settings['page_size']}); |API score - (1+cos)/2| of the API's top hit: median "
+            f"{agree['score_gap_median']}, max {agree['score_gap_max']}. Stored vectors vs recomputed "
+            f"in-process from the catalog files: {results['stored_vs_recomputed']}.",
+            "",
+            "Edits (applied to the decoded original catalog image, sent as JPEG quality "
+            f"{settings['catalog_jpeg_quality']} unless stated):",
+            *edit_lines(results),
+            "",
+            f"Seconds: {results['seconds']}.",
+            "",
+        ]
+    )
+
+
+def write_results(results: dict[str, Any], folder: Path, smoke: bool) -> list[Path]:
+    """quality-<UTC>.json and .md, and quality-latest.md (smoke: quality-smoke-<UTC>.* only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    prefix = "quality-smoke" if smoke else "quality"
+    markdown = render_markdown(results)
+    paths = [folder / f"{prefix}-{stamp}.json", folder / f"{prefix}-{stamp}.md"]
+    paths[0].write_text(json.dumps(results, indent=2) + "\n")
+    paths[1].write_text(markdown)
+    if not smoke:
+        paths.append(folder / "quality-latest.md")
+        paths[2].write_text(markdown)
+    return paths
+
+
+def loud(note: str | None) -> None:
+    if note:
+        bar = "!" * 100
+        print(f"\n{bar}\n!!! {note}\n{bar}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = resolve(build_parser().parse_args(argv))
+    check_weights(args.weights)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    before = load_average()
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as folder:
+        run = measure(args, Path(folder))
+    results = results_of(run, argv, {"before": before, "after": load_average()})
+    paths = write_results(results, args.results_dir, args.smoke)
+    loud(results["note"])
+    print(render_markdown(results))
+    loud(results["note"])
+    print("written: " + ", ".join(str(path) for path in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
