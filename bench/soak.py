@@ -38,7 +38,7 @@ from bench.loadgen import (
     latency_stats,
     run_load,
 )
-from bench.machine import CpuMeter, load_average, machine_facts
+from bench.machine import CpuMeter, load_average, machine_facts, wait_for_load_below
 from bench.photos import serve_folder, write_photos
 from bench.search import QUERY_SIZE, default_layout, elasticsearch_pids, id_request, upload_request
 
@@ -49,6 +49,8 @@ KINDS = ("by id", "upload")
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
 REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
 ERROR_EXAMPLES = 5
+IDLE_LOAD = 0.5
+DISTURBED_CORES = 0.1  # cores used by other processes above which a phase is flagged
 DEFAULTS = {"seconds": 120.0, "images": 36, "baseline_seconds": 20.0, "max_requests": 100_000}
 SMOKE = {"seconds": 45.0, "images": 18, "baseline_seconds": 8.0, "max_requests": 20_000}
 
@@ -60,15 +62,17 @@ bench_soak_<random>, an initial `python -m indexer full` into the throwaway alia
 then the API under its production server (gunicorn -c searchapi/gunicorn.conf.py, the documented
 layout) pointed at that alias (ES_INDEX), VGG16_WEIGHTS=--weights and VGG16_SEED=1234 on both sides.
 
-Load: --concurrency closed-loop clients on loopback, one keep-alive connection each, a mix of
-GET /images/<id>/similar (random catalog ids) and POST /search uploads (--upload-share, ~640x480
-JPEGs), until --seconds have passed or --max-requests were sent. Every request's start and end time,
-status and error body is recorded. After --baseline-seconds of load, `python -m indexer full` runs as
-a subprocess once per --rebuilds entry (default: with vector reuse, then with --recompute), one after
-the other, with INDEXER_KEEP_VERSIONS=--keep-versions (1: each swap also deletes the index the API was
-just reading). A thread polls the alias every --poll-interval seconds and records each swap and each
-old version's deletion. If the rebuilds are not done by --seconds, the load goes on until the last
-one has finished plus --tail-seconds, so that every swap happens under load.
+Load: --concurrency closed-loop clients on loopback, one keep-alive connection each (bench.loadgen):
+--upload-share of them send POST /search uploads (~640x480 JPEGs), the others
+GET /images/<id>/similar (random catalog ids), so that fast by-id searches keep probing the alias
+while the model is busy with uploads, until --seconds have passed or --max-requests were sent.
+Every request's start and end time, status and error body is recorded. After --baseline-seconds of
+load, `python -m indexer full` runs as a subprocess once per --rebuilds entry (default: with vector
+reuse, then with --recompute), one after the other, with INDEXER_KEEP_VERSIONS=--keep-versions
+(1: each swap also deletes the index the API was just reading). A thread polls the alias every
+--poll-interval seconds and records each swap and each old version's deletion. If the rebuilds are
+not done by --seconds, the load goes on until the last one has finished plus --tail-seconds, so
+that every swap happens under load.
 
 Reported: requests, errors (non-2xx answers and connection errors; target 0) with the first few error
 bodies, requests/s, and latency p50/p95/p99/max per kind in the windows before the rebuilds, during
@@ -100,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seconds", type=float, help="load duration in seconds (default 120; longer if the rebuilds are)")
     add("--max-requests", type=int, help="stop the load after this many requests (default 100000)")
     add("--concurrency", type=int, default=8, help="closed-loop clients (default 8)")
-    add("--upload-share", type=float, default=0.2, help="share of uploads, the rest by id (default 0.2)")
+    add(
+        "--upload-share",
+        type=float,
+        default=0.25,
+        help="share of the clients that upload, the others search by id (default 0.25: 2 of 8)",
+    )
     add("--images", type=int, help="catalog rows / photos, 3 per product (default 36)")
     add("--baseline-seconds", type=float, help="load before the first rebuild starts (default 20)")
     add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild (default 5)")
@@ -125,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds before a rebuild is stopped (default 900)",
     )
     add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
+    add(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=f"first wait up to SECONDS for the 1-minute load average to drop below {IDLE_LOAD}",
+    )
     add("--results-dir", type=Path, default=RESULTS_DIR, help="where results are written")
     add("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -185,63 +201,94 @@ def recording_worker(host: str, port: int) -> Callable[[], tuple[Callable[[Any],
     return make
 
 
-def job_maker(args: argparse.Namespace, jpegs: list[bytes]) -> Callable[[int], HttpRequest]:
-    """Request number n: an upload with probability --upload-share, otherwise by id (random ids)."""
-    rng = np.random.default_rng(args.seed + 3)
-    shares = rng.random(100_000)
-    ids = [str(i) for i in rng.integers(1, args.images + 1, 100_000)]
+def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
+    """(by-id clients, upload clients): round(concurrency x share) upload, at least one when the share
+    is above 0 and at least one client left for by id when it is below 1."""
+    uploads = round(concurrency * upload_share)
+    if upload_share > 0:
+        uploads = max(uploads, 1)
+    if upload_share < 1:
+        uploads = min(uploads, concurrency - 1)
+    return concurrency - uploads, uploads
 
-    def job(number: int) -> HttpRequest:
-        if shares[number % len(shares)] < args.upload_share:
-            return upload_request(jpegs[number % len(jpegs)], args.size)
-        return id_request(ids[number % len(ids)], args.size)
 
-    return job
+def job_makers(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, Callable[[int], HttpRequest]]:
+    """Per kind, request number n: by id of a random catalog id, or an upload of the next JPEG."""
+    ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
+    return {
+        "by id": lambda n: id_request(ids[n % len(ids)], args.size),
+        "upload": lambda n: upload_request(jpegs[n % len(jpegs)], args.size),
+    }
 
 
 class LoadRunner:
-    """bench.loadgen.run_load in a background thread, stoppable at any moment, bounded in requests."""
+    """One bench.loadgen.run_load per kind (its own closed-loop clients) in background threads; they
+    share a request budget (--max-requests) and stop together, at any moment."""
 
-    def __init__(self, server: ApiServer, job: Callable[[int], HttpRequest], args: argparse.Namespace):
-        self.server, self.job = server, job
-        self.concurrency, self.max_requests = args.concurrency, args.max_requests
-        self.warm = id_request("1", args.size)
+    def __init__(
+        self, server: ApiServer, pools: dict[str, tuple[int, Callable]], max_requests: int, size: int
+    ):
+        self.server, self.pools, self.max_requests = server, pools, max_requests
+        self.warm = id_request("1", size)
         self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
-        self.started_at = 0.0
-        self.ended_at = 0.0
-        self.result: LoadResult | None = None
+        self.started_at = self.closed_at = self.ended_at = 0.0
+        self.results: list[LoadResult] = []
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="soak-load", daemon=True)
+        self._taken = 0
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._main, args=(clients, job), name=f"soak-{kind}", daemon=True)
+            for kind, (clients, job) in pools.items()
+            if clients > 0
+        ]
+        self._running = len(self._threads)
 
-    def _take(self, number: int) -> HttpRequest | None:
-        if not self.started.is_set():
-            self.started_at = time.monotonic()
-            self.started.set()
-        if self.stop.is_set() or number >= self.max_requests:
-            return None
-        return self.job(number)
+    def _take(self, job: Callable[[int], HttpRequest]) -> Callable[[int], HttpRequest | None]:
+        def take(_: int) -> HttpRequest | None:
+            with self._lock:
+                if not self.started.is_set():
+                    self.started_at = time.monotonic()
+                    self.started.set()
+                if self.stop.is_set() or self._taken >= self.max_requests:
+                    self.closed_at = self.closed_at or time.monotonic()
+                    return None
+                self._taken += 1
+                number = self._taken
+            return job(number)
 
-    def _main(self) -> None:
+        return take
+
+    def _main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
         try:
             worker = recording_worker(self.server.host, self.server.port)
-            self.result = run_load(worker, JobFeed(make_job=self._take), self.concurrency, self.warm)
+            self.results.append(run_load(worker, JobFeed(make_job=self._take(job)), clients, self.warm))
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
+            self.stop.set()
         finally:
-            self.ended_at = time.monotonic()
-            self.done.set()
+            with self._lock:
+                self.ended_at = time.monotonic()
+                self._running -= 1
+                if self._running == 0:
+                    self.done.set()
 
     def __enter__(self) -> LoadRunner:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self._thread.join(timeout=180)
+        for thread in self._threads:
+            thread.join(timeout=180)
 
     @property
     def samples(self) -> list[Sample]:
-        return list(self.result.outcomes) if self.result else []
+        return [sample for result in self.results for sample in result.outcomes]
+
+    @property
+    def reconnects(self) -> int:
+        return sum(result.reconnects for result in self.results)
 
 
 # --- alias watcher ----------------------------------------------------------------------------------
@@ -740,15 +787,18 @@ def measure(args: argparse.Namespace, folder: Path, got: Collected) -> None:
         groups = {"api": api.pids(), "elasticsearch": elasticsearch_pids(es)}
         watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
         print(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...", file=sys.stderr)
-        load = stack.enter_context(LoadRunner(api, job_maker(args, jpegs), args))
+        jobs = job_makers(args, jpegs)
+        by_id, uploads = client_split(args.concurrency, args.upload_share)
+        pools = {"by id": (by_id, jobs["by id"]), "upload": (uploads, jobs["upload"])}
+        load = stack.enter_context(LoadRunner(api, pools, args.max_requests, args.size))
         try:
             drive(args, env, load, groups, folder, got)
         finally:
             load.stop.set()
             load.done.wait(timeout=180)
             watcher.__exit__()
-            got.load_start, got.load_end = load.started_at, load.ended_at
-            got.samples, got.reconnects = load.samples, load.result.reconnects if load.result else 0
+            got.load_start, got.load_end = load.started_at, load.closed_at or load.ended_at
+            got.samples, got.reconnects = load.samples, load.reconnects
             got.events, got.polls, got.poll_errors = watcher.events, watcher.polls, watcher.poll_errors
         if load.error:
             raise RuntimeError(f"the load generator failed: {load.error!r}")
@@ -840,6 +890,9 @@ def analyse(args: argparse.Namespace, got: Collected) -> tuple[dict[str, Any], l
         "initial_run": got.initial.as_dict(zero) if got.initial else None,
         "error_examples": error_examples(samples, swaps),
         "cpu": got.cpu,
+        "disturbed_phases": [
+            name for name, cpu in got.cpu.items() if cpu.get("other_cores", 0) > DISTURBED_CORES
+        ],
         "timeline": timeline(samples, load_end),
         "cleanup": got.cleanup,
     }, samples
@@ -852,6 +905,7 @@ def settings_of(args: argparse.Namespace, got: Collected) -> dict[str, Any]:
         "max_requests": args.max_requests,
         "concurrency": args.concurrency,
         "upload_share": args.upload_share,
+        "clients": dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True)),
         "images": args.images,
         "products": (args.images + 2) // 3,
         "baseline_seconds": args.baseline_seconds,
@@ -894,6 +948,10 @@ def window_lines(windows: dict[str, Any]) -> list[str]:
     return lines
 
 
+def clients_text(settings: dict[str, Any]) -> str:
+    return " + ".join(f"{count} {kind}" for kind, count in settings["clients"].items()) + " clients"
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
     summary, settings = results["summary"], results["settings"]
     verdict_text = (
@@ -910,8 +968,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"| requests served (load of {summary['load_seconds']:.1f} s{extended}) | {summary['requests']} |",
         f"| errors: non-2xx + connection errors (target 0) | **{summary['errors']}** "
         f"({summary['non_2xx']} + {summary['connection_errors']}) |",
-        f"| throughput, requests/s ({settings['concurrency']} clients, "
-        f"{settings['upload_share']:.0%} uploads) | {cell(summary['per_second'])} |",
+        f"| throughput, requests/s ({clients_text(settings)}) | {cell(summary['per_second'])} |",
         f"| statuses | {summary['statuses']} |",
         f"| reconnects (server closed a keep-alive connection; retried) | {summary['reconnects']} |",
         f"| short pages (fewer than {settings['page_size']} hits) | {summary['short_pages']} |",
@@ -972,6 +1029,15 @@ def cpu_lines(cpu: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def disturbance_note(phases: list[str]) -> str:
+    if not phases:
+        return f"No phase was disturbed: other processes used at most {DISTURBED_CORES} cores throughout."
+    return (
+        f"**Disturbed**: other processes used more than {DISTURBED_CORES} cores during {', '.join(phases)}; "
+        "latencies there are not representative of a quiet machine (errors still count)."
+    )
+
+
 def error_lines(examples: list[dict[str, Any]]) -> list[str]:
     if not examples:
         return ["No request failed."]
@@ -996,7 +1062,7 @@ def setting_lines(results: dict[str, Any]) -> list[str]:
         "",
         f"Server: {run['server']}. Catalog: {run['images']} rows, {run['products']} products "
         f"({run['catalog_photos']}), weights `{run['weights']}`. Load: {run['concurrency']} closed-loop "
-        f"clients on loopback, {run['upload_share']:.0%} uploads ({run['query_photos']}), the rest by id, "
+        f"clients on loopback ({clients_text(run)}; uploads of {run['query_photos']}), "
         f"size {run['page_size']}; rebuilds after {run['baseline_seconds']:.0f} s: "
         f"{', '.join(run['rebuilds'])}, INDEXER_KEEP_VERSIONS={run['keep_versions']}; alias polled every "
         f"{run['poll_interval_s'] * 1000:.0f} ms.",
@@ -1025,6 +1091,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             *run_lines(results),
             "",
             *cpu_lines(results["cpu"]),
+            "",
+            disturbance_note(results["disturbed_phases"]),
             "",
             *error_lines(results["error_examples"]),
             "",
@@ -1063,7 +1131,7 @@ def write_results(results: dict[str, Any], samples: list[Sample], folder: Path, 
 def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
     run_id = uuid.uuid4().hex[:8]
     got = Collected(alias=f"bench-soak-{run_id}", table=f"bench_soak_{run_id}")
-    before = load_average()
+    before = wait_for_load_below(IDLE_LOAD, args.wait_idle) if args.wait_idle else load_average()
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as name:
         measure(args, Path(name), got)
     analysed, samples = analyse(args, got)
