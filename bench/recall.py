@@ -506,6 +506,7 @@ def measure(es, args, names: dict[str, str], queries: np.ndarray, truth: np.ndar
     from bench.search import elasticsearch_pids, ops_between
 
     vectors = [query.tolist() for query in queries]
+    load = wait_for_load_below(IDLE_LOAD, args.wait_idle) if args.wait_idle else load_average()
     warm_indices(es, names, vectors, args.page_size, args.k, args.api_num_candidates)
     all_series = [
         Series(variant, nc, names[variant.index_type], [], [], [])
@@ -518,7 +519,13 @@ def measure(es, args, names: dict[str, str], queries: np.ndarray, truth: np.ndar
     cpu = meter.as_dict()
     cpu.pop("image_server_cores", None)
     rows = [series_row(s, truth, args.page_size, args.k, args.api_num_candidates) for s in all_series]
-    return {"rows": rows, "cpu": cpu, "other_es_ops": ops_between(before, elasticsearch_ops_total(es))}
+    others = ops_between(before, elasticsearch_ops_total(es))
+    return {
+        "rows": rows,
+        "load_average": {"before": load, "after": load_average()},
+        "cpu": cpu,
+        "other_es_ops": others,
+    }
 
 
 def run_size(es, args, real: np.ndarray, model: dict[str, Any], size: int) -> dict[str, Any]:
@@ -755,6 +762,17 @@ def context_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def machine_use_lines(results: dict[str, Any]) -> list[str]:
+    """Who used the cores while each size was measured (the build is not counted)."""
+    return [
+        f"- {entry['size']:,} vectors: cores own {entry['cpu'].get('own_cores')}, Elasticsearch "
+        f"{entry['cpu'].get('elasticsearch_cores')}, others {entry['cpu'].get('other_cores')}, stolen "
+        f"{entry['cpu'].get('stolen_cores')}; others' Elasticsearch requests {entry['other_es_ops']}; load "
+        f"average before {entry['load_average']['before']}, after {entry['load_average']['after']}"
+        for entry in results["sizes"]
+    ]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     disturbed = results["disturbed"]
     note = (
@@ -777,6 +795,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         *sweep_table(results),
         "",
         *context_lines(results),
+        "",
+        "While measuring (the index builds are not counted):",
+        "",
+        *machine_use_lines(results),
         "",
         note,
         "",
@@ -872,7 +894,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help=f"first wait up to SECONDS for the 1-minute load average to drop below {IDLE_LOAD}",
+        help=f"before measuring each size (its indices built), wait up to SECONDS for the 1-minute load "
+        f"average to drop below {IDLE_LOAD}",
     )
     run_group.add_argument(
         "--results-dir",
@@ -917,7 +940,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     es = sink.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
     version = sink.server_version(es)
     real, model, real_source = load_real_vectors(args)
-    before = wait_for_load_below(IDLE_LOAD, args.wait_idle) if args.wait_idle else load_average()
+    before = load_average()
     sizes = [run_size(es, args, real, model, size) for size in args.sizes]
     loads = {"before": before, "after": load_average()}
     return results_of(args, argv, sizes, settings_of(args, real_source, model), loads, version)
