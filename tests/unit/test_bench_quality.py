@@ -139,6 +139,13 @@ def test_second_view_is_another_shot_without_fill() -> None:
     assert np.abs(inner - (10, 200, 30)).max() <= 3  # corners moved inwards: no black fill
 
 
+def test_padded_batch_has_one_shape() -> None:
+    images = [np.full((224, 224, 3), 7, np.uint8)] * 3
+    batch = quality.padded_batch(images, 8)
+    assert batch.shape == (8, 224, 224, 3)
+    assert (batch[:3] == 7).all() and (batch[3:] == 0).all()
+
+
 def test_rank_of_and_accuracy() -> None:
     assert rank_of("b", ["a", "b", "c"]) == 2
     assert rank_of("z", ["a", "b"]) is None
@@ -192,6 +199,18 @@ def test_summarise_per_edit_family_and_overall() -> None:
     assert [row["edit"] for row in summary["by_family"]] == ["control", "geometric"]
     assert summary["overall"]["queries"] == 3  # identity is the control, not in the overall row
     assert summary["overall"]["api_top1"] == flip["api_top1"]
+
+
+def test_agreement_compares_ranks_as_the_api_can_show_them() -> None:
+    results = [
+        result("p1-cat", "flip_h", ["p2-cat", "p1-cat"], ["p1-cat", "p2-cat"]),
+        result("p3-dog", "flip_h", ["p1-cat"], ["p1-cat"]),
+    ]
+    results[1].baseline_rank = quality.PAGE_SIZE + 3  # beyond the API's page: not a disagreement
+    results[0].score_gap, results[1].score_gap = -0.0002, 0.0001
+    agree = quality.agreement(results)
+    assert (agree["top1_differs"], agree["top5_hit_differs"], agree["rank_differs"]) == (1, 0, 1)
+    assert agree["score_gap_max"] == pytest.approx(0.0002)
 
 
 def test_select_edits_keeps_the_table_order_and_rejects_unknown_names() -> None:
