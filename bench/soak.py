@@ -51,8 +51,8 @@ REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
 ERROR_EXAMPLES = 5
 IDLE_LOAD = 0.5
 DISTURBED_CORES = 0.1  # cores used by other processes above which a phase is flagged
-DEFAULTS = {"seconds": 120.0, "images": 36, "baseline_seconds": 20.0, "max_requests": 100_000}
-SMOKE = {"seconds": 45.0, "images": 18, "baseline_seconds": 8.0, "max_requests": 20_000}
+DEFAULTS = {"seconds": 120.0, "images": 30, "baseline_seconds": 20.0, "max_requests": 100_000}
+SMOKE = {"seconds": 30.0, "images": 18, "baseline_seconds": 5.0, "max_requests": 20_000}
 
 DESCRIPTION = """\
 A sustained load on the search API while the real indexer CLI rebuilds the index and swaps the alias
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="share of the clients that upload, the others search by id (default 0.25: 2 of 8)",
     )
-    add("--images", type=int, help="catalog rows / photos, 3 per product (default 36)")
+    add("--images", type=int, help="catalog rows / photos, 3 per product (default 30)")
     add("--baseline-seconds", type=float, help="load before the first rebuild starts (default 20)")
     add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild (default 5)")
     add("--swap-window", type=float, default=2.0, help="half width of the window round a swap (default 2 s)")

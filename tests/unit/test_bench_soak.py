@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
+from bench.apiserver import free_port
+from bench.loadgen import HttpRequest, KeepAliveClient
+from bench.search import id_request
 from bench.soak import (
     AliasEvent,
     Sample,
@@ -16,6 +23,7 @@ from bench.soak import (
     run_problems,
     swap_windows,
     swaps_under_load,
+    timed_sample,
     timeline,
     verdict,
     window_stats,
@@ -37,6 +45,48 @@ def test_sample_end_and_failure():
     assert not ok(1.0, 0.25).failed
     assert failed(1.0).failed and failed(1.0, 0).failed and failed(1.0, 404).failed
     assert not Sample("by id", 0.1, 204, start=0).failed
+
+
+class Answers(BaseHTTPRequestHandler):
+    """/ok: a search answer with 2 hits; anything else: 503 with a JSON error body."""
+
+    def do_GET(self) -> None:
+        good = self.path == "/ok"
+        body = b'{"hits": [{}, {}]}' if good else b'{"error": {"code": "index_missing"}}'
+        self.send_response(200 if good else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def answers() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_timed_sample_records_status_hits_and_error_bodies(answers):
+    client = KeepAliveClient("127.0.0.1", answers)
+    good = timed_sample(client, HttpRequest("by id", "GET", "/ok"))
+    bad = timed_sample(client, id_request("1", 5))
+    client.close()
+    assert (
+        good.status == 200 and good.hits == 2 and not good.failed and good.start > 0 and good.end > good.start
+    )
+    assert bad.status == 503 and bad.failed and "index_missing" in bad.detail and bad.kind == "by id"
+
+
+def test_timed_sample_turns_a_refused_connection_into_a_failed_sample():
+    client = KeepAliveClient("127.0.0.1", free_port())
+    sample = timed_sample(client, id_request("1", 5))
+    assert sample.status == 0 and sample.failed and "Connection" in sample.error
 
 
 def test_window_by_start_is_half_open():
