@@ -7,9 +7,10 @@
 #   scripts/stack.sh status  print what runs
 #   scripts/stack.sh env     print `export ES_URL=...` / `export MYSQL_URL=...` lines
 #
-# A second, security-enabled Elasticsearch (same unpacked distribution, own config, data, ports)
-# for the security tests; it never touches the node above:
-#   scripts/stack.sh up-secure      TLS on HTTP (self-signed CA made with openssl), `elastic` superuser
+# A second, security-enabled Elasticsearch (same unpacked distribution, own config, data, ports,
+# and its own plugins folder) for the security tests; it never touches the node above:
+#   scripts/stack.sh up-secure      TLS on HTTP (self-signed CA made with openssl), `elastic` superuser,
+#                                   native users/roles/API keys (test-only analysis shim, see below)
 #   scripts/stack.sh down-secure    stop it (tolerant if already stopped)
 #   scripts/stack.sh status-secure  print whether it runs
 #   scripts/stack.sh env-secure     print `export ES_SECURE_URL=...` (+ CA file, fingerprints, password)
@@ -28,9 +29,14 @@
 #   ES_SECURE_HEAP    its heap (default 512m)
 #   ES_SECURE_PASSWORD  bootstrap password of its `elastic` superuser (default: a fixed local-only value)
 #   ES_SECURE_USERS_PASSWORD  password of its file-realm test users (default: a fixed local-only value)
+#
+# Building the secure node's analysis shim (deploy/elasticsearch/analysis-shim) needs a JDK 17+ (javac,
+# jar: ES_JAVA_HOME's, else the ones on PATH, else openjdk-17-jdk-headless from apt); it is compiled
+# against the distribution's own lib/*.jar, nothing is downloaded.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_DIR="$(dirname "$SCRIPT_DIR")"
 # shellcheck source-path=SCRIPTDIR source=versions.env
 . "$SCRIPT_DIR/versions.env"
 
@@ -340,6 +346,11 @@ es_status() {
 # A second node from the same unpacked distribution, with its own config folder (ES_PATH_CONF),
 # data, logs, pid file and ports: security on, TLS on HTTP with a self-signed CA, the `elastic`
 # superuser's password set through the keystore's bootstrap.password. For the security tests only.
+#
+# It runs from its own home, $ES_SECURE_HOME: bin, lib and modules are symlinks into the unpacked
+# distribution ($ES_HOME), plugins is its own folder holding the analysis shim. bin/elasticsearch
+# derives ES_HOME from its own path (`cd bin; pwd`, which keeps the symlinked name), so this node
+# loads $ES_SECURE_HOME/plugins while the plain node keeps loading the empty $ES_HOME/plugins.
 
 ES_SECURE_PORT="${ES_SECURE_PORT:-9201}"
 ES_SECURE_TRANSPORT_PORT="${ES_SECURE_TRANSPORT_PORT:-9301}"
@@ -347,6 +358,7 @@ ES_SECURE_HEAP="${ES_SECURE_HEAP:-512m}"
 ES_SECURE_PASSWORD="${ES_SECURE_PASSWORD:-imgsearch-local-elastic}"
 ES_SECURE_URL="https://127.0.0.1:${ES_SECURE_PORT}"
 ES_SECURE_ROOT="$STACK_HOME/es-secure"
+ES_SECURE_HOME="$ES_SECURE_ROOT/home"
 ES_SECURE_CONF="$ES_SECURE_ROOT/config"
 ES_SECURE_CERTS="$ES_SECURE_CONF/certs"
 ES_SECURE_DATA="$ES_SECURE_ROOT/data"
@@ -354,12 +366,87 @@ ES_SECURE_LOGS="$ES_SECURE_ROOT/logs"
 ES_SECURE_RUN="$ES_SECURE_ROOT/run"
 ES_SECURE_PIDFILE="$ES_SECURE_RUN/elasticsearch.pid"
 ES_SECURE_CLUSTER=imgsearch-secure
-# File-realm users for the tests: this minimal distribution cannot create the .security index (its
-# analyzer needs the analysis-common module), so the node has no native users, roles or API keys.
-# Roles come from roles.yml and users_roles in its config folder, which the tests write for their
-# alias (Elasticsearch reloads both files within seconds).
+# File-realm users for the tests, next to the native realm and API keys: roles come from roles.yml and
+# users_roles in its config folder, which the tests write for their alias (Elasticsearch reloads both
+# files within seconds).
 ES_SECURE_FILE_USERS="imgsearch_indexer imgsearch_api_read imgsearch_api_write"
 ES_SECURE_USERS_PASSWORD="${ES_SECURE_USERS_PASSWORD:-imgsearch-local-users}"
+
+# The analysis shim: a tiny classic plugin registering the three analysis-common components that the
+# .security index's `email` analyzer needs and this distribution lacks (tokenizer uax_url_email, token
+# filters pattern_capture and unique), so the node can create .security and store native users, roles
+# and API keys. Built once per source hash into $SHIM_CACHE, installed into the secure node's own home.
+SHIM_NAME=imgsearch-analysis-shim
+SHIM_SRC="$REPO_DIR/deploy/elasticsearch/analysis-shim"
+SHIM_CACHE="$STACK_HOME/analysis-shim"
+SHIM_JAVA_VERSION=17
+SHIM_HASH=""
+SHIM_BUILT=""
+
+find_jdk_tool() { # find_jdk_tool <javac|jar>: ES_JAVA_HOME's, else the one on PATH
+  if [ -x "$ES_JAVA_HOME/bin/$1" ]; then
+    echo "$ES_JAVA_HOME/bin/$1"
+  elif command -v "$1" >/dev/null 2>&1; then
+    command -v "$1"
+  else
+    return 1
+  fi
+}
+
+shim_source_hash() { # sha256 over the version, the Java sources and the descriptor template
+  (
+    cd "$SHIM_SRC"
+    echo "elasticsearch $ES_VERSION java $SHIM_JAVA_VERSION"
+    find src -type f -name '*.java' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    sha256sum plugin-descriptor.properties.in
+  ) | sha256sum | cut -c1-16
+}
+
+build_analysis_shim() { # sets SHIM_HASH and SHIM_BUILT (a plugin folder: jar + descriptor)
+  [ -d "$SHIM_SRC/src" ] || die "analysis shim sources not found in $SHIM_SRC"
+  SHIM_HASH="$(shim_source_hash)"
+  SHIM_BUILT="$SHIM_CACHE/$SHIM_HASH"
+  if [ -s "$SHIM_BUILT/$SHIM_NAME.jar" ] && [ -s "$SHIM_BUILT/plugin-descriptor.properties" ]; then
+    return 0
+  fi
+  local javac jar
+  if ! javac="$(find_jdk_tool javac)" || ! jar="$(find_jdk_tool jar)"; then
+    apt_install openjdk-17-jdk-headless
+    javac="$(find_jdk_tool javac)" || die "no javac found (install a JDK 17+ or set ES_JAVA_HOME to one)"
+    jar="$(find_jdk_tool jar)" || die "no jar tool found (install a JDK 17+ or set ES_JAVA_HOME to one)"
+  fi
+  log "building the analysis shim $SHIM_HASH with $javac (against $ES_HOME/lib)"
+  local tmp="$SHIM_CACHE/.build-$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp/classes" "$tmp/plugin"
+  local sources=()
+  mapfile -t sources < <(find "$SHIM_SRC/src" -type f -name '*.java' | LC_ALL=C sort)
+  "$javac" --release "$SHIM_JAVA_VERSION" -nowarn -encoding UTF-8 -cp "$ES_HOME/lib/*" \
+    -d "$tmp/classes" "${sources[@]}" || { rm -rf "$tmp"; die "javac failed on $SHIM_SRC"; }
+  "$jar" --create --file "$tmp/plugin/$SHIM_NAME.jar" -C "$tmp/classes" . ||
+    { rm -rf "$tmp"; die "jar failed"; }
+  sed -e "s/@ES_VERSION@/$ES_VERSION/g" -e "s/@JAVA_VERSION@/$SHIM_JAVA_VERSION/g" \
+      -e "s/@SOURCE_HASH@/$SHIM_HASH/g" \
+      "$SHIM_SRC/plugin-descriptor.properties.in" > "$tmp/plugin/plugin-descriptor.properties"
+  rm -rf "$SHIM_BUILT"
+  mv "$tmp/plugin" "$SHIM_BUILT"
+  rm -rf "$tmp"
+  # keep only the current build
+  find "$SHIM_CACHE" -mindepth 1 -maxdepth 1 -type d ! -name "$SHIM_HASH" ! -name '.*' -exec rm -rf {} +
+}
+
+# The secure node's home: symlinks to the distribution, its own plugins folder with the shim only.
+ensure_secure_home() {
+  local d
+  mkdir -p "$ES_SECURE_HOME"
+  for d in bin lib modules; do
+    [ -L "$ES_SECURE_HOME/$d" ] || [ ! -e "$ES_SECURE_HOME/$d" ] || rm -rf "${ES_SECURE_HOME:?}/$d"
+    ln -sfn "$ES_HOME/$d" "$ES_SECURE_HOME/$d"
+  done
+  rm -rf "$ES_SECURE_HOME/plugins"
+  mkdir -p "$ES_SECURE_HOME/plugins"
+  cp -R "$SHIM_BUILT" "$ES_SECURE_HOME/plugins/$SHIM_NAME"
+}
 
 es_secure_curl() { # es_secure_curl <path> [curl args...]: authenticated, CA-verified request
   local path="$1"
@@ -378,6 +465,13 @@ es_secure_pid() {
   pid="$(cat "$ES_SECURE_PIDFILE")"
   kill -0 "$pid" 2>/dev/null || return 1
   echo "$pid"
+}
+
+es_secure_shim_loaded() { # es_secure_shim_loaded [hash]: the running node loaded the shim (of that build)
+  local plugins
+  plugins="$(es_secure_curl "/_nodes/_local/plugins?filter_path=nodes.*.plugins.description" -f -m 10 2>/dev/null)" ||
+    return 1
+  [[ "$plugins" == *"analysis shim, source ${1:-}"* ]]
 }
 
 # A CA and an HTTP certificate for localhost/127.0.0.1 signed by it; regenerated when missing or
@@ -477,15 +571,22 @@ es_secure_log_tail() {
 }
 
 es_secure_wait_healthy() {
-  local deadline=$(( $(date +%s) + ES_START_TIMEOUT )) body
+  local deadline=$(( $(date +%s) + ES_START_TIMEOUT )) body rejected_since=""
   while :; do
     body="$(es_secure_curl "/_cluster/health?wait_for_status=yellow&timeout=5s" -m 10 2>/dev/null || true)"
     if [[ "$body" == *'"timed_out":false'* ]]; then
       return 0
     fi
+    # Right after the .security index is created its shard is briefly unavailable and the reserved
+    # realm rejects `elastic`; a rejection that lasts 30 s is a wrong password.
     if [[ "$body" == *'security_exception'* ]]; then
-      log "the secure node answers but rejects elastic:\$ES_SECURE_PASSWORD: $body"
-      return 1
+      rejected_since="${rejected_since:-$(date +%s)}"
+      if [ $(( $(date +%s) - rejected_since )) -ge 30 ]; then
+        log "the secure node answers but rejects elastic:\$ES_SECURE_PASSWORD: $body"
+        return 1
+      fi
+    else
+      rejected_since=""
     fi
     if ! es_secure_pid >/dev/null; then
       sleep 2
@@ -500,21 +601,29 @@ es_secure_wait_healthy() {
 }
 
 es_secure_up() {
-  if es_secure_answers; then
-    log "reusing secure Elasticsearch already answering on $ES_SECURE_URL"
-    return 0
-  fi
   need_cmd curl curl
   ensure_java
-  ensure_es_user
   mkdir -p "$STACK_HOME"
   ensure_es_unpacked
+  build_analysis_shim
+  if es_secure_answers; then
+    if es_secure_shim_loaded "$SHIM_HASH"; then
+      log "reusing secure Elasticsearch already answering on $ES_SECURE_URL (analysis shim $SHIM_HASH loaded)"
+      return 0
+    fi
+    es_secure_pid >/dev/null ||
+      die "a secure Elasticsearch answers on $ES_SECURE_URL without the analysis shim $SHIM_HASH and was not started by this script; stop it"
+    log "the secure node runs without the current analysis shim ($SHIM_HASH); restarting it"
+    es_secure_down
+  fi
+  ensure_es_user
   mkdir -p "$ES_SECURE_DATA" "$ES_SECURE_LOGS" "$ES_SECURE_RUN"
   if pid="$(es_secure_pid)"; then
     log "secure Elasticsearch pid $pid exists but does not answer yet; waiting"
   else
     ensure_secure_certs
     write_secure_es_config
+    ensure_secure_home
     if is_root; then
       chown -R "$ES_USER:$ES_USER" "$ES_HOME" "$ES_SECURE_ROOT"
       ensure_traversable
@@ -522,9 +631,9 @@ es_secure_up() {
     write_secure_keystore
     ensure_secure_file_users
     rm -f "$ES_SECURE_PIDFILE"
-    log "starting secure Elasticsearch $ES_VERSION on $ES_SECURE_URL (transport $ES_SECURE_TRANSPORT_PORT, heap $ES_SECURE_HEAP)"
-    if ! run_as_es env HOME="$ES_HOME" ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ES_SECURE_CONF" \
-           "$ES_HOME/bin/elasticsearch" -d -p "$ES_SECURE_PIDFILE" >"$ES_SECURE_LOGS/launcher.out" 2>&1; then
+    log "starting secure Elasticsearch $ES_VERSION on $ES_SECURE_URL (transport $ES_SECURE_TRANSPORT_PORT, heap $ES_SECURE_HEAP, home $ES_SECURE_HOME, analysis shim $SHIM_HASH)"
+    if ! run_as_es env HOME="$ES_SECURE_HOME" ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ES_SECURE_CONF" \
+           "$ES_SECURE_HOME/bin/elasticsearch" -d -p "$ES_SECURE_PIDFILE" >"$ES_SECURE_LOGS/launcher.out" 2>&1; then
       log "secure Elasticsearch launcher failed"
       es_secure_log_tail
       exit 1
@@ -534,6 +643,7 @@ es_secure_up() {
     es_secure_log_tail
     die "secure Elasticsearch did not become healthy on $ES_SECURE_URL"
   fi
+  es_secure_shim_loaded "$SHIM_HASH" || die "the secure node did not load the analysis shim $SHIM_HASH (see $ES_SECURE_LOGS)"
   log "secure Elasticsearch is up on $ES_SECURE_URL (pid $(es_secure_pid || echo '?')); use: eval \"\$($0 env-secure)\""
 }
 
@@ -561,7 +671,9 @@ es_secure_down() {
 es_secure_status() {
   local pid
   if es_secure_answers; then
-    echo "elasticsearch (secure): running on $ES_SECURE_URL (pid $(es_secure_pid || echo '?'))"
+    local shim="analysis shim NOT loaded"
+    es_secure_shim_loaded && shim="analysis shim loaded"
+    echo "elasticsearch (secure): running on $ES_SECURE_URL (pid $(es_secure_pid || echo '?'), $shim)"
   elif pid="$(es_secure_pid)"; then
     echo "elasticsearch (secure): process $pid alive but not answering on $ES_SECURE_URL (starting?)"
   else

@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--json", action="store_true", help="print results (and new keys) as JSON")
+    add_json_option(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("roles", help="create or update the three roles for ES_INDEX")
     commands.add_parser("print-roles", help="print the role bodies for ES_INDEX (no cluster needed)")
@@ -294,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     key = commands.add_parser("api-key", help="create an API key for one component")
     key.add_argument("component", choices=list(COMPONENTS))
     add_key_options(key)
+    add_json_option(key)
     key.add_argument("--output", metavar="FILE", help="write `ES_API_KEY=...` to FILE (mode 0600)")
     setup = commands.add_parser(
         "setup", help="roles, then an indexer key and an API key (read-only by default)"
@@ -302,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-writes", action="store_true", help="the API key may write (SEARCH_API_KEYS set)"
     )
     add_key_options(setup)
+    add_json_option(setup)
     setup.add_argument("--output-dir", metavar="DIR", help="write indexer.env and api.env there (mode 0600)")
     invalidate = commands.add_parser("invalidate", help="invalidate a component's active API keys")
     invalidate.add_argument("component", choices=list(COMPONENTS))
+    add_json_option(invalidate)
     which = invalidate.add_mutually_exclusive_group(required=True)
     which.add_argument("--keep", metavar="ID", help="the id of the key to keep (the new one)")
     which.add_argument("--all", action="store_true", help="invalidate every active key of the component")
@@ -315,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-env", default="IMGSEARCH_PASSWORD", metavar="VAR", help="variable holding the password"
     )
     return parser
+
+
+def add_json_option(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """--json before or after the command (`--json setup`, `setup --json`): the command's copy has no
+    default, so it never overwrites the one given before the command."""
+    parser.add_argument(
+        "--json", action="store_true", default=default, help="print results (and new keys) as JSON"
+    )
 
 
 def add_key_options(parser: argparse.ArgumentParser) -> None:
@@ -332,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    # One INFO line per HTTP request from the client library drowns the script's own lines.
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     env = environ()
     try:
         offline = {"print-roles": command_print_roles, "roles-file": command_roles_file}
@@ -350,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     except ApiError as exc:
-        if "pattern_capture" in str(exc):  # the .security index's analyzer is missing
+        if "pattern_capture" in f"{exc} {error_reason(exc)}":  # the .security index's analyzer is missing
             log.error(
                 "this Elasticsearch cannot store native roles, users or API keys: its .security index cannot "
                 "be created (%s; a minimal distribution without the analysis-common module). Use "

@@ -2,9 +2,11 @@
 credentials and TLS from the environment, clear errors, and the least-privilege roles of
 deploy/elasticsearch/roles doing exactly the indexer's and the API's work.
 
-This minimal distribution cannot store native users, roles or API keys (its .security index needs the
-analysis-common module), so the roles are loaded from the file the security script writes
-(`roles-file`) and given to the node's file-realm users; an API key is only tested for its rejection."""
+The roles are tested twice. First from the file the security script writes (`roles-file`), held by the
+node's file-realm users. Then for real as native roles and API keys that `python -m
+deploy.elasticsearch.security` creates (setup, api-key, --rotate, invalidate, user): the node can store
+them because scripts/stack.sh gives it a test-only analysis shim (deploy/elasticsearch/analysis-shim)
+standing in for the analysis-common parts that the .security index's analyzer needs."""
 
 from __future__ import annotations
 
@@ -16,14 +18,17 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import certifi
 import pytest
-from elasticsearch import AuthorizationException, Elasticsearch
+from elasticsearch import AuthenticationException, AuthorizationException, Elasticsearch
 
+from deploy.elasticsearch import security
 from indexer.config import load_elastic_config
+from indexer.esclient import failure_message
 from indexer.sink import make_client
 from searchapi import create_app
 from tests.integration.helpers import REPO, photo_entries, run_cli, seed
@@ -360,22 +365,261 @@ def test_the_write_role_indexes_and_deletes_through_the_alias(
     assert not admin.exists(index=indexed["ES_INDEX"], id="9002")
 
 
-def test_the_security_script_explains_a_cluster_that_cannot_store_api_keys(secure_node, catalog):
+# --- native roles and API keys made by the security script ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class NativeSetup:
+    alias: str
+    keys: dict[str, dict[str, str]]  # component -> {"id", "name", "encoded", ...} as `--json` prints them
+
+
+def security_script(node: SecureNode, alias: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    """`python -m deploy.elasticsearch.security ARGS` logged in as `elastic`, for the alias."""
     env = {
-        **{name: catalog[name] for name in ("ES_URL", "ES_INDEX")},
         "PATH": "/usr/bin:/bin",
-        "ES_CA_CERTS": secure_node.ca_certs,
+        "ES_URL": node.url,
+        "ES_INDEX": alias,
+        "ES_CA_CERTS": node.ca_certs,
         "ES_ADMIN_USERNAME": "elastic",
-        "ES_ADMIN_PASSWORD": secure_node.admin_password,
+        "ES_ADMIN_PASSWORD": node.admin_password,
+        **extra,
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "deploy.elasticsearch.security", "setup"],
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.elasticsearch.security", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
         check=False,
+        timeout=120,
     )
-    assert result.returncode == 1, result.stderr
-    assert "cannot store native roles, users or API keys" in result.stderr
-    assert "ES_API_KEY=" not in result.stdout
+
+
+def new_keys(node: SecureNode, alias: str, *args: str) -> dict[str, dict[str, str]]:
+    done = security_script(node, alias, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def forget_alias(admin: Elasticsearch, alias: str, users: tuple[str, ...] = ()) -> None:
+    """Invalidate the alias's keys, delete its roles, users and indices."""
+    for component in security.COMPONENTS:
+        name = security.role_name(component, alias)
+        admin.options(ignore_status=404).security.invalidate_api_key(name=name)
+        admin.options(ignore_status=404).security.delete_role(name=name)
+    for user in users:
+        admin.options(ignore_status=404).security.delete_user(username=user)
+    admin.options(ignore_status=404).indices.delete(index=f"{alias}*", expand_wildcards="all")
+
+
+NATIVE_USER = "imgsearch-native-reader"
+
+
+@pytest.fixture(scope="module")
+def native(secure_node, admin) -> Iterator[NativeSetup]:
+    """`setup` (the three native roles, an indexer key and a read-only API key) and a write key."""
+    alias = f"seckeys-{uuid.uuid4().hex[:8]}"
+    keys = new_keys(secure_node, alias, "setup")
+    assert set(keys) == {"indexer", "api-read"}, keys
+    keys.update(new_keys(secure_node, alias, "api-key", "api-write"))
+    yield NativeSetup(alias, keys)
+    forget_alias(admin, alias, users=(NATIVE_USER,))
+
+
+def key_env(node: SecureNode, catalog: dict[str, str], key: dict[str, str], **extra: str) -> dict[str, str]:
+    return {**catalog, "ES_CA_CERTS": node.ca_certs, "ES_API_KEY": key["encoded"], **extra}
+
+
+@pytest.fixture(scope="module")
+def native_catalog(secure_node, native, stack_urls, image_server, tmp_path_factory) -> dict[str, str]:
+    env = catalog_environment(secure_node.url, stack_urls[1], native.alias, str(tmp_path_factory.mktemp("r")))
+    env["IMAGE_BASE_URL"] = image_server
+    seed(env, photo_entries(4, 2))
+    return env
+
+
+@pytest.fixture(scope="module")
+def native_indexed(secure_node, native, native_catalog) -> dict[str, str]:
+    """`python -m indexer full` with the indexer API key that `setup` created."""
+    done = run_cli(key_env(secure_node, native_catalog, native.keys["indexer"]), "full", "--no-progress")
+    assert done.returncode == 0, done.stderr[-4000:]
+    return native_catalog
+
+
+def key_api(secure_node, catalog, extractor, key: dict[str, str], **extra):
+    env = key_env(secure_node, catalog, key, SEARCH_URL_ALLOWED_HOSTS="127.0.0.1", **extra)
+    return create_app(env, extractor=extractor).test_client()
+
+
+def test_the_security_script_stores_native_roles_and_api_keys(secure_node, native, admin):
+    for component in security.COMPONENTS:
+        name = security.role_name(component, native.alias)
+        expected = security.role_body(component, native.alias)
+        role = admin.security.get_role(name=name).body[name]
+        assert role["cluster"] == expected["cluster"]
+        assert [(i["names"], i["privileges"]) for i in role["indices"]] == [
+            (i["names"], i["privileges"]) for i in expected["indices"]
+        ]
+        assert role["metadata"]["imgsearch_component"] == component
+        [key] = admin.security.get_api_key(name=name, active_only=True).body["api_keys"]
+        assert key["id"] == native.keys[component]["id"]
+        assert key["metadata"] == {"imgsearch_component": component, "imgsearch_alias": native.alias}
+        descriptor = key["role_descriptors"][name]
+        assert [(i["names"], i["privileges"]) for i in descriptor["indices"]] == [
+            (i["names"], i["privileges"]) for i in expected["indices"]
+        ]
+    # Idempotent: the roles are updated in place and no second key is made without --rotate.
+    again = security_script(secure_node, native.alias, "setup", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout) == {}, again.stderr
+    assert f"an active API key named {security.role_name('indexer', native.alias)} exists" in again.stderr
+
+
+def test_an_indexer_api_key_runs_full_end_to_end(secure_node, native, native_indexed, admin):
+    alias = native.alias
+    live = live_index(admin, alias)
+    assert admin.count(index=alias)["count"] == 8 and live.startswith(f"{alias}-")
+    env = key_env(secure_node, native_indexed, native.keys["indexer"])
+    status = run_cli(env, "status", "--json")
+    assert status.returncode == 0, status.stderr[-4000:]
+    state = json.loads(status.stdout)
+    assert state["live"] == [live] and state["last_runs"][0]["mode"] == "full"
+    who = make_client(load_elastic_config(env), max_retries=0).security.authenticate().body
+    assert who["authentication_type"] == "api_key"
+    assert who["api_key"]["name"] == security.role_name("indexer", alias)
+
+
+def test_the_api_read_key_searches_but_cannot_write(
+    secure_node, native, native_indexed, extractor, photo_folder, admin, caplog
+):
+    read_key = native.keys["api-read"]
+    client = key_api(secure_node, native_indexed, extractor, read_key, SEARCH_API_KEYS=WRITE_KEY)
+    ready = client.get("/ready")
+    assert ready.status_code == 200, ready.get_json()
+    response = client.post("/search", data=upload(photo_folder))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["hits"][0]["relation_id"] == "product-003"
+
+    posted = client.post(
+        "/images",
+        data={"id": "9101", "relation_id": "new", **upload(photo_folder)},
+        headers={"X-API-Key": WRITE_KEY},
+    )
+    assert posted.status_code == 503, posted.get_json()
+    assert posted.get_json()["error"]["code"] == "search_backend_forbidden"
+    assert read_key["id"] not in posted.get_data(as_text=True)
+    # The API's log names the action and the key; the client does not see them.
+    logged = caplog.text
+    assert f"is unauthorized for API key id [{read_key['id']}]" in logged and "indices:data/write/" in logged
+
+    # A direct write with the key: a 403 naming the action, the key and the privileges that grant it.
+    config = load_elastic_config(key_env(secure_node, native_indexed, read_key))
+    with pytest.raises(AuthorizationException) as denied:
+        make_client(config, max_retries=0).index(index=native.alias, id="9102", document={"relation_id": "x"})
+    message = failure_message(denied.value, config)
+    assert message.startswith(
+        "Elasticsearch denied the request (403) to the credentials in ES_API_KEY: action "
+        f"[indices:data/write/index] is unauthorized for API key id [{read_key['id']}]"
+    ), message
+    assert "this action is granted by the index privileges [create_doc,create,index,write,all]" in message
+    admin.indices.refresh(index=native.alias)
+    assert admin.count(index=native.alias)["count"] == 8
+    assert not admin.exists(index=native.alias, id="9101") and not admin.exists(index=native.alias, id="9102")
+
+
+def test_the_indexer_names_the_privilege_its_key_lacks(secure_node, native, native_indexed, admin):
+    before = versions(admin, native.alias)
+    read_key = native.keys["api-read"]
+    result = run_cli(key_env(secure_node, native_indexed, read_key), "full", "--no-progress")
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert (
+        "Elasticsearch denied the request (403) to the credentials in ES_API_KEY: action [" in result.stderr
+    )
+    assert f"is unauthorized for API key id [{read_key['id']}]" in result.stderr
+    assert "Traceback" not in result.stderr and read_key["encoded"] not in result.stderr
+    assert versions(admin, native.alias) == before
+
+
+def test_the_api_write_key_indexes_and_deletes_through_the_alias(
+    secure_node, native, native_indexed, extractor, photo_folder, admin
+):
+    client = key_api(
+        secure_node, native_indexed, extractor, native.keys["api-write"], SEARCH_API_KEYS=WRITE_KEY
+    )
+    auth = {"X-API-Key": WRITE_KEY}
+    posted = client.post(
+        "/images", data={"id": "9103", "relation_id": "new", **upload(photo_folder)}, headers=auth
+    )
+    assert posted.status_code == 201, posted.get_json()
+    assert posted.get_json()["index"] == live_index(admin, native.alias)
+    deleted = client.delete("/images/9103", headers=auth)
+    assert deleted.status_code == 200, deleted.get_json()
+    assert not admin.exists(index=native.alias, id="9103")
+
+
+def test_a_native_user_holds_a_native_role(secure_node, native, native_indexed, extractor, photo_folder):
+    password = f"native-{uuid.uuid4().hex}"
+    made = security_script(
+        secure_node, native.alias, "user", NATIVE_USER, "api-read", IMGSEARCH_PASSWORD=password
+    )
+    assert made.returncode == 0, made.stderr
+    assert password not in made.stdout + made.stderr
+    env = {**native_indexed, "ES_CA_CERTS": secure_node.ca_certs, "ES_USERNAME": NATIVE_USER}
+    env["ES_PASSWORD"] = password
+    who = make_client(load_elastic_config(env), max_retries=0).security.authenticate().body
+    assert who["authentication_realm"]["type"] == "native"
+    assert who["roles"] == [security.role_name("api-read", native.alias)]
+    client = create_app({**env, "SEARCH_URL_ALLOWED_HOSTS": "127.0.0.1"}, extractor=extractor).test_client()
+    assert client.get("/ready").status_code == 200
+    assert client.post("/search", data=upload(photo_folder)).status_code == 200
+
+
+def authenticates(node: SecureNode, key: dict[str, str]) -> bool:
+    client = Elasticsearch(node.url, api_key=key["encoded"], ca_certs=node.ca_certs, max_retries=0)
+    try:
+        return client.security.authenticate().body["api_key"]["id"] == key["id"]
+    except AuthenticationException:
+        return False
+
+
+def test_rotation_and_invalidation_turn_old_keys_into_clear_401s(
+    secure_node, native_catalog, extractor, photo_folder, admin
+):
+    alias = f"secrot-{uuid.uuid4().hex[:8]}"
+    try:
+        old = new_keys(secure_node, alias, "api-key", "indexer")["indexer"]
+        assert new_keys(secure_node, alias, "api-key", "indexer") == {}  # one active key is enough
+        new = new_keys(secure_node, alias, "api-key", "indexer", "--rotate")["indexer"]
+        assert new["id"] != old["id"] and authenticates(secure_node, old) and authenticates(secure_node, new)
+
+        done = security_script(secure_node, alias, "invalidate", "indexer", "--keep", new["id"], "--json")
+        assert done.returncode == 0 and json.loads(done.stdout) == {"invalidated": [old["id"]]}, done.stderr
+        assert not authenticates(secure_node, old) and authenticates(secure_node, new)
+        result = run_cli(key_env(secure_node, native_catalog, old), "status")
+        assert result.returncode == 2, result.stderr[-4000:]
+        assert "Elasticsearch rejected the credentials (401): check ES_API_KEY" in result.stderr
+        assert "Traceback" not in result.stderr and old["encoded"] not in result.stderr
+
+        # The API with a key invalidated by `invalidate --all`: unready with a clear reason, 503 per request.
+        read = new_keys(secure_node, alias, "api-key", "api-read")["api-read"]
+        done = security_script(secure_node, alias, "invalidate", "api-read", "--all", "--json")
+        assert json.loads(done.stdout) == {"invalidated": [read["id"]]}, done.stderr
+        client = key_api(secure_node, native_catalog, extractor, read)
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert (
+            ready.get_json()["reason"]
+            == "Elasticsearch rejected the API's credentials (401): check ES_API_KEY"
+        )
+        assert ready.get_json()["checks"]["elasticsearch"] == "credentials rejected"
+        search = client.post("/search", data=upload(photo_folder))
+        assert search.status_code == 503
+        assert search.get_json()["error"]["code"] == "search_backend_unauthenticated"
+        assert read["id"] not in search.get_data(as_text=True)
+        assert "security_exception" not in search.get_data(as_text=True)
+
+        done = security_script(secure_node, alias, "invalidate", "indexer", "--all", "--json")
+        assert json.loads(done.stdout) == {"invalidated": [new["id"]]}, done.stderr
+        assert not authenticates(secure_node, new)
+    finally:
+        forget_alias(admin, alias)

@@ -13,7 +13,7 @@ from argparse import Namespace
 
 import pytest
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig, TlsError
-from elasticsearch import AuthenticationException, AuthorizationException
+from elasticsearch import ApiError, AuthenticationException, AuthorizationException
 
 from deploy.elasticsearch import security
 from indexer.config import load_elastic_config
@@ -277,3 +277,43 @@ def test_print_roles_needs_no_cluster(monkeypatch, capsys):
         "imgsearch_api_read_shop",
         "imgsearch_api_write_shop",
     }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "setup"],
+        ["setup", "--json"],
+        ["api-key", "indexer", "--json"],
+        ["invalidate", "indexer", "--all", "--json"],
+    ],
+)
+def test_json_is_accepted_before_or_after_the_command(argv):
+    assert security.build_parser().parse_args(argv).json is True
+
+
+def test_json_is_off_by_default():
+    assert security.build_parser().parse_args(["setup"]).json is False
+
+
+def test_a_cluster_that_cannot_create_the_security_index_is_explained(monkeypatch, caplog, capsys):
+    """A distribution without analysis-common (the .security index's email analyzer needs its
+    pattern_capture filter) answers 400 to every native-security call; the script says why."""
+    reason = "Unknown filter type [pattern_capture] for [email]"
+    failure = error(ApiError, 400, reason)
+    failure.body["error"]["root_cause"] = [{"type": "illegal_argument_exception", "reason": reason}]
+
+    class Refusing(FakeEs):
+        def __init__(self):
+            super().__init__()
+            self.security.put_role = self.refuse
+
+        def refuse(self, **_):
+            raise failure
+
+    monkeypatch.setattr(security, "admin_client", lambda env: (Refusing(), "images"))
+    monkeypatch.setattr("indexer.settings.environ", lambda: {})
+    with caplog.at_level(logging.ERROR):
+        assert security.main(["setup"]) == security.EXIT_FAILED
+    assert "cannot store native roles, users or API keys" in caplog.text and reason in caplog.text
+    assert "ES_API_KEY=" not in capsys.readouterr().out
