@@ -436,6 +436,18 @@ def run_problems(code: int | None, report: dict[str, Any] | None, status: str, r
     return problems
 
 
+def watch_problems(report: dict[str, Any] | None, events: list[AliasEvent]) -> list[str]:
+    """What the run report claims about the alias that the watcher did not see: the swap to its index,
+    the deletion of the versions it says it deleted."""
+    if not report or report.get("outcome") != "succeeded":
+        return []
+    swapped_to = {event.index for event in events if event.kind == "swap"}
+    deleted = {event.index for event in events if event.kind == "deleted"}
+    problems = [] if report.get("index") in swapped_to else [f"swap to {report.get('index')} not seen"]
+    missing = sorted(set(report.get("deleted_indices") or []) - deleted)
+    return problems + ([f"deletion of {', '.join(missing)} not seen"] if missing else [])
+
+
 def read_report(folder: Path) -> dict[str, Any] | None:
     found = sorted(folder.glob("report-*.json"))
     return json.loads(found[-1].read_text()) if found else None
@@ -843,6 +855,8 @@ def swap_rows(
 def analyse(args: argparse.Namespace, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
     samples, events, load_end = relative(got)
     zero = got.load_start
+    for run in got.runs:
+        run.problems += watch_problems(run.report, got.events)
     runs = [run.as_dict(zero) for run in got.runs]
     swaps = [e.at for e in events if e.kind == "swap"]
     spans = [(run["name"], run["start_s"], run["end_s"]) for run in runs]

@@ -26,6 +26,7 @@ from bench.soak import (
     timed_sample,
     timeline,
     verdict,
+    watch_problems,
     window_stats,
 )
 
@@ -238,3 +239,15 @@ def test_swaps_under_load_and_verdict():
         "1 indexer run(s) failed",
         "1 alias swap(s) under load, expected 2",
     ]
+
+
+def test_watch_problems_compare_the_run_report_with_what_the_watcher_saw():
+    events = [AliasEvent("swap", "a-2", 1.0, 1.1, "a-1"), AliasEvent("deleted", "a-1", 1.2, 1.3)]
+    report = {"outcome": "succeeded", "index": "a-2", "deleted_indices": ["a-1"]}
+    assert watch_problems(report, events) == []
+    assert watch_problems(report | {"index": "a-3"}, events) == ["swap to a-3 not seen"]
+    assert watch_problems(report | {"deleted_indices": ["a-0", "a-1"]}, events) == [
+        "deletion of a-0 not seen"
+    ]
+    assert watch_problems({"outcome": "failed", "index": "a-9"}, events) == []
+    assert watch_problems(None, events) == []
