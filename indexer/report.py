@@ -14,6 +14,11 @@ from pathlib import Path
 from indexer.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowFailure, RowStatus
 
 MAX_LISTED_FAILURES = 1000
+# Keys of the report's `rows` object: one count per RowStatus (0 included), then the failed and
+# succeeded totals. Explicit numbers, so Kibana and other readers need no script to fill in a missing
+# status or to sum the failures (RUNS_MAPPINGS in indexer/state.py maps each as long).
+ROW_TOTALS = ("failed", "succeeded")
+ROW_COUNTS: tuple[str, ...] = (*(status.value for status in RowStatus), *ROW_TOTALS)
 
 
 @dataclass
@@ -79,6 +84,14 @@ class RunReport:
     def deleted(self) -> int:
         return self.statuses[RowStatus.DELETED.value]
 
+    def row_counts(self) -> dict[str, int]:
+        """Rows per status, every status listed (0 when none), plus the failed and succeeded totals."""
+        with self._lock:
+            counts = {status.value: self.statuses[status.value] for status in RowStatus}
+        counts["failed"] = sum(counts[status.value] for status in FAILURE_STATUSES)
+        counts["succeeded"] = sum(counts[status.value] for status in SUCCESS_STATUSES)
+        return counts
+
     @property
     def elapsed_seconds(self) -> float:
         end = self.finished_at or datetime.now(UTC)
@@ -107,6 +120,7 @@ class RunReport:
             "elapsed_seconds": round(elapsed, 3),
             "rows_seen": self.rows_seen,
             "statuses": dict(self.statuses),
+            "rows": self.row_counts(),
             "errors": dict(self.errors.most_common()),
             "failures": self.failures,
             "stage_seconds": {stage: round(sec, 3) for stage, sec in self.stage_seconds.items()},

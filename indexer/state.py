@@ -11,9 +11,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import (
+    AuthorizationException,
+    BadRequestError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+)
 
 from indexer.partition import Partition
+from indexer.report import ROW_COUNTS
 from indexer.sink import retrying
 
 log = logging.getLogger(__name__)
@@ -46,8 +53,13 @@ RUNS_MAPPINGS: dict[str, Any] = {
         "finished_at": {"type": "date"},
         "elapsed_seconds": {"type": "double"},
         "rows_seen": {"type": "long"},
+        # Every status and the failed/succeeded totals, always present (0 included): what Kibana sums.
+        # `statuses` (only the statuses that occurred, mapped by the template above) stays as it was.
+        "rows": {"properties": {name: {"type": "long"} for name in ROW_COUNTS}},
         "images_per_second": {"type": "double"},
         "rows_per_second": {"type": "double"},
+        "previous_indices": {"type": "keyword"},
+        "deleted_indices": {"type": "keyword"},
         "failures": {"type": "object", "enabled": False},
         "model": {"type": "object", "enabled": False},
         "resumed_from": {"type": "object", "enabled": False},
@@ -94,16 +106,50 @@ class StateStore:
         self.retry_seconds = retry_seconds
 
     def ensure(self) -> StateStore:
-        """Create the state and runs indices when missing (idempotent, race-safe)."""
+        """Create the state and runs indices when missing (idempotent, race-safe), and add the fields
+        a newer version maps explicitly to an index created by an older one."""
         for name, mappings in ((self.index, STATE_MAPPINGS), (runs_index(self.alias), RUNS_MAPPINGS)):
             if not self.es.indices.exists(index=name):
                 settings = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
                 try:
                     self.es.indices.create(index=name, settings=settings, mappings=mappings)
+                    continue
                 except BadRequestError as exc:
                     if exc.error != "resource_already_exists_exception":
                         raise
+            self._add_missing_fields(name, mappings, required=name == self.index)
         return self
+
+    def _add_missing_fields(self, name: str, mappings: dict[str, Any], required: bool) -> None:
+        """put_mapping of the explicit properties an existing index lacks (never a changed type).
+
+        For the runs index this is best effort: a role without `indices:admin/mapping/put` (the
+        `write` privilege only maps new fields dynamically) is refused, and the run goes on; the next
+        report then maps the missing counts dynamically, as long, which is what RUNS_MAPPINGS says."""
+        response = self.es.indices.get_mapping(index=name).body
+        current = next(iter(response.values()), {}).get("mappings", {})
+        missing = missing_properties(current.get("properties", {}), mappings["properties"])
+        if not missing:
+            return
+        fields = ", ".join(field_paths(missing))
+        try:
+            self.es.indices.put_mapping(index=name, properties=missing)
+        except (AuthorizationException, BadRequestError) as exc:
+            if required:
+                raise
+            # 403 is expected under the least-privilege indexer role and harmless (same types
+            # dynamically): info, not a warning repeated at every run. A 400 means a real conflict.
+            level = logging.INFO if isinstance(exc, AuthorizationException) else logging.WARNING
+            log.log(
+                level,
+                "could not add %s to the mapping of %s (%s %s); they are mapped dynamically instead",
+                fields,
+                name,
+                exc.meta.status,
+                exc.error,
+            )
+            return
+        log.info("added %s to the mapping of %s", fields, name)
 
     def get(self, doc_id: str) -> Versioned | None:
         try:
@@ -188,6 +234,32 @@ class StateStore:
             source_excludes=["failures"],
         )
         return [hit["_source"] for hit in response["hits"]["hits"]]
+
+
+def missing_properties(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The part of the wanted `properties` that the current ones lack, nested objects included.
+    A field present with another definition is left alone (a mapping type cannot be changed)."""
+    missing: dict[str, Any] = {}
+    for name, spec in wanted.items():
+        have = current.get(name)
+        if have is None:
+            missing[name] = spec
+        elif "properties" in spec and have.get("type", "object") == "object":
+            inner = missing_properties(have.get("properties", {}), spec["properties"])
+            if inner:
+                missing[name] = {"properties": inner}
+    return missing
+
+
+def field_paths(properties: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the leaf fields in a `properties` mapping."""
+    paths: list[str] = []
+    for name, spec in properties.items():
+        if "properties" in spec:
+            paths += field_paths(spec["properties"], f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
 
 
 def now_ms() -> int:

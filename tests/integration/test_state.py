@@ -1,7 +1,9 @@
-"""Run state in Elasticsearch: the lock (refusal, expiry, dead holder, loss), reports, signals."""
+"""Run state in Elasticsearch: the lock (refusal, expiry, dead holder, loss), reports, the runs index's
+mapping upgrade, signals."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -9,8 +11,10 @@ import time
 
 import pytest
 
+from indexer.errors import RowFailure, RowStatus
 from indexer.partition import Partition
-from indexer.state import LockHeld, LockLost, RunLock, StateStore, now_ms
+from indexer.report import ROW_COUNTS, RunReport
+from indexer.state import RUNS_MAPPINGS, LockHeld, LockLost, RunLock, StateStore, now_ms, runs_index
 from tests.integration.helpers import photo_entries, run_cli, seed, start_cli
 
 pytestmark = pytest.mark.integration
@@ -121,3 +125,78 @@ def test_sigterm_stops_cleanly_releasing_the_lock(es, env, tmp_path):
     assert "stopped by SIGTERM" in log.read_text()
     assert store.get("lock:all") is None
     assert store.last_runs(1)[0]["outcome"] == "interrupted"
+
+
+def old_runs_index(es, alias: str) -> str:
+    """`<alias>-runs` as an indexer without the row counts created it, holding one old report."""
+    mappings = copy.deepcopy(RUNS_MAPPINGS)
+    for name in ("rows", "previous_indices", "deleted_indices"):
+        del mappings["properties"][name]
+    name = runs_index(alias)
+    es.indices.create(index=name, settings={"number_of_shards": 1}, mappings=mappings)
+    old = {
+        "run_id": "old",
+        "mode": "full",
+        "outcome": "succeeded",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "statuses": {"indexed": 5},
+        "previous_indices": [f"{alias}-20251231t000000000z"],
+    }
+    es.index(index=name, id="old", document=old, refresh=True)
+    return name
+
+
+def new_report(alias: str) -> dict:
+    report = RunReport(mode="incremental", alias=alias)
+    report.record_success()
+    report.record_failure(7, RowFailure(RowStatus.DECODE_FAILED, "truncated", "bad jpeg"))
+    report.finish("succeeded")
+    return report.as_dict()
+
+
+def row_types(es, index: str) -> dict[str, str]:
+    properties = es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    return {name: spec["type"] for name, spec in properties["rows"]["properties"].items()}
+
+
+def failed_and_indexed_sums(es, index: str) -> dict[str, float]:
+    aggs = {name: {"sum": {"field": f"rows.{name}"}} for name in ("failed", "indexed")}
+    response = es.search(index=index, size=0, aggs=aggs)
+    return {name: response["aggregations"][name]["value"] for name in aggs}
+
+
+def test_ensure_adds_the_row_counts_to_an_existing_runs_index(es, alias):
+    name = old_runs_index(es, alias)
+    StateStore(es, alias).ensure()
+    assert row_types(es, name) == dict.fromkeys(ROW_COUNTS, "long")
+    properties = es.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+    assert properties["deleted_indices"]["type"] == "keyword"
+    assert properties["previous_indices"]["type"] == "text"  # mapped dynamically before: left as it is
+    before = es.indices.get_mapping(index=name).body
+    StateStore(es, alias).ensure()  # nothing missing any more: no change
+    assert es.indices.get_mapping(index=name).body == before
+
+    StateStore(es, alias).record_run(new_report(alias))
+    caps = es.field_caps(index=name, fields="rows.*")["fields"]
+    assert {field: list(types) for field, types in caps.items() if field != "rows"} == {
+        f"rows.{count}": ["long"] for count in ROW_COUNTS
+    }
+    # The old report has no row counts: sums (what the dashboard draws) count only the new one.
+    assert failed_and_indexed_sums(es, name) == {"failed": 1.0, "indexed": 1.0}
+
+
+def test_without_the_upgrade_the_counts_are_mapped_dynamically_as_long(es, alias):
+    """A role that may not put a mapping (ensure only warns): the report's integer counts get the same
+    type from dynamic mapping."""
+    name = old_runs_index(es, alias)
+    StateStore(es, alias).record_run(new_report(alias))  # no ensure(): no put_mapping
+    assert row_types(es, name) == dict.fromkeys(ROW_COUNTS, "long")
+    assert failed_and_indexed_sums(es, name) == {"failed": 1.0, "indexed": 1.0}
+
+
+def test_a_new_runs_index_maps_the_counts_and_index_lists_explicitly(es, alias):
+    StateStore(es, alias).ensure()
+    name = runs_index(alias)
+    assert row_types(es, name) == dict.fromkeys(ROW_COUNTS, "long")
+    properties = es.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+    assert properties["previous_indices"] == properties["deleted_indices"] == {"type": "keyword"}

@@ -13,8 +13,11 @@ No Kibana can run here, so the file is checked against what Kibana documents and
   reference `indexpattern-datasource-layer-<layerId>`; a saved search's data view is the reference
   named by indexRefName in searchSourceJSON;
 - the `url` field format with params {type: a|img|audio, urlTemplate, labelTemplate, width, height}.
-And against this project: every field a view, column, filter or query names exists in
-mappings/images.json, in the run reports (RunReport.as_dict, RUNS_MAPPINGS) or as a runtime field.
+And against this project: every field a view, column, filter or query names (kibana.fields) exists in
+mappings/images.json or in the run reports (RunReport.as_dict, RUNS_MAPPINGS) with a type that fits its
+use, and no object needs a script: no runtime field, no scripted field (the local integ-test
+Elasticsearch has no Painless, and the reports carry explicit counts). tests/integration/
+test_kibana_fields.py checks the same names against `_field_caps` of a real index and runs index.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from typing import Any
 
 import pytest
 
-from indexer.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowStatus
-from indexer.report import RunReport
+from indexer.errors import SUCCESS_STATUSES, RowStatus
+from indexer.report import ROW_COUNTS, RunReport
 from indexer.state import RUNS_MAPPINGS
+from kibana import fields as kibana_fields
 from kibana import setup
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +67,14 @@ DATA_VIEW_JSON_STRINGS = (
     "typeMeta",
 )
 FIELD_FORMATS = {"url", "number", "bytes", "percent", "duration", "date", "string", "boolean", "color"}
-RUNTIME_TYPES = {"keyword", "long", "double", "date", "boolean", "ip", "geo_point", "composite"}
+NUMERIC_TYPES = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
+# Types each use accepts (kibana.fields); None: a field of the report no mapping names (dynamic).
+ACCEPTS = {
+    kibana_fields.DATE: {"date", "date_nanos"},
+    kibana_fields.NUMBER: NUMERIC_TYPES,
+    kibana_fields.KEYWORD: {"keyword", "constant_keyword"},
+    kibana_fields.AGGREGATABLE: {"keyword", "date", "boolean", *NUMERIC_TYPES},
+}
 LENS_OPERATIONS = {"date_histogram", "terms", "count", "sum", "average", "min", "max", "unique_count"}
 LENS_VISUALIZATIONS = {"lnsXY", "lnsMetric", "lnsDatatable", "lnsPie"}
 XY_SERIES = {
@@ -91,29 +102,50 @@ def one(objects: list[dict[str, Any]], object_id: str) -> dict[str, Any]:
     return found
 
 
-def image_fields() -> set[str]:
-    properties = json.loads((REPO / "mappings" / "images.json").read_text())["mappings"]["properties"]
-    fields = set(properties)
+def mapped_types(properties: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted field name -> mapping type, objects and multi-fields included."""
+    types: dict[str, str] = {}
     for name, spec in properties.items():
-        fields |= {f"{name}.{sub}" for sub in spec.get("fields", {})}
-    return fields
+        path = prefix + name
+        types[path] = spec.get("type", "object")
+        types |= mapped_types(spec.get("properties", {}), f"{path}.")
+        types |= {f"{path}.{sub}": sub_spec["type"] for sub, sub_spec in spec.get("fields", {}).items()}
+    return types
 
 
-def run_fields(data_view: dict[str, Any]) -> set[str]:
-    """Fields of <alias>-runs: the report's keys, the explicit mappings, statuses.* and runtime fields."""
-    report = RunReport(mode="full", alias="images").as_dict()
-    fields = set(report) | set(RUNS_MAPPINGS["properties"])
-    fields |= {f"statuses.{status.value}" for status in RowStatus}
-    return fields | set(json.loads(data_view["attributes"]["runtimeFieldMap"]))
+def report_keys(document: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted keys of a run report, nested objects included."""
+    keys = set()
+    for key, value in document.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= report_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def image_field_types() -> dict[str, str | None]:
+    properties = json.loads((REPO / "mappings" / "images.json").read_text())["mappings"]["properties"]
+    return dict(mapped_types(properties))
+
+
+def run_field_types() -> dict[str, str | None]:
+    """Fields of <alias>-runs: the explicit mappings, statuses.* (dynamic template, long), and the
+    report's other keys (mapped dynamically: type None)."""
+    types: dict[str, str | None] = {key: None for key in report_keys(RunReport("full", "images").as_dict())}
+    types |= {f"statuses.{status.value}": "long" for status in RowStatus}
+    return types | mapped_types(RUNS_MAPPINGS["properties"])
+
+
+def field_types(objects: list[dict[str, Any]], data_view_id: str) -> dict[str, str | None]:
+    view = one(objects, data_view_id)
+    return image_field_types() if view["attributes"]["title"] == "images" else run_field_types()
 
 
 def fields_of(objects: list[dict[str, Any]], data_view_id: str) -> set[str]:
-    view = one(objects, data_view_id)
-    return image_fields() if view["attributes"]["title"] == "images" else run_fields(view)
+    return set(field_types(objects, data_view_id))
 
 
-def kql_fields(query: str) -> set[str]:
-    return set(re.findall(r"([A-Za-z_][\w.]*)\s*(?::|<=|>=|<|>)", query))
+kql_fields = kibana_fields.kql_fields
 
 
 def reference_for(obj: dict[str, Any], name: str) -> dict[str, Any]:
@@ -214,18 +246,57 @@ def test_field_formats_attrs_and_filters_name_real_fields(objects):
             assert source_filter["value"] in fields
 
 
-def test_runtime_fields_cover_every_row_status(objects):
-    runtime = json.loads(one(objects, "imgsearch-images-dv-runs")["attributes"]["runtimeFieldMap"])
-    for name, spec in runtime.items():
-        assert spec["type"] in RUNTIME_TYPES, name
-        assert "emit(" in spec["script"]["source"], name
-    for status in RowStatus:
-        script = runtime[f"rows_{status.value}"]["script"]["source"]
-        # doc.containsKey: a status no run has produced yet has no mapping; the field then reads 0.
-        assert f"doc.containsKey('statuses.{status.value}')" in script
-    failed = runtime["rows_failed"]["script"]["source"]
-    named = set(re.findall(r"'(\w+)'", failed))
-    assert named == {status.value for status in FAILURE_STATUSES}
+def test_no_object_uses_a_script_or_a_runtime_field(objects):
+    assert kibana_fields.scripted_parts(objects) == []
+    for view in by_type(objects, "index-pattern"):
+        assert json.loads(view["attributes"]["runtimeFieldMap"]) == {}, view["id"]
+        assert json.loads(view["attributes"]["fields"]) == [], view["id"]
+    for lens in by_type(objects, "lens"):
+        assert lens["attributes"]["state"]["adHocDataViews"] == {}, lens["id"]
+    text = NDJSON.read_text()
+    assert "emit(" not in text and "doc[" not in text and "painless" not in text.lower()
+
+
+def test_the_script_check_finds_runtime_and_scripted_fields(objects):
+    """What the test above would catch: the runtime field the runs view used to define, and a scripted
+    field in `fields`, both inside the JSON strings of a data view."""
+    changed = json.loads(json.dumps(objects))
+    view = one(changed, "imgsearch-images-dv-runs")["attributes"]
+    view["runtimeFieldMap"] = json.dumps(
+        {"rows_failed": {"type": "long", "script": {"source": "emit(doc['statuses.decode_failed'].value)"}}}
+    )
+    view["fields"] = json.dumps([{"name": "x", "type": "number", "scripted": True, "script": "1"}])
+    found = kibana_fields.scripted_parts(changed)
+    assert found == ["[1].attributes.fields[0].script", "[1].attributes.runtimeFieldMap"]
+
+
+def test_every_referenced_field_has_a_type_that_fits_its_use(objects):
+    uses = kibana_fields.referenced_fields(objects)
+    assert {use.field for use in uses} >= {"started_at", "indexed_at", "rows.failed", "outcome", "status"}
+    for use in uses:
+        types = field_types(objects, use.data_view)
+        assert use.field in types, f"{use.where}: unknown field {use.field}"
+        if use.needs in ACCEPTS:
+            assert types[use.field] in ACCEPTS[use.needs], f"{use.where}: {use.field} is {types[use.field]}"
+
+
+def test_run_reports_map_every_row_count_as_long():
+    rows = RUNS_MAPPINGS["properties"]["rows"]["properties"]
+    assert set(rows) == set(ROW_COUNTS) == {status.value for status in RowStatus} | {"failed", "succeeded"}
+    assert {spec["type"] for spec in rows.values()} == {"long"}
+    assert set(RunReport("full", "images").as_dict()["rows"]) == set(ROW_COUNTS)
+
+
+def test_rows_per_status_sums_the_count_of_every_status(objects):
+    lens = one(objects, "imgsearch-images-lens-rows-per-status")["attributes"]["state"]
+    (layer,) = lens["datasourceStates"]["formBased"]["layers"].values()
+    sums = {column["sourceField"] for column in layer["columns"].values() if column["operationType"] == "sum"}
+    assert sums == {f"rows.{status.value}" for status in RowStatus}
+
+
+def test_runs_search_shows_the_succeeded_and_failed_totals(objects):
+    columns = one(objects, "imgsearch-images-search-runs")["attributes"]["columns"]
+    assert {"rows.succeeded", "rows.failed"} <= set(columns)
 
 
 # --- Lens ------------------------------------------------------------------------------------------
