@@ -123,9 +123,9 @@ class StateStore:
     def _add_missing_fields(self, name: str, mappings: dict[str, Any], required: bool) -> None:
         """put_mapping of the explicit properties an existing index lacks (never a changed type).
 
-        For the runs index this is best effort: a role without `indices:admin/mapping/put` (the
-        `write` privilege only maps new fields dynamically) is refused, and the run goes on; the next
-        report then maps the missing counts dynamically, as long, which is what RUNS_MAPPINGS says."""
+        For the runs index this is best effort: a role without `indices:admin/mapping/put` (an older
+        role file; Elasticsearch 9's `write` no longer implies it) is refused, and the run goes on; the
+        next report then maps the missing counts dynamically, as long, which is what RUNS_MAPPINGS says."""
         response = self.es.indices.get_mapping(index=name).body
         current = next(iter(response.values()), {}).get("mappings", {})
         missing = missing_properties(current.get("properties", {}), mappings["properties"])
@@ -137,8 +137,8 @@ class StateStore:
         except (AuthorizationException, BadRequestError) as exc:
             if required:
                 raise
-            # 403 is expected under the least-privilege indexer role and harmless (same types
-            # dynamically): info, not a warning repeated at every run. A 400 means a real conflict.
+            # 403 (a role without the privilege) is harmless (same types dynamically): info, not a
+            # warning repeated at every run. A 400 means a real conflict.
             level = logging.INFO if isinstance(exc, AuthorizationException) else logging.WARNING
             log.log(
                 level,

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -487,6 +488,24 @@ def test_an_indexer_api_key_runs_full_end_to_end(secure_node, native, native_ind
     who = make_client(load_elastic_config(env), max_retries=0).security.authenticate().body
     assert who["authentication_type"] == "api_key"
     assert who["api_key"]["name"] == security.role_name("indexer", alias)
+
+
+def test_the_indexer_key_adds_new_fields_to_an_older_runs_index(secure_node, native, native_indexed, admin):
+    """A runs index made by an older indexer gets the explicit mappings (rows.*) with the indexer key."""
+    from indexer.state import StateStore, runs_index
+
+    runs = runs_index(native.alias)
+    admin.indices.delete(index=runs)
+    admin.indices.create(index=runs, mappings={"properties": {"mode": {"type": "keyword"}}})
+    env = key_env(secure_node, native_indexed, native.keys["indexer"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        StateStore(make_client(load_elastic_config(env), max_retries=0), native.alias).ensure()
+    # An explicit privilege, not `write`'s deprecated implicit one (gone in Elasticsearch 9).
+    assert not [w for w in caught if "mapping" in str(w.message)], [str(w.message) for w in caught]
+    properties = admin.indices.get_mapping(index=runs).body[runs]["mappings"]["properties"]
+    assert properties["rows"]["properties"]["failed"] == {"type": "long"}
+    assert properties["previous_indices"] == {"type": "keyword"}
 
 
 def test_the_api_read_key_searches_but_cannot_write(

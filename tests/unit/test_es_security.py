@@ -143,11 +143,17 @@ def test_the_api_roles_read_only_or_write_only_the_alias():
     writable = [entry["names"] for entry in write["indices"] if "write" in entry["privileges"]]
     assert writable == [["images"]]
     indexer = security.role_body("indexer", "images")
-    assert (
-        "manage" not in indexer["indices"][0]["privileges"]
-        and "all" not in indexer["indices"][0]["privileges"]
-    )
+    granted = {p for entry in indexer["indices"] for p in entry["privileges"]}
+    assert "manage" not in granted and "all" not in granted
     assert "images-indexer-state" not in {n for entry in read["indices"] for n in entry["names"]}
+
+
+def test_the_indexer_may_put_mappings_only_on_its_state_and_runs_indices():
+    indexer = security.role_body("indexer", "images")
+    mapping = [
+        entry["names"] for entry in indexer["indices"] if "indices:admin/mapping/put" in entry["privileges"]
+    ]
+    assert mapping == [["images-indexer-state", "images-runs"]]
 
 
 def test_the_roles_file_holds_one_json_role_per_line():
