@@ -36,7 +36,7 @@ PAGE_SIZE = 10  # products asked of the API per query; a rank beyond it counts a
 TOP_K = (1, 5)
 MIN_TILE_STD = 5.0  # a tile this flat (grey-level standard deviation) is not a product: skipped
 EXTRACT_BATCH = 8  # the indexer's default batch size: one compiled shape serves both (XLA compiles per shape)
-SMOKE_PRODUCTS = 12
+SMOKE_PRODUCTS = 10
 SMOKE_EDITS = (
     "identity",
     "crop_center_80",
@@ -949,8 +949,9 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"Load average (1/5/15 min) before {loads['before']}, after {loads['after']}.",
             "",
             f"Corpus: {corpus['products']} products from {corpus['sources']} scikit-image sample photos "
-            "(large photos cut into non-overlapping tiles, one product each; small photos whole), two "
-            "catalog images per product (the photo and a second view). Queries: "
+            "(large photos cut into non-overlapping tiles, one product each; small photos whole; "
+            f"{sum(1 for p in corpus['list'] if p['grayscale'])} grayscale, where the colour edits change "
+            "little), two catalog images per product (the photo and a second view). Queries: "
             f"{len(queries)} = products x edits of the original image, "
             f"POST /search?size={settings['page_size']}; "
             f"{errors} non-200 answers.",
