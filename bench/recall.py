@@ -680,27 +680,46 @@ def main_table(results: dict[str, Any]) -> list[str]:
 
 def storage_table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "Disk after the force-merge (MiB) and off-heap memory per vector (bytes): expected = Elastic's "
-        "formula (vectors scored + 4*m graph), files = the hot files' size / vectors:",
+        "Disk after the force-merge to one segment (MiB; knn_vectors = the feature field in "
+        "_disk_usage?run_expensive_tasks=true) and off-heap memory per vector (bytes; expected = Elastic's "
+        "sizing formula: the vectors kNN scores + 4*m of HNSW graph):",
         "",
-        "| vectors | type | segments | store | field knn_vectors (share) | _source | hot files | "
-        "expected B/vector | files B/vector |",
-        "|---:|---|---:|---:|---:|---:|---|---:|---:|",
+        "| vectors | type | segments | store | feature knn_vectors (share) | knn_vectors B/vector | "
+        "_source | expected off-heap B/vector |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in results["sizes"]:
         for index_type, facts in entry["indices"].items():
             usage = facts["disk_usage"]
             knn = usage.get("feature_knn_vectors_bytes")
             share = f" ({knn / facts['store_bytes']:.0%})" if knn is not None else ""
-            hot = ", ".join(f".{ext} {mib(facts['file_sizes'].get(ext))}" for ext in facts["hot_files"])
-            files = facts["hot_bytes_per_vector"]
+            per_vector = "-" if knn is None else f"{knn / facts['docs']:.0f}"
             lines.append(
                 f"| {entry['size']:,} | {index_type} | {facts['segments']} | {mib(facts['store_bytes'])} | "
-                f"{mib(knn)}{share} | {mib(usage.get('source_bytes'))} | "
-                f"{'compound file' if facts['compound_file'] else hot} | "
-                f"{facts['expected_offheap_per_vector']['total']:.0f} | {'-' if files is None else files} |"
+                f"{mib(knn)}{share} | {per_vector} | {mib(usage.get('source_bytes'))} | "
+                f"{facts['expected_offheap_per_vector']['total']:.0f} |"
             )
-    return lines
+    return [*lines, "", file_note(results)]
+
+
+def file_note(results: dict[str, Any]) -> str:
+    """Segment files by extension (the hot ones per type), or why there is no such breakdown."""
+    parts = [
+        f"{entry['size']:,} {index_type}: "
+        + ", ".join(f".{ext} {mib(facts['file_sizes'].get(ext))} MiB" for ext in facts["hot_files"])
+        + f" ({facts['hot_bytes_per_vector']} B/vector)"
+        for entry in results["sizes"]
+        for index_type, facts in entry["indices"].items()
+        if not facts["compound_file"]
+    ]
+    if not parts:
+        return (
+            "Segment files by extension: none to show, every merged segment is a compound file (.cfs; "
+            "Elasticsearch packs segments under index.compound_format, 1gb by default). Every type keeps "
+            "the float32 vectors on disk (2048 B/vector at 512 dims) for rescoring and reindexing; the "
+            "quantized types add their copy."
+        )
+    return "Hot segment files (graph + the vectors kNN scores): " + "; ".join(parts) + "."
 
 
 def sweep_table(results: dict[str, Any]) -> list[str]:
