@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import CpuMeter, load_average, machine_facts, wait_for_load_below
-from bench.searchindex import DIMS, CorpusPlan, corpus, corpus_stats, load_documents, real_vectors
+from bench.searchindex import DIMS, CorpusPlan, corpus, corpus_stats, load_documents, real_vectors, unit_rows
 
 log = logging.getLogger("bench.recall")
 
@@ -291,6 +291,25 @@ def query_stats(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> 
         "tenth_cosine_mean": round(float(last.mean()), 4),
         "gap_1st_10th_mean": round(float((first - last).mean()), 4),
     }
+
+
+GEOMETRIES = {
+    "as-is": "the photo vectors as the model gives them",
+    "centred": "each photo vector minus the mean photo vector, negatives clipped, unit length",
+}
+
+
+def shaped(real: np.ndarray, geometry: str) -> np.ndarray:
+    """The photo vectors the corpus grows from, in the chosen geometry.
+
+    `as-is` keeps them: with random weights every photo is ~0.98 cosine-similar to every other, a
+    far denser cloud than trained features give. `centred` removes the shared mean direction (then
+    ReLU-like clipping and unit length, as VGG16's output), which spreads random pairs to ~0.3
+    cosine, the range of trained CNN features of unrelated images: an assumption, stated in the results.
+    """
+    if geometry == "as-is":
+        return real
+    return unit_rows(real - real.mean(axis=0, keepdims=True))
 
 
 def cache_path(args: argparse.Namespace) -> Path | None:
@@ -612,6 +631,8 @@ def settings_of(args: argparse.Namespace, real_source: str, model: dict[str, Any
         "num_candidates": args.num_candidates,
         "real_photos": args.real_photos,
         "real_vectors": real_source,
+        "geometry": args.geometry,
+        "geometry_description": GEOMETRIES[args.geometry],
         "weights": args.weights,
         "seed": args.seed,
         "model": model,
@@ -768,7 +789,8 @@ def context_lines(results: dict[str, Any]) -> list[str]:
         f"before {loads['before']}, after {loads['after']}.",
         "",
         f"Photo vectors: {settings['real_photos']} photos, VGG16 weights={settings['weights']} seed "
-        f"{settings['seed']}, {settings['real_vectors']}. Corpus per size:",
+        f"{settings['seed']}, {settings['real_vectors']}. Geometry `{settings.get('geometry', 'as-is')}`: "
+        f"{settings.get('geometry_description', GEOMETRIES['as-is'])}. Corpus per size:",
         "",
         *corpus_lines,
         "",
@@ -904,6 +926,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where photo vectors of {'/'.join(CACHEABLE_WEIGHTS)} weights are cached (default {CACHE_DIR})",
     )
     corpus_group.add_argument("--no-cache", action="store_true", help="compute the photo vectors again")
+    corpus_group.add_argument(
+        "--geometry",
+        choices=sorted(GEOMETRIES),
+        default="as-is",
+        help="as-is: the photo vectors as the model gives them (random weights pack them at ~0.98 "
+        "cosine); centred: minus their mean, clipped, unit (random pairs ~0.3, like trained features)",
+    )
     run_group = parser.add_argument_group("run")
     run_group.add_argument(
         "--keep", action="store_true", help=f"keep the {INDEX_PREFIX}-* indices afterwards"
@@ -959,6 +988,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     es = sink.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
     version = sink.server_version(es)
     real, model, real_source = load_real_vectors(args)
+    real = shaped(real, args.geometry)
     before = load_average()
     sizes = [run_size(es, args, real, model, size) for size in args.sizes]
     loads = {"before": before, "after": load_average()}
