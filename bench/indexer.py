@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.machine import CpuMeter, load_average, machine_facts
+from bench.catalog import catalog_environment, drop_catalog, fill_defaults, seed_catalog
+from bench.machine import CpuMeter, load_average, machine_facts, wait_for_load_below
 from bench.naive import naive_index, warm_up_predict
 from bench.photos import ImageServer, serve_folder, write_photos
 
@@ -161,22 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options left unset from the smoke or full defaults."""
-    for key, value in (SMOKE if args.smoke else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
-
-
-def wait_for_idle(limit_seconds: float) -> list[float]:
-    """Wait (at most limit_seconds) until the 1-minute load average is below IDLE_LOAD."""
-    deadline = time.monotonic() + limit_seconds
-    while load_average()[0] >= IDLE_LOAD and time.monotonic() < deadline:
-        time.sleep(5)
-    return load_average()
-
-
 def configure_tensorflow(intra: int, inter: int) -> None:
     """Thread pools must be set before TensorFlow initialises its runtime (0 keeps TF's default)."""
     import tensorflow as tf
@@ -185,34 +170,6 @@ def configure_tensorflow(intra: int, inter: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
     if inter:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-
-
-def bench_environment(args: argparse.Namespace, alias: str, table: str, base_url: str, reports: str):
-    """The indexer environment for this run: throwaway table and alias, photos on the local server."""
-    missing = [name for name in ("ES_URL", "MYSQL_URL") if not os.environ.get(name)]
-    if missing:
-        raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
-    return {
-        **os.environ,
-        "ES_INDEX": alias,
-        "ES_NUMBER_OF_REPLICAS": "0",
-        "MYSQL_TABLE": table,
-        "IMAGE_BASE_URL": base_url,
-        "VGG16_WEIGHTS": args.weights,
-        "INDEXER_REPORT_DIR": reports,
-        "INDEXER_CHANGE_LAG_SECONDS": CHANGE_LAG_SECONDS,
-    }
-
-
-def seed_catalog(config, photos: list[Path]) -> None:
-    """One row per photo, three photos per product, in MariaDB."""
-    from demo.catalog import CatalogEntry, load_catalog
-
-    entries = [
-        CatalogEntry(number, f"product-{(number - 1) // 3 + 1:04d}", path.name)
-        for number, path in enumerate(photos, start=1)
-    ]
-    load_catalog(config.mysql, entries)
 
 
 def decode_photos(photos: list[Path]) -> np.ndarray:
@@ -404,26 +361,6 @@ def measure_naive(env, extractor, args: argparse.Namespace, server: ImageServer)
     return Phase("naive", what, indexed, meter.wall, meter.as_dict())
 
 
-def cleanup(env) -> None:
-    """Delete the throwaway indices and table; failures are logged, not raised."""
-    from indexer.config import load_indexer_config
-    from indexer.sink import make_client
-    from indexer.source import connect
-
-    config = load_indexer_config(env)
-    try:
-        es = make_client(config.elastic)
-        es.options(ignore_status=404).indices.delete(index=f"{config.elastic.alias}*", expand_wildcards="all")
-    except Exception:  # cleanup must not hide the measurement
-        log.exception("could not delete the bench indices %s*", config.elastic.alias)
-    try:
-        connection = connect(config.mysql)
-        connection.cursor().execute(f"DROP TABLE IF EXISTS `{config.mysql.table}`")
-        connection.close()
-    except Exception:
-        log.exception("could not drop the bench table %s", config.mysql.table)
-
-
 @dataclass
 class Measurements:
     """Ceiling passes interleaved with pipeline runs (C P C P C ...), and one naive run."""
@@ -483,18 +420,22 @@ def measure_rounds(
 
 def run_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], Measurements]:
     """Generate photos, seed the catalog, load the model once, then measure every phase."""
-    from indexer.config import load_indexer_config
     from indexer.features import FeatureExtractor
 
     print(f"writing {args.images} photos ...", file=sys.stderr)
     photos = write_photos(folder / "photos", args.images, args.seed)
     run_id = uuid.uuid4().hex[:10]
     with serve_folder(folder / "photos") as server:
-        env = bench_environment(
-            args, f"bench-{run_id}", f"bench_{run_id}", server.url, str(folder / "reports")
+        env = catalog_environment(
+            f"bench-{run_id}",
+            f"bench_{run_id}",
+            server.url,
+            args.weights,
+            INDEXER_REPORT_DIR=str(folder / "reports"),
+            INDEXER_CHANGE_LAG_SECONDS=CHANGE_LAG_SECONDS,
         )
         try:
-            seed_catalog(load_indexer_config(env), photos)
+            seed_catalog(env, photos)
             pixels = decode_photos(photos)
             extractor = FeatureExtractor(args.weights, seed=1234, jit_compile=COMPILERS[args.compiler])
             extractor.warm_up()
@@ -504,7 +445,7 @@ def run_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], 
             reuse = measure_reuse_phases(args, env, extractor, photos, server)
             naive = measure_naive(env, extractor, args, server)
         finally:
-            cleanup(env)
+            drop_catalog(env)
     settings = {"device": extractor.device, "table": env["MYSQL_TABLE"], "alias": env["ES_INDEX"]}
     return settings, Measurements(ceilings, pipelines, naive, reuse)
 
@@ -683,10 +624,10 @@ def write_results(results: dict[str, Any], folder: Path, smoke: bool) -> tuple[P
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = resolve(build_parser().parse_args(argv))
+    args = fill_defaults(build_parser().parse_args(argv), SMOKE, DEFAULTS)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    before = wait_for_idle(args.wait_idle) if args.wait_idle else load_average()
+    before = wait_for_load_below(IDLE_LOAD, args.wait_idle) if args.wait_idle else load_average()
     if before[0] >= IDLE_LOAD:
         print(f"warning: 1-minute load average {before[0]} before the start; numbers may be disturbed")
     configure_tensorflow(args.intra_op_threads, args.inter_op_threads)

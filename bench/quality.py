@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from bench.apiserver import ApiServer, running_api
+from bench.catalog import catalog_environment, drop_catalog
 from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image
 from bench.machine import load_average, machine_facts
 from bench.photos import serve_folder
@@ -493,21 +494,16 @@ def check_weights(weights: str) -> None:
 
 
 def indexer_environment(args: argparse.Namespace, alias: str, table: str, base_url: str, folder: Path):
-    missing = [name for name in ("ES_URL", "MYSQL_URL") if not os.environ.get(name)]
-    if missing:
-        raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
-    return {
-        **os.environ,
-        "ES_INDEX": alias,
-        "ES_NUMBER_OF_REPLICAS": "0",
-        "ES_VECTOR_INDEX_TYPE": args.index_type,
-        "MYSQL_TABLE": table,
-        "MYSQL_DELETED_COLUMN": "",
-        "IMAGE_BASE_URL": base_url,
-        "VGG16_WEIGHTS": args.weights,
-        "VGG16_SEED": str(args.seed),
-        "INDEXER_REPORT_DIR": str(folder / "reports"),
-    }
+    return catalog_environment(
+        alias,
+        table,
+        base_url,
+        args.weights,
+        ES_VECTOR_INDEX_TYPE=args.index_type,
+        MYSQL_DELETED_COLUMN="",
+        VGG16_SEED=str(args.seed),
+        INDEXER_REPORT_DIR=str(folder / "reports"),
+    )
 
 
 def catalog_file_names(product: Product) -> tuple[str, str]:
@@ -559,26 +555,6 @@ def run_full_rebuild(env: dict[str, str], extractor, expected: int) -> dict[str,
     if report.outcome != "succeeded" or statuses.get("indexed", 0) != expected:
         raise RuntimeError(f"indexer full {report.outcome}: {report.message}; {statuses} of {expected} rows")
     return {"index": report.index, "statuses": statuses, "seconds": round(time.perf_counter() - started, 1)}
-
-
-def cleanup(env: dict[str, str]) -> None:
-    """Delete the throwaway indices and table; failures are logged, not raised."""
-    from indexer.config import load_indexer_config
-    from indexer.sink import make_client
-    from indexer.source import connect
-
-    config = load_indexer_config(env)
-    try:
-        es = make_client(config.elastic)
-        es.options(ignore_status=404).indices.delete(index=f"{config.elastic.alias}*", expand_wildcards="all")
-    except Exception:  # cleanup must not hide the measurement
-        log.exception("could not delete the bench indices %s*", config.elastic.alias)
-    try:
-        connection = connect(config.mysql)
-        connection.cursor().execute(f"DROP TABLE IF EXISTS `{config.mysql.table}`")
-        connection.close()
-    except Exception:
-        log.exception("could not drop the bench table %s", config.mysql.table)
 
 
 # --- through the API --------------------------------------------------------------------------------
@@ -826,7 +802,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Run:
             run_baseline(extract_all(extractor, [q.data for q in queries]), stored, products, results)
             seconds["baseline"] = round(time.perf_counter() - started, 1)
         finally:
-            cleanup(env)
+            drop_catalog(env)
     seconds["index"] = build["seconds"]
     settings = settings_of(args, env, extractor, build)
     return Run(products, args.edit_list, results, settings, stats, vectors, seconds)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.catalog import fill_defaults
 from bench.machine import CpuMeter, load_average, machine_facts, wait_for_load_below
 from bench.searchindex import DIMS, CorpusPlan, corpus, corpus_stats, load_documents, real_vectors, unit_rows
 
@@ -964,9 +965,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill unset options from the smoke or full defaults; parse lists; derive k and num_candidates."""
     from searchapi import queries
 
-    for key, value in (SMOKE if args.smoke else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, SMOKE, DEFAULTS)
     args.sizes = parse_ints(args.sizes)
     args.types = [name.strip() for name in args.types.split(",") if name.strip()]
     oversamples = {

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.apiserver import GUNICORN_CONF, ApiServer, Layout, running_api
+from bench.catalog import fill_defaults
 from bench.loadgen import (
     HttpRequest,
     JobFeed,
@@ -234,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the options left unset from the smoke or full defaults; parse the levels."""
-    for key, value in (SMOKE if args.smoke else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, SMOKE, DEFAULTS)
     args.levels = sorted({1, *(int(level) for level in str(args.levels).split(",") if level.strip())})
     args.alias = args.alias or f"bench-search-{args.docs}"
     return args

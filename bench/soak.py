@@ -18,8 +18,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.apiserver import REPO, ApiServer, running_api
+from bench.catalog import catalog_environment, drop_catalog, fill_defaults, seed_catalog
 from bench.loadgen import (
     HttpRequest,
     JobFeed,
@@ -147,10 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options left unset from the smoke or full defaults."""
-    for key, value in (SMOKE if args.smoke else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    """Fill the options left unset from the smoke or full defaults, and check them."""
+    fill_defaults(args, SMOKE, DEFAULTS)
     if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
         raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
     return args
@@ -636,33 +635,16 @@ def verdict(errors: int, runs_ok: list[bool], swaps_loaded: int, rebuilds: int) 
 
 def soak_environment(args: argparse.Namespace, alias: str, table: str, base_url: str) -> dict[str, str]:
     """Variables shared by the indexer runs and the API: throwaway alias and table, seeded weights."""
-    missing = [name for name in ("ES_URL", "MYSQL_URL") if not os.environ.get(name)]
-    if missing:
-        raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
-    return {
-        **os.environ,
-        "ES_INDEX": alias,
-        "ES_NUMBER_OF_REPLICAS": "0",
-        "MYSQL_TABLE": table,
-        "IMAGE_BASE_URL": base_url,
-        "VGG16_WEIGHTS": args.weights,
-        "VGG16_SEED": MODEL_SEED,
-        "INDEXER_KEEP_VERSIONS": str(args.keep_versions),
-        "INDEXER_CHECKPOINT_SECONDS": "2",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-
-
-def seed_catalog(env: dict[str, str], photos: list[Path]) -> None:
-    """One row per photo, three photos per product."""
-    from demo.catalog import CatalogEntry, load_catalog
-    from indexer.config import load_mysql_config
-
-    entries = [
-        CatalogEntry(number, f"product-{(number - 1) // 3 + 1:04d}", path.name)
-        for number, path in enumerate(photos, start=1)
-    ]
-    load_catalog(load_mysql_config(env), entries)
+    return catalog_environment(
+        alias,
+        table,
+        base_url,
+        args.weights,
+        VGG16_SEED=MODEL_SEED,
+        INDEXER_KEEP_VERSIONS=str(args.keep_versions),
+        INDEXER_CHECKPOINT_SECONDS="2",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
 
 
 def es_client(env: dict[str, str]):
@@ -670,44 +652,6 @@ def es_client(env: dict[str, str]):
     from indexer.sink import make_client
 
     return make_client(load_elastic_config(env), max_retries=1)
-
-
-@contextmanager
-def shielded() -> Iterator[None]:
-    """Ignore Ctrl-C while cleaning up, so a second one cannot leave indices or a table behind."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def cleanup(env: dict[str, str], done: dict[str, Any]) -> None:
-    """Delete this run's indices (versions, <alias>-runs, <alias>-indexer-state) by name, the alias with
-    them, and its table; failures are logged and recorded, never raised."""
-    from indexer.config import load_mysql_config
-    from indexer.source import connect
-
-    alias, table = env["ES_INDEX"], env["MYSQL_TABLE"]
-    with shielded():
-        try:
-            es = es_client(env)
-            names = sorted(es.indices.get(index=f"{alias}-*", expand_wildcards="all").body)
-            if names:
-                es.indices.delete(index=",".join(names))
-            done["deleted_indices"] = names
-            done["left_over"] = sorted(es.indices.get(index=f"{alias}*", expand_wildcards="all").body)
-        except Exception as exc:
-            log.exception("could not delete the indices of %s", alias)
-            done["index_error"] = str(exc)
-        try:
-            connection = connect(load_mysql_config(env))
-            connection.cursor().execute(f"DROP TABLE IF EXISTS `{table}`")
-            connection.close()
-            done["dropped_table"] = table
-        except Exception as exc:
-            log.exception("could not drop the table %s", table)
-            done["table_error"] = str(exc)
 
 
 def warm_api(server: ApiServer, jpeg: bytes, size: int) -> None:
@@ -777,7 +721,7 @@ def prepare(args, folder: Path, stack: ExitStack, got: Collected) -> tuple[dict[
     queries = write_photos(folder / "queries", args.query_photos, args.seed + 7, *QUERY_SIZE)
     server = stack.enter_context(serve_folder(folder / "photos"))
     env = soak_environment(args, got.alias, got.table, server.url)
-    stack.callback(cleanup, env, got.cleanup)
+    stack.callback(lambda: got.cleanup.update(drop_catalog(env)))
     seed_catalog(env, photos)
     got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
     if not got.initial.ok:

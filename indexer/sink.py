@@ -45,6 +45,12 @@ def server_version(es: Elasticsearch) -> str:
     return next(iter(nodes["nodes"].values()))["version"]
 
 
+# Quantized vectors are searched approximately, then the best k x oversample are rescored with the
+# float vectors (index_options.rescore_vector, Elasticsearch 8.18+). bench/recall.py: int8_hnsw with
+# x2 and num_candidates 8k is the only variant with recall@10 >= 0.95 at 100k; bbq needs x3 or more.
+RESCORE_OVERSAMPLE = {"int8": 2.0, "int4": 2.0, "bbq": 3.0}
+
+
 def load_index_definition(config: ElasticConfig, meta: dict[str, object]) -> dict[str, object]:
     """Settings and mappings from mappings/images.json with configured shards, vector type and _meta."""
     definition = json.loads(MAPPING_FILE.read_text())
@@ -52,7 +58,15 @@ def load_index_definition(config: ElasticConfig, meta: dict[str, object]) -> dic
     index_settings = body["settings"]["index"]
     index_settings["number_of_shards"] = config.shards
     index_settings["number_of_replicas"] = config.replicas
-    body["mappings"]["properties"]["feature"]["index_options"]["type"] = config.vector_index_type
+    options = body["mappings"]["properties"]["feature"]["index_options"]
+    options["type"] = config.vector_index_type
+    options.pop("rescore_vector", None)
+    if config.vector_index_type.endswith("flat"):  # no graph: Elasticsearch refuses m / ef_construction
+        options.pop("m", None)
+        options.pop("ef_construction", None)
+    oversample = RESCORE_OVERSAMPLE.get(config.vector_index_type.split("_")[0])
+    if oversample:
+        options["rescore_vector"] = {"oversample": oversample}
     body["mappings"]["_meta"] = {**body["mappings"]["_meta"], **meta}
     return body
 

@@ -43,6 +43,17 @@ def test_full_indexes_every_row_with_a_status(es, extractor, env):
     assert indexed["image_url"] == env["IMAGE_BASE_URL"] + "p002-chelsea-front.jpg"
 
 
+@pytest.mark.parametrize("vector_type", ["int8_flat", "bbq_hnsw"])
+def test_every_vector_type_makes_a_valid_index(es, extractor, env, vector_type):
+    env = {**env, "ES_VECTOR_INDEX_TYPE": vector_type}
+    seed(env, photo_entries(2, 1))
+    report = run_full(env, extractor)
+
+    assert report.outcome == "succeeded"
+    feature = es.indices.get_mapping(index=report.index)[report.index]["mappings"]["properties"]["feature"]
+    assert feature["index_options"]["type"] == vector_type
+
+
 def test_index_carries_model_meta_and_explicit_vector_options(es, extractor, env):
     env = {**env, "ES_VECTOR_INDEX_TYPE": "hnsw"}
     seed(env, photo_entries(2, 1))

@@ -31,13 +31,15 @@ def test_k_and_candidates_stay_within_the_elasticsearch_cap():
     assert queries.widened_k(5000) == queries.MAX_K
     assert queries.num_candidates_for(6000) == queries.MAX_K
     assert queries.num_candidates_for(10) == 100
+    # What bench/recall.py measured for a page of 10 (k 55): 8 x k candidates.
+    assert queries.num_candidates_for(queries.initial_k(10, 0)) == 440
 
 
 def test_request_asks_one_extra_hit_and_collapses_on_the_product():
     request = queries.similarity_search([0.1, 0.2], size=10, from_=20, k=155)
     assert request["size"] == 11 and request["from_"] == 20
     assert request["collapse"] == {"field": "relation_id"}
-    assert request["knn"]["k"] == 155 and request["knn"]["num_candidates"] == 310
+    assert request["knn"]["k"] == 155 and request["knn"]["num_candidates"] == 1240
     assert "filter" not in request["knn"] and "similarity" not in request["knn"]
 
 
