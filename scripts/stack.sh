@@ -299,6 +299,23 @@ es_version() {
     sed -n 's/.*"version" *: *"\([^"]*\)".*/version \1/p' | head -n1
 }
 
+# stop_process LABEL PID PIDFILE: SIGTERM, up to 60 s to exit, then SIGKILL; the pid file goes.
+stop_process() {
+  local label="$1" pid="$2" pidfile="$3"
+  log "stopping $label (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$label did not stop within 60s; sending SIGKILL"
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  log "$label stopped"
+}
+
 es_down() {
   local pid
   if ! pid="$(es_pid)"; then
@@ -310,18 +327,7 @@ es_down() {
     fi
     return 0
   fi
-  log "stopping Elasticsearch (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "Elasticsearch did not stop within 60s; sending SIGKILL"
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$ES_PIDFILE"
-  log "Elasticsearch stopped"
+  stop_process "Elasticsearch" "$pid" "$ES_PIDFILE"
 }
 
 es_status() {
@@ -654,18 +660,7 @@ es_secure_down() {
     log "secure Elasticsearch is not running"
     return 0
   fi
-  log "stopping secure Elasticsearch (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "secure Elasticsearch did not stop within 60s; sending SIGKILL"
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$ES_SECURE_PIDFILE"
-  log "secure Elasticsearch stopped"
+  stop_process "secure Elasticsearch" "$pid" "$ES_SECURE_PIDFILE"
 }
 
 es_secure_status() {
