@@ -228,14 +228,19 @@ EOF
 EOF
 }
 
-es_log_tail() {
+# node_log_tail LOG_DIR CLUSTER: the last 60 lines of a node's log and launcher output, on stderr.
+node_log_tail() {
   local f
-  for f in "$ES_LOGS/$ES_CLUSTER.log" "$ES_LOGS/launcher.out"; do
+  for f in "$1/$2.log" "$1/launcher.out"; do
     if [ -s "$f" ]; then
       echo "----- tail of $f -----" >&2
       tail -n 60 "$f" >&2
     fi
   done
+}
+
+es_log_tail() {
+  node_log_tail "$ES_LOGS" "$ES_CLUSTER"
 }
 
 es_wait_healthy() {
@@ -567,13 +572,7 @@ ensure_secure_file_users() {
 }
 
 es_secure_log_tail() {
-  local f
-  for f in "$ES_SECURE_LOGS/$ES_SECURE_CLUSTER.log" "$ES_SECURE_LOGS/launcher.out"; do
-    if [ -s "$f" ]; then
-      echo "----- tail of $f -----" >&2
-      tail -n 60 "$f" >&2
-    fi
-  done
+  node_log_tail "$ES_SECURE_LOGS" "$ES_SECURE_CLUSTER"
 }
 
 es_secure_wait_healthy() {
