@@ -27,6 +27,9 @@ configuration (environment variables, see env.example):
   MYSQL_TABLE, MYSQL_ID_COLUMN, MYSQL_RELATION_COLUMN, MYSQL_PHOTO_COLUMN, MYSQL_UPDATED_COLUMN
   IMAGE_BASE_URL         base URL or folder that relative `photo` values are resolved against
   VGG16_WEIGHTS          imagenet (default) | random (tests, offline) | path to an .h5 file
+  VGG16_PRECISION        auto (default: bfloat16 where the CPU has AMX/AVX512_BF16 or the GPU bf16 tensor
+                         cores, else float32) | float32 | bfloat16; vectors stay float32, unit length
+  VGG16_COMPILE          auto (default: graph, XLA for float32 on CPUs without AVX-512) | graph | xla
   MYSQL_DELETED_COLUMN   optional soft-delete column: rows where it is set are removed from the index
   ES_API_KEY             API key (the `encoded` value) with the indexer role; or ES_USERNAME + ES_PASSWORD
   ES_CA_CERTS            PEM CA file for an https ES_URL; or ES_SSL_FINGERPRINT (SHA-256 of the server's
@@ -111,7 +114,10 @@ def run_options_parser() -> argparse.ArgumentParser:
     """Options shared by `full` and `incremental`."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument(
-        "--batch-size", type=positive_int, default=8, help="images per model call (default 8)"
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="images per model call (default: by device and precision: 8 float32 CPU, 32 bf16 CPU, 64 GPU)",
     )
     parser.add_argument("--workers", type=positive_int, default=8, help="download/decode threads (default 8)")
     parser.add_argument(
@@ -214,7 +220,7 @@ def run_job(args: argparse.Namespace) -> int:
 def load_extractor(config):
     from indexer.features import FeatureExtractor
 
-    return FeatureExtractor(config.model.weights, config.model.seed)
+    return FeatureExtractor.from_config(config.model)
 
 
 def make_run(args, config, es, source, extractor, total: int):

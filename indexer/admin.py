@@ -28,6 +28,7 @@ def version_summary(es: Elasticsearch, index: str) -> dict[str, object]:
         "statuses": {bucket["key"]: bucket["doc_count"] for bucket in buckets},
         "created_at": meta.get("created_at"),
         "model": meta.get("model"),
+        "compute": meta.get("compute"),
     }
 
 

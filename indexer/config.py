@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from indexer.compute import COMPILE_MODES, PRECISIONS
 from indexer.settings import ConfigError, env_choice, env_float, env_int, env_str
 
 VECTOR_INDEX_TYPES = (
@@ -57,10 +58,12 @@ class ElasticConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which VGG16 weights to load."""
+    """Which VGG16 weights to load, and how to compute (auto: chosen from the hardware)."""
 
     weights: str
     seed: int
+    precision: str = "auto"
+    compile_mode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,8 @@ def load_model_config(env: Mapping[str, str]) -> ModelConfig:
     return ModelConfig(
         weights=env_str(env, "VGG16_WEIGHTS", "imagenet"),
         seed=env_int(env, "VGG16_SEED", 1234),
+        precision=env_choice(env, "VGG16_PRECISION", "auto", PRECISIONS),
+        compile_mode=env_choice(env, "VGG16_COMPILE", "auto", COMPILE_MODES),
     )
 
 

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.compute import ComputePlan, CpuFacts, GpuFacts, plan_compute, read_cpu_facts
+from indexer.config import ModelConfig
 from indexer.imaging import TARGET_SIZE
 
 log = logging.getLogger(__name__)
+_POLICY_LOCK = threading.Lock()  # Keras's dtype policy is process-global while a model is built
 
 MODEL_ID = "keras-vgg16-notop-maxpool-224-l2"
 FEATURE_DIMS = 512
@@ -64,8 +67,11 @@ def weights_fingerprint(arrays: list[np.ndarray]) -> str:
     return "sha256:" + digest.hexdigest()[:32]
 
 
-def build_vgg16(weights: str, seed: int):
-    """Build Keras VGG16 (no top, global max pooling) with imagenet, file or seeded random weights."""
+def build_vgg16(weights: str, seed: int, policy: str = "float32"):
+    """Build Keras VGG16 (no top, global max pooling) with imagenet, file or seeded random weights.
+
+    `policy` is the Keras dtype policy of its layers ("mixed_bfloat16": bf16 compute, float32
+    variables, so the weights and their fingerprint are the same in every precision)."""
     import keras
 
     from_file = weights not in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS)
@@ -75,12 +81,18 @@ def build_vgg16(weights: str, seed: int):
         log.warning("!" * 20 + " %s (seed=%d) " + "!" * 20, RANDOM_WEIGHTS_WARNING, seed)
         keras.utils.set_random_seed(seed)
     keras_weights = IMAGENET_WEIGHTS if weights == IMAGENET_WEIGHTS else None
-    model = keras.applications.VGG16(
-        include_top=False,
-        weights=keras_weights,
-        pooling="max",
-        input_shape=(*TARGET_SIZE, 3),
-    )
+    with _POLICY_LOCK:
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy)
+        try:
+            model = keras.applications.VGG16(
+                include_top=False,
+                weights=keras_weights,
+                pooling="max",
+                input_shape=(*TARGET_SIZE, 3),
+            )
+        finally:
+            keras.config.set_dtype_policy(previous)
     if from_file:
         model.load_weights(weights)
     return model
@@ -97,18 +109,34 @@ def visible_gpus() -> list:
     return gpus
 
 
-def describe_device(gpus: list, jit_compile: bool) -> str:
-    """Where the model runs, for the log and benchmarks: TensorFlow places it on the first GPU."""
+def gpu_facts(gpus: list) -> list[GpuFacts]:
+    """Name and compute capability of each GPU TensorFlow sees (for the bf16 choice)."""
     import tensorflow as tf
 
-    compiler = "XLA" if jit_compile else "graph"
+    facts = []
+    for gpu in gpus:
+        try:
+            details = tf.config.experimental.get_device_details(gpu)
+        except (RuntimeError, ValueError):
+            details = {}
+        capability = details.get("compute_capability")
+        name = details.get("device_name", gpu.name)
+        facts.append(GpuFacts(name, tuple(capability) if capability else None))
+    return facts
+
+
+def describe_device(gpus: list[GpuFacts], cpu: CpuFacts, compute: ComputePlan) -> str:
+    """Where and how the model runs, for the log and benchmarks: TensorFlow places it on the first GPU."""
+    import tensorflow as tf
+
+    how = f"{compute.precision}, {compute.compile}"
     if gpus:
-        return f"GPU {gpus[0].name} ({len(gpus)} visible, {compiler})"
+        return f"GPU {gpus[0].name} ({len(gpus)} visible, {how})"
     threads = tf.config.threading
     return (
-        f"CPU (no GPU visible to TensorFlow; {os.cpu_count()} cores, intra-op threads "
+        f"CPU {cpu.describe()} (no GPU visible to TensorFlow; intra-op threads "
         f"{threads.get_intra_op_parallelism_threads() or 'auto'}, "
-        f"inter-op {threads.get_inter_op_parallelism_threads() or 'auto'}, {compiler})"
+        f"inter-op {threads.get_inter_op_parallelism_threads() or 'auto'}; {how})"
     )
 
 
@@ -116,15 +144,21 @@ class FeatureExtractor:
     """Loads VGG16 once; turns batches of decoded images into unit-length 512-d vectors."""
 
     def __init__(
-        self, weights: str = IMAGENET_WEIGHTS, seed: int = 0, jit_compile: bool | None = None
+        self,
+        weights: str = IMAGENET_WEIGHTS,
+        seed: int = 0,
+        precision: str = "auto",
+        compile_mode: str = "auto",
+        batch_size: int | None = None,
     ) -> None:
-        """jit_compile None: XLA on CPU (bench/indexer.py measured +3-5% here), TF's graph on a GPU."""
+        """`auto` precision and compile mode follow the hardware (indexer.compute); others force them."""
         import tensorflow as tf
 
-        gpus = visible_gpus()
-        self.jit_compile = not gpus if jit_compile is None else jit_compile
-        self.device = describe_device(gpus, self.jit_compile)
-        self._model = build_vgg16(weights, seed)
+        gpus = gpu_facts(visible_gpus())
+        cpu = read_cpu_facts()
+        self.compute = plan_compute(precision, compile_mode, cpu, gpus, batch_size)
+        self.device = describe_device(gpus, cpu, self.compute)
+        self._model = build_vgg16(weights, seed, self.compute.keras_policy)
         self.info = ModelInfo(
             model_id=MODEL_ID,
             weights=describe_weights(weights),
@@ -133,14 +167,16 @@ class FeatureExtractor:
         self._forward = tf.function(
             self._normalised_features,
             input_signature=[tf.TensorSpec([None, *TARGET_SIZE, 3], tf.uint8)],
-            jit_compile=self.jit_compile,
+            jit_compile=self.compute.compile == "xla",
         )
         self._lock = threading.Lock()
         log.info(
-            "VGG16 ready on %s: weights=%s fingerprint=%s",
+            "VGG16 ready on %s: weights=%s fingerprint=%s batch=%d (%s)",
             self.device,
             self.info.weights,
             self.info.fingerprint,
+            self.compute.batch_size,
+            self.compute.reason,
         )
 
     @property
@@ -154,7 +190,7 @@ class FeatureExtractor:
         import tensorflow as tf
 
         x = keras.applications.vgg16.preprocess_input(tf.cast(images, tf.float32))
-        features = self._model(x, training=False)
+        features = tf.cast(self._model(x, training=False), tf.float32)  # bf16 out of a mixed model
         norms = tf.norm(features, axis=1)
         return features / tf.maximum(norms, MIN_FEATURE_NORM)[:, None], norms
 
@@ -169,6 +205,11 @@ class FeatureExtractor:
         with self._lock:
             vectors, norms = self._forward(images)
         return vectors.numpy().astype(np.float32), norms.numpy()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, batch_size: int | None = None) -> FeatureExtractor:
+        """The extractor the VGG16_* variables describe (weights, seed, precision, compile mode)."""
+        return cls(config.weights, config.seed, config.precision, config.compile_mode, batch_size)
 
     def extract_one(self, image: np.ndarray) -> np.ndarray:
         """Unit vector for one decoded image; raises ValueError if the feature is all zero."""

@@ -111,6 +111,7 @@ class FullRebuild(LockedRun):
     def _definition(self) -> dict[str, Any]:
         meta = {
             "model": self.extractor.info.as_meta(),
+            "compute": self.report.compute,
             "created_at": datetime.now(UTC).isoformat(),
             "created_by": "indexer full",
             "run_id": self.report.run_id,

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 STOP_REQUESTED = threading.Event()
+_DONE = object()
 
 
 class Interrupted(RuntimeError):
@@ -49,7 +50,7 @@ class ValidationFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class RunOptions:
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the extractor's, chosen for its device and precision
     workers: int = 8
     limit: int | None = None
     max_failure_ratio: float = 0.01
@@ -66,6 +67,17 @@ class PreparedRow:
     pixels: np.ndarray | None = None
     failure: RowFailure | None = None
     reused_vector: list[float] | None = None
+
+
+def timed(items: Iterable, report: RunReport, stage: str) -> Iterator:
+    """Yield from `items`, adding the time spent waiting for each item to a report stage."""
+    iterator = iter(items)
+    while True:
+        with Stopwatch(report, stage):
+            item = next(iterator, _DONE)
+        if item is _DONE:
+            return
+        yield item
 
 
 def prefetch(items: Iterable, pool: ThreadPoolExecutor, work: Callable, ahead: int) -> Iterator:
@@ -126,6 +138,7 @@ class RowIndexer:
         self.options = options
         self.progress = progress or NoProgress()
         self.still_allowed = still_allowed
+        self.batch_size = options.batch_size or extractor.compute.batch_size
         self.fetcher = ImageFetcher(config.fetch, pool_size=options.workers)
         self.failed_ids: set[int] = set()
         self._pending: dict[str, RowFailure | RowStatus] = {}
@@ -151,11 +164,16 @@ class RowIndexer:
         return self._tracker
 
     def _index_rows(self, rows, target, position, writer, checkpoint) -> None:
+        """Feed the model from the fetch pool; each batch's documents are written while the next one runs."""
         batch: list[PreparedRow] = []
-        ahead = max(self.options.workers * 4, self.options.batch_size * 2)
+        in_flight: Future | None = None
+        ahead = max(self.options.workers * 4, self.batch_size * 3)
         last_checkpoint = time.monotonic()
-        with ThreadPoolExecutor(self.options.workers, thread_name_prefix="fetch") as pool:
-            for prepared in prefetch(rows, pool, self.prepare, ahead):
+        with (
+            ThreadPoolExecutor(self.options.workers, thread_name_prefix="fetch") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="model") as model,
+        ):
+            for prepared in timed(prefetch(rows, pool, self.prepare, ahead), self.report, "wait_for_rows"):
                 if STOP_REQUESTED.is_set():
                     raise Interrupted(getattr(Interrupted, "signal_name", "a signal"))
                 self.still_allowed()
@@ -165,14 +183,23 @@ class RowIndexer:
                     self._submit(writer, target, prepared, prepared.reused_vector)
                 else:
                     batch.append(prepared)
-                    if len(batch) >= self.options.batch_size:
-                        self._embed_and_submit(writer, target, batch)
+                    if len(batch) >= self.batch_size:
+                        in_flight = self._start_batch(model, in_flight, writer, target, batch)
                         batch = []
                 if checkpoint and time.monotonic() - last_checkpoint >= self.config.run.checkpoint_seconds:
                     checkpoint(self._tracker)
                     last_checkpoint = time.monotonic()
-        if batch:
-            self._embed_and_submit(writer, target, batch)
+            if batch:
+                in_flight = self._start_batch(model, in_flight, writer, target, batch)
+            self._write_batch(in_flight, writer, target)
+
+    def _start_batch(
+        self, model: ThreadPoolExecutor, in_flight: Future | None, writer: sink.BulkWriter, target: str, batch
+    ) -> Future:
+        """Queue `batch` for the model first, then write the batch before it: the model never waits."""
+        started = model.submit(self._embed, batch)
+        self._write_batch(in_flight, writer, target)
+        return started
 
     def prepare(self, item: tuple[CatalogRow, reuse.StoredVector | None]) -> PreparedRow:
         """Reuse, or fetch and decode one row (on a worker thread); failures stay with the row."""
@@ -200,9 +227,18 @@ class RowIndexer:
             prepared.failure = RowFailure(stage, "unexpected", repr(exc))
         return prepared
 
-    def _embed_and_submit(self, writer: sink.BulkWriter, target: str, batch: list[PreparedRow]) -> None:
+    def _embed(self, batch: list[PreparedRow]) -> tuple[list[PreparedRow], np.ndarray, np.ndarray]:
+        """On the model thread: one model call for the batch's pixels."""
         with Stopwatch(self.report, "model"):
             vectors, norms = self.extractor.extract(np.stack([p.pixels for p in batch]))
+        return batch, vectors, norms
+
+    def _write_batch(self, in_flight: Future | None, writer: sink.BulkWriter, target: str) -> None:
+        """Wait for a batch's vectors and hand its documents to the bulk writer (zero vectors fail)."""
+        if in_flight is None:
+            return
+        with Stopwatch(self.report, "wait_for_model"):
+            batch, vectors, norms = in_flight.result()
         for prepared, vector, norm in zip(batch, vectors, norms, strict=True):
             if norm < MIN_FEATURE_NORM:
                 prepared.failure = RowFailure(
@@ -284,6 +320,7 @@ class LockedRun:
         self.rows = RowIndexer(
             config, es, extractor, self.report, options, self.progress, self.lock.ensure_held
         )
+        self.report.compute = extractor.compute.as_meta() | {"batch_size": self.rows.batch_size}
 
     def run(self) -> RunReport:
         """Run to the end under the lock; raises on a run-level failure (the alias is then untouched)."""

@@ -42,6 +42,7 @@ class RunReport:
     failures: list[dict[str, object]] = field(default_factory=list)
     stage_seconds: Counter = field(default_factory=Counter)
     model: dict[str, object] = field(default_factory=dict)
+    compute: dict[str, object] = field(default_factory=dict)
     outcome: str = "running"
     message: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -129,6 +130,7 @@ class RunReport:
             "previous_indices": self.previous_indices,
             "deleted_indices": self.deleted_indices,
             "model": self.model,
+            "compute": self.compute,
         }
 
     def write_json(self, directory: str) -> Path:

@@ -62,6 +62,14 @@ RUNS_MAPPINGS: dict[str, Any] = {
         "deleted_indices": {"type": "keyword"},
         "failures": {"type": "object", "enabled": False},
         "model": {"type": "object", "enabled": False},
+        # How the vectors were computed (indexer.compute): filterable in Kibana; `reason` stays in _source.
+        "compute": {
+            "properties": {
+                "precision": {"type": "keyword"},
+                "compile": {"type": "keyword"},
+                "batch_size": {"type": "integer"},
+            }
+        },
         "resumed_from": {"type": "object", "enabled": False},
     },
 }

@@ -44,7 +44,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
     app.json.sort_keys = False
     if extractor is None:
-        extractor = FeatureExtractor(config.model.weights, config.model.seed)
+        extractor = FeatureExtractor.from_config(config.model)
     extractor.warm_up()
     services = Services(
         config=config,
@@ -58,9 +58,11 @@ def create_app(
     init_cors(app, config.cors_origins)
     register_error_handlers(app)
     log.info(
-        "search API ready on alias %s (model %s, writes %s, CORS origins %s)",
+        "search API ready on alias %s (model %s in %s, %s; writes %s, CORS origins %s)",
         config.elastic.alias,
         extractor.info.weights,
+        extractor.compute.precision,
+        extractor.compute.compile,
         "enabled" if config.writes_enabled else "disabled",
         ", ".join(config.cors_origins) or "none",
     )

@@ -195,6 +195,17 @@ def schemas(config: SearchConfig) -> dict[str, object]:
                 "ready": {"type": "boolean"},
                 "reason": {"type": "string"},
                 "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+                "compute": ref("Compute"),
+            },
+        },
+        "Compute": {
+            "type": "object",
+            "description": "How this process computes vectors (VGG16_PRECISION, VGG16_COMPILE) and why",
+            "properties": {
+                "precision": {"type": "string", "enum": ["float32", "bfloat16"]},
+                "compile": {"type": "string", "enum": ["graph", "xla"]},
+                "batch_size": {"type": "integer"},
+                "reason": {"type": "string"},
             },
         },
         "Stats": {
@@ -204,6 +215,7 @@ def schemas(config: SearchConfig) -> dict[str, object]:
                 "documents": {"type": "integer"},
                 "indices": {"type": "array", "items": {"type": "object"}},
                 "model": ref("Model"),
+                "compute": ref("Compute"),
                 "model_matches": {"type": "boolean"},
                 "last_run": {"type": ["object", "null"]},
             },

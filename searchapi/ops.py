@@ -65,9 +65,10 @@ def readiness_problem() -> tuple[str, dict[str, str]]:
 def ready():
     """Readiness: Elasticsearch answers, the model is warm, the index was built by the same model."""
     reason, checks = readiness_problem()
+    compute = services().extractor.compute.as_meta()
     if reason:
-        return jsonify({"ready": False, "reason": reason, "checks": checks}), 503
-    return jsonify({"ready": True, "checks": checks})
+        return jsonify({"ready": False, "reason": reason, "checks": checks, "compute": compute}), 503
+    return jsonify({"ready": True, "checks": checks, "compute": compute})
 
 
 def last_run(svc) -> dict[str, object] | None:
@@ -94,11 +95,13 @@ def stats():
                     "statuses": summary["statuses"],
                     "created_at": summary["created_at"],
                     "model": summary["model"],
+                    "compute": summary["compute"],
                 }
                 for summary in summaries
             ],
             "documents": sum(summary["documents"] for summary in summaries),
             "model": api_model,
+            "compute": svc.extractor.compute.as_meta(),
             "model_matches": all(
                 (summary["model"] or {}).get("fingerprint") == api_model["fingerprint"]
                 for summary in summaries

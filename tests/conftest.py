@@ -51,6 +51,23 @@ def extractor():
     return model
 
 
+@pytest.fixture(scope="session")
+def extractor_in(extractor):
+    """The test weights' extractor in a given precision ('float32', 'bfloat16'), built once each;
+    the session's `extractor` (precision and compile mode chosen by this machine) serves its own."""
+    from indexer.features import FeatureExtractor
+
+    built = {extractor.compute.precision: extractor}
+
+    def get(precision: str):
+        if precision not in built:
+            built[precision] = FeatureExtractor("random", seed=TEST_SEED, precision=precision)
+            built[precision].warm_up()
+        return built[precision]
+
+    return get
+
+
 @pytest.fixture
 def alias(es) -> Iterator[str]:
     """A unique alias; every index of it is deleted after the test."""

@@ -18,6 +18,7 @@ def test_defaults():
     assert config.elastic.alias == "images"
     assert config.elastic.vector_index_type == "int8_hnsw"
     assert config.model.weights == "imagenet"
+    assert (config.model.precision, config.model.compile_mode) == ("auto", "auto")
     assert config.mysql.table == "images" and config.mysql.port == 3307
     assert config.mysql.password == "p@ss"
     assert config.keep_versions == 2
@@ -36,11 +37,18 @@ def test_defaults():
         ({**BASE, "IMAGE_FETCH_TIMEOUT": "soon"}, "IMAGE_FETCH_TIMEOUT"),
         ({**BASE, "MYSQL_TABLE": "images; DROP TABLE x"}, "MYSQL_TABLE"),
         ({**BASE, "INDEXER_KEEP_VERSIONS": "0"}, "INDEXER_KEEP_VERSIONS"),
+        ({**BASE, "VGG16_PRECISION": "fp16"}, "VGG16_PRECISION"),
+        ({**BASE, "VGG16_COMPILE": "jit"}, "VGG16_COMPILE"),
     ],
 )
 def test_errors_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
         load_indexer_config(env)
+
+
+def test_precision_and_compile_mode_can_be_forced():
+    config = load_indexer_config({**BASE, "VGG16_PRECISION": "bfloat16", "VGG16_COMPILE": "xla"})
+    assert (config.model.precision, config.model.compile_mode) == ("bfloat16", "xla")
 
 
 def test_mysql_url_default_port():

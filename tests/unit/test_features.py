@@ -57,20 +57,68 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
         FeatureExtractor(str(tmp_path / "nope.h5"))
 
 
-def test_device_is_the_gpu_when_tensorflow_sees_one(extractor):
-    import tensorflow as tf
+def test_the_machine_chooses_precision_and_compile_mode(extractor):
+    """`auto` follows this machine's hardware, as indexer.compute's rules say."""
+    from indexer.compute import plan_compute, read_cpu_facts
+    from indexer.features import gpu_facts, visible_gpus
 
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = gpu_facts(visible_gpus())
+    assert extractor.compute == plan_compute("auto", "auto", read_cpu_facts(), gpus)
     assert extractor.device.startswith("GPU" if gpus else "CPU")
-    assert extractor.jit_compile == (not gpus)
-    if gpus:
-        assert gpus[0].name in extractor.device
+    assert extractor.compute.precision in extractor.device and extractor.compute.compile in extractor.device
 
 
-def test_xla_and_graph_give_the_same_vectors(extractor, images):
-    """CPU runs XLA, a GPU runs TF's graph: an index built on one must match queries on the other."""
+def test_xla_and_graph_give_the_same_vectors(images):
+    """float32 runs XLA on AVX2 CPUs and TF's graph elsewhere: an index built on one matches queries on
+    the other."""
     from tests.support.catalog import TEST_SEED
 
-    other = FeatureExtractor("random", seed=TEST_SEED, jit_compile=not extractor.jit_compile)
-    assert other.info.fingerprint == extractor.info.fingerprint
-    np.testing.assert_allclose(other.extract(images)[0], extractor.extract(images)[0], atol=1e-5)
+    graph, xla = (
+        FeatureExtractor("random", seed=TEST_SEED, precision="float32", compile_mode=mode)
+        for mode in ("graph", "xla")
+    )
+    assert (graph.compute.compile, xla.compute.compile) == ("graph", "xla")
+    assert xla.info.fingerprint == graph.info.fingerprint
+    np.testing.assert_allclose(xla.extract(images)[0], graph.extract(images)[0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    """Real photographs (scikit-image samples, 6 products x 2 views) decoded as the indexer does."""
+    import io
+
+    from demo.catalog import PHOTOS, sample_photo
+    from indexer.imaging import decode_image
+
+    decoded = []
+    for name in PHOTOS[:6]:
+        for size in ((640, 480), (300, 400)):
+            buffer = io.BytesIO()
+            sample_photo(name).resize(size).save(buffer, "JPEG", quality=90)
+            decoded.append(decode_image(buffer.getvalue()))
+    return np.stack(decoded)
+
+
+def test_bfloat16_and_float32_vectors_agree(extractor_in, photos):
+    """Same weights in both precisions: the same fingerprint, float32 unit vectors at cosine >= 0.9999."""
+    float32, bfloat16 = extractor_in("float32"), extractor_in("bfloat16")
+    assert (float32.compute.precision, bfloat16.compute.precision) == ("float32", "bfloat16")
+    assert float32.info.fingerprint == bfloat16.info.fingerprint
+    exact, _ = float32.extract(photos)
+    rounded, _ = bfloat16.extract(photos)
+    assert rounded.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(rounded, axis=1), 1.0, atol=1e-5)
+    cosines = (exact * rounded).sum(axis=1)
+    assert cosines.min() >= 0.9999, cosines
+    assert not np.array_equal(exact, rounded)  # bf16 really ran: its rounding shows in the last digits
+
+
+def test_each_precision_finds_the_same_nearest_photo(extractor_in, photos):
+    """Ranking survives the precision change: every photo's nearest other photo is the same in both."""
+    nearest = []
+    for precision in ("float32", "bfloat16"):
+        vectors, _ = extractor_in(precision).extract(photos)
+        similarity = vectors @ vectors.T
+        np.fill_diagonal(similarity, -1.0)
+        nearest.append(similarity.argmax(axis=1))
+    np.testing.assert_array_equal(nearest[0], nearest[1])
