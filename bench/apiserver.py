@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import signal
 import socket
@@ -86,6 +87,16 @@ def health_ok(host: str, port: int) -> bool:
         return connection.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
+
+
+def api_compute(server: ApiServer) -> dict[str, object]:
+    """The `compute` block of GET /ready: the API's precision, compile mode and why."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        connection.request("GET", "/ready")
+        return json.loads(connection.getresponse().read()).get("compute", {})
     finally:
         connection.close()
 

@@ -77,10 +77,15 @@ def tensorflow_facts() -> dict[str, object]:
 
 
 def machine_facts() -> dict[str, object]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on, including the CPU's native bf16 (which decides the precision)."""
+    from indexer.compute import read_cpu_facts
+
+    cpu = read_cpu_facts()
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
+        "cpu_native_bf16": list(cpu.native_bf16),
+        "cpu": cpu.describe(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         **tensorflow_facts(),

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.apiserver import GUNICORN_CONF, ApiServer, Layout, running_api
+from bench.apiserver import GUNICORN_CONF, ApiServer, Layout, api_compute, running_api
 from bench.catalog import fill_defaults
+from bench.ceilings import add_compute_arguments
 from bench.loadgen import (
     HttpRequest,
     JobFeed,
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--seed", type=int, default=1234, help="VGG16_SEED and the corpus/photo/request seed (default 1234)"
     )
+    add_compute_arguments(model)
     model.add_argument(
         "--wait-idle",
         type=float,
@@ -334,6 +336,8 @@ def api_environment(args: argparse.Namespace, config) -> dict[str, str]:
         "ES_INDEX": args.alias,
         "VGG16_WEIGHTS": args.weights,
         "VGG16_SEED": str(args.seed),
+        "VGG16_PRECISION": args.precision,
+        "VGG16_COMPILE": args.compile,
     }
 
 
@@ -604,6 +608,14 @@ def layout_summary(phases: list[Phase], names: list[str]) -> list[dict[str, Any]
     return rows
 
 
+def same_compute(server: ApiServer, extractor) -> None:
+    """The API computes in the bench process's precision and compile mode, or the model series lie."""
+    theirs = api_compute(server)
+    ours = extractor.compute.as_meta()
+    if (theirs.get("precision"), theirs.get("compile")) != (ours["precision"], ours["compile"]):
+        raise RuntimeError(f"the API computes {theirs}, this process {ours}")
+
+
 def warm_api(server: ApiServer, work: Workload, size: int) -> None:
     """One search by upload and one by id before anything is timed; both must answer 200."""
     worker, _ = http_worker(server.host, server.port)()
@@ -639,6 +651,7 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
     rss: dict[str, float] = {}
     with running_api(env, main_layout, folder, args.api_start_timeout) as server:
         meter.servers = [server]
+        same_compute(server, extractor)
         warm_api(server, work, args.size)
         phases = measure_levels(args, es, server, work, meter, extractor)
         soak = soak_phase(args, server, work, meter) if args.soak_seconds > 0 else None
@@ -797,6 +810,7 @@ def settings_of(args: argparse.Namespace, plan: CorpusPlan, extractor, layout: L
         "seed": args.seed,
         "model_device": extractor.device,
         "model_fingerprint": extractor.info.fingerprint,
+        "model_compute": extractor.compute.as_meta(),
         "es_request": request_description(args),
     }
 
@@ -984,7 +998,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     plan = CorpusPlan(args.docs, args.seed, args.real_photos, config.vector_index_type)
     with tempfile.TemporaryDirectory(prefix="bench-search-") as name:
         folder = Path(name)
-        extractor = FeatureExtractor(args.weights, seed=args.seed)
+        extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
         extractor.warm_up()
         index = ensure_index(es, config, extractor, plan, folder / "photos", args.rebuild)
         if args.build_only:

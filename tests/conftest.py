@@ -42,30 +42,27 @@ def es(stack_urls):
 
 
 @pytest.fixture(scope="session")
-def extractor():
-    """One seeded random-weights VGG16 for the whole session (model load is the slow part)."""
+def extractor_in():
+    """The seeded random-weights VGG16 in a given precision ('auto', 'float32', 'bfloat16'), each built
+    once per session (model load is the slow part); 'auto' is whichever this machine's hardware picks."""
     from indexer.features import FeatureExtractor
 
-    model = FeatureExtractor("random", seed=TEST_SEED)
-    model.warm_up()
-    return model
+    built = {}
 
-
-@pytest.fixture(scope="session")
-def extractor_in(extractor):
-    """The test weights' extractor in a given precision ('float32', 'bfloat16'), built once each;
-    the session's `extractor` (precision and compile mode chosen by this machine) serves its own."""
-    from indexer.features import FeatureExtractor
-
-    built = {extractor.compute.precision: extractor}
-
-    def get(precision: str):
+    def get(precision: str = "auto"):
         if precision not in built:
-            built[precision] = FeatureExtractor("random", seed=TEST_SEED, precision=precision)
-            built[precision].warm_up()
+            model = FeatureExtractor("random", seed=TEST_SEED, precision=precision)
+            model.warm_up()
+            built[precision] = built.setdefault(model.compute.precision, model)
         return built[precision]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def extractor(extractor_in):
+    """The model as this machine runs it by default (VGG16_PRECISION=auto)."""
+    return extractor_in("auto")
 
 
 @pytest.fixture

@@ -87,13 +87,14 @@ class Load:
 
 
 def test_queries_never_fail_while_full_rebuilds_swap_the_alias_and_drop_old_versions(
-    stack_urls, extractor, image_server, photo_folder, tmp_path, es
+    stack_urls, extractor_per_precision, image_server, photo_folder, tmp_path, es
 ):
     alias = f"test-swap-{uuid.uuid4().hex[:8]}"
     env = catalog_environment(*stack_urls, alias, str(tmp_path / "reports"))
     env["IMAGE_BASE_URL"] = image_server
     env["INDEXER_KEEP_VERSIONS"] = "1"  # each swap also deletes the index queries were just using
     seed(env, photo_entries(4, 2))
+    extractor = extractor_per_precision  # the indexer in each precision; the API as this machine runs it
     run_full(env, extractor)
     try:
         with gunicorn_api(env, tmp_path / "gunicorn.log", SEARCH_THREADS="8") as base_url:

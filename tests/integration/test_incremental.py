@@ -16,6 +16,12 @@ from tests.integration.helpers import execute_sql, photo_entries, run_full, run_
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("drop_table")]
 
 
+@pytest.fixture
+def extractor(extractor_per_precision):
+    """Every test here runs in both precisions (float32 and bfloat16)."""
+    return extractor_per_precision
+
+
 def documents(es, alias: str) -> dict[int, dict]:
     es.indices.refresh(index=alias)
     hits = es.search(index=alias, size=1000, source_excludes=["feature"])["hits"]["hits"]

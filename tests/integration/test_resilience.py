@@ -40,6 +40,9 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180.0) -
         time.sleep(0.2)
 
 
+OTHER_PRECISION = {"float32": "bfloat16", "bfloat16": "float32"}
+
+
 def checkpoint_passed(es, alias: str, doc_id: str, key: str, minimum: int) -> Callable[[], bool]:
     store = StateStore(es, alias)
 
@@ -86,11 +89,14 @@ def assert_same_index(es, alias: str, clean_alias: str) -> None:
         assert dot > 0.9999, (row_id, dot)
 
 
-def test_full_killed_mid_run_resumes_to_the_same_index_as_a_clean_run(es, extractor, env, tmp_path):
+def test_full_killed_mid_run_resumes_to_the_same_index_as_a_clean_run(
+    es, extractor_in, precision, env, tmp_path
+):
+    """Killed and resumed in `precision`; the clean run computes in the other one (another machine)."""
     seed(env, catalog())
     clean_env = {**env, "ES_INDEX": env["ES_INDEX"] + "-clean"}
-    run_full(clean_env, extractor)
-    env = {**env, **FAST_CHECKPOINTS}
+    run_full(clean_env, extractor_in(OTHER_PRECISION[precision]))
+    env = {**env, **FAST_CHECKPOINTS, "VGG16_PRECISION": precision}
 
     kill_after_checkpoint(
         es, env, tmp_path / "killed.log", ("checkpoint:full:all", "after_id", 6), "full", "--page-size", "4"
@@ -102,15 +108,16 @@ def test_full_killed_mid_run_resumes_to_the_same_index_as_a_clean_run(es, extrac
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stderr
     assert_same_index(es, env["ES_INDEX"], clean_env["ES_INDEX"])
-    assert StateStore(es, env["ES_INDEX"]).last_runs(1)[0]["resumed_from"]["after_id"] >= 6
+    last = StateStore(es, env["ES_INDEX"]).last_runs(1)[0]
+    assert last["resumed_from"]["after_id"] >= 6 and last["compute"]["precision"] == precision
 
 
-def test_incremental_killed_mid_run_is_finished_by_the_next_run(es, extractor, env, tmp_path):
+def test_incremental_killed_mid_run_is_finished_by_the_next_run(es, extractor_per_precision, env, tmp_path):
     seed(env, catalog())
-    run_full(env, extractor)
+    run_full(env, extractor_per_precision)
     execute_sql(env, "UPDATE `{table}` SET updated_at = NOW()")
     time.sleep(1.1)
-    env = {**env, **FAST_CHECKPOINTS}
+    env = {**env, **FAST_CHECKPOINTS, "VGG16_PRECISION": extractor_per_precision.compute.precision}
 
     checkpoint = ("checkpoint:incremental:all", "id", 6)
     kill_after_checkpoint(es, env, tmp_path / "killed.log", checkpoint, "incremental", "--page-size", "4")
@@ -119,6 +126,7 @@ def test_incremental_killed_mid_run_is_finished_by_the_next_run(es, extractor, e
     assert finished.returncode == 0, finished.stderr[-3000:]
     last = StateStore(es, env["ES_INDEX"]).last_runs(1)[0]
     assert last["resumed_from"]["id"] >= 6
+    assert last["compute"]["precision"] == extractor_per_precision.compute.precision
     assert 0 < last["statuses"]["indexed"] <= ROWS - 6
     documents = snapshot(es, env["ES_INDEX"])
     assert len(documents) == ROWS and {doc["status"] for doc in documents.values()} == {"indexed"}

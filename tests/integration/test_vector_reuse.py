@@ -12,6 +12,12 @@ from tests.integration.helpers import photo_entries, run_full, seed
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("drop_table")]
 
 
+@pytest.fixture
+def extractor(extractor_per_precision):
+    """Every test here runs in both precisions (float32 and bfloat16)."""
+    return extractor_per_precision
+
+
 def vectors(es, index: str) -> dict[str, list[float]]:
     hits = es.search(index=index, size=100, source=["feature"])["hits"]["hits"]
     return {hit["_id"]: hit["_source"].get("feature") for hit in hits}

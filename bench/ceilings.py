@@ -1,0 +1,119 @@
+"""The hardware's ceilings for indexing: the model per precision and compile mode, decode on all cores."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.machine import CpuMeter
+
+# (precision, compile mode, batch size or None for that precision's default), cheapest last
+MODEL_VARIANTS = (
+    ("float32", "graph", None),
+    ("float32", "xla", None),
+    ("bfloat16", "graph", None),
+    ("bfloat16", "graph", 8),
+    ("bfloat16", "xla", None),
+)
+
+
+def add_compute_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--precision and --compile, defaulting to VGG16_PRECISION / VGG16_COMPILE or auto (the hardware's)."""
+    from indexer.compute import COMPILE_MODES, PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=os.environ.get("VGG16_PRECISION", "auto"),
+        help="VGG16_PRECISION of the measured code (default $VGG16_PRECISION or auto: from the hardware)",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default=os.environ.get("VGG16_COMPILE", "auto"),
+        help="VGG16_COMPILE of the measured code (default $VGG16_COMPILE or auto)",
+    )
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Items per second of one measured ceiling, with the cores used meanwhile."""
+
+    label: str
+    items: int
+    seconds: float
+    cpu: dict[str, float]
+    detail: dict[str, Any]
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "items": self.items,
+            "seconds": round(self.seconds, 3),
+            "per_second": round(self.rate, 3),
+            "cpu": self.cpu,
+            **self.detail,
+        }
+
+
+def timed_batches(extract: Callable[[np.ndarray], object], pixels: np.ndarray, batch: int) -> CpuMeter:
+    """Run `extract` over every image in batches; the meter holds the wall time and cores used."""
+    with CpuMeter() as meter:
+        for start in range(0, len(pixels), batch):
+            extract(pixels[start : start + batch])
+    return meter
+
+
+def model_rate(
+    weights: str, pixels: np.ndarray, precision: str, compile_mode: str, batch: int | None
+) -> Rate:
+    """A fresh FeatureExtractor in one precision and compile mode, warmed up, over all of `pixels`."""
+    from indexer.features import FeatureExtractor
+
+    extractor = FeatureExtractor(weights, 1234, precision, compile_mode, batch)
+    size = extractor.compute.batch_size
+    extractor.extract(pixels[:size])
+    meter = timed_batches(extractor.extract, pixels, size)
+    label = f"model {precision}, {compile_mode}, batch {size}"
+    detail = {"precision": precision, "compile": compile_mode, "batch_size": size}
+    del extractor
+    gc.collect()
+    return Rate(label, len(pixels), meter.wall, meter.as_dict(), detail)
+
+
+def model_matrix(weights: str, pixels: np.ndarray) -> list[Rate]:
+    """The bare model's images/s in every precision and compile mode (bf16 also at batch 8)."""
+    return [model_rate(weights, pixels, *variant) for variant in MODEL_VARIANTS]
+
+
+def decode_rate(photos: list[bytes], threads: int | None = None, passes: int = 2) -> Rate:
+    """`decode_image` of the JPEG bytes on `threads` threads (default: every core); Pillow releases the
+    GIL while it decodes and resizes, so threads scale across cores."""
+    from indexer.imaging import decode_image
+
+    threads = threads or os.cpu_count() or 1
+    work = photos * passes
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(decode_image, photos[:threads]))
+        with CpuMeter() as meter:
+            list(pool.map(decode_image, work))
+    label = f"decode, {threads} threads"
+    return Rate(label, len(work), meter.wall, meter.as_dict(), {"threads": threads})
+
+
+def combined_ceiling(model_per_second: float, decode_per_second: float) -> float:
+    """Images/s when the model and decoding share the same cores: each image costs both."""
+    if model_per_second <= 0 or decode_per_second <= 0:
+        return 0.0
+    return 1.0 / (1.0 / model_per_second + 1.0 / decode_per_second)
