@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from bench.apiserver import ApiServer, running_api
 from bench.catalog import catalog_environment, drop_catalog
+from bench.ceilings import add_compute_arguments
 from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image
 from bench.machine import load_average, machine_facts
 from bench.photos import serve_folder
@@ -502,6 +503,8 @@ def indexer_environment(args: argparse.Namespace, alias: str, table: str, base_u
         ES_VECTOR_INDEX_TYPE=args.index_type,
         MYSQL_DELETED_COLUMN="",
         VGG16_SEED=str(args.seed),
+        VGG16_PRECISION=args.precision,
+        VGG16_COMPILE=args.compile,
         INDEXER_REPORT_DIR=str(folder / "reports"),
     )
 
@@ -710,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("VGG16_SEED") or 1234),
         help="VGG16_SEED (random weights) and the seed of the second views (default: $VGG16_SEED, else 1234)",
     )
+    add_compute_arguments(parser)
     parser.add_argument(
         "--index-type",
         default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw",
@@ -784,7 +788,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Run:
         )
         try:
             seed_catalog(env, products)
-            extractor = FeatureExtractor(args.weights, seed=args.seed)
+            extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
             extractor.warm_up()
             print("indexing (indexer full, in-process) ...", file=sys.stderr)
             build = run_full_rebuild(env, extractor, 2 * len(products))
@@ -816,6 +820,7 @@ def settings_of(args: argparse.Namespace, env: dict[str, str], extractor, build:
         "seed": args.seed,
         "model": extractor.info.as_meta(),
         "model_device": extractor.device,
+        "compute": extractor.compute.as_meta(),
         "index_type": args.index_type,
         "alias": env["ES_INDEX"],
         "table": env["MYSQL_TABLE"],

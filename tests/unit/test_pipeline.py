@@ -29,3 +29,20 @@ def test_deleting_an_absent_document_counts_as_done():
     assert bulk_item_ok(False, {"delete": {"_id": "3", "status": 404, "result": "not_found"}})
     assert not bulk_item_ok(False, {"index": {"_id": "3", "status": 404}})
     assert not bulk_item_ok(False, {"delete": {"_id": "3", "status": 500}})
+
+
+def test_timed_adds_the_wait_for_each_item_to_the_report_stage():
+    import time
+
+    from indexer.pipeline import timed
+    from indexer.report import RunReport
+
+    def slow_items():
+        for number in range(3):
+            time.sleep(0.05)
+            yield number
+
+    report = RunReport(mode="full", alias="a")
+    assert list(timed(slow_items(), report, "wait_for_rows")) == [0, 1, 2]
+    assert 0.14 <= report.stage_seconds["wait_for_rows"] < 5.0
+    assert list(timed([], report, "empty")) == [] and report.stage_seconds["empty"] >= 0
