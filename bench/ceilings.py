@@ -7,7 +7,7 @@ import gc
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,28 +42,29 @@ def add_compute_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
     )
 
 
-@dataclass(frozen=True)
-class Rate:
-    """Items per second of one measured ceiling, with the cores used meanwhile."""
+@dataclass
+class Phase:
+    """One measured phase: how many images in how many seconds, and who used the CPU meanwhile."""
 
-    label: str
-    items: int
+    name: str
+    what: str
+    images: int
     seconds: float
-    cpu: dict[str, float]
-    detail: dict[str, Any]
+    cpu: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
-        return self.items / self.seconds if self.seconds > 0 else 0.0
+        return self.images / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "label": self.label,
-            "items": self.items,
+            "what": self.what,
+            "images": self.images,
             "seconds": round(self.seconds, 3),
-            "per_second": round(self.rate, 3),
+            "images_per_second": round(self.rate, 3),
             "cpu": self.cpu,
-            **self.detail,
+            **self.extra,
         }
 
 
@@ -77,7 +78,7 @@ def timed_batches(extract: Callable[[np.ndarray], object], pixels: np.ndarray, b
 
 def model_rate(
     weights: str, pixels: np.ndarray, precision: str, compile_mode: str, batch: int | None
-) -> Rate:
+) -> Phase:
     """A fresh FeatureExtractor in one precision and compile mode, warmed up, over all of `pixels`."""
     from indexer.features import FeatureExtractor
 
@@ -85,19 +86,20 @@ def model_rate(
     size = extractor.compute.batch_size
     extractor.extract(pixels[:size])
     meter = timed_batches(extractor.extract, pixels, size)
-    label = f"model {precision}, {compile_mode}, batch {size}"
+    name = f"model {precision}, {compile_mode}, batch {size}"
     detail = {"precision": precision, "compile": compile_mode, "batch_size": size}
     del extractor
     gc.collect()
-    return Rate(label, len(pixels), meter.wall, meter.as_dict(), detail)
+    what = "a fresh FeatureExtractor.extract over the pre-decoded images"
+    return Phase(name, what, len(pixels), meter.wall, meter.as_dict(), detail)
 
 
-def model_matrix(weights: str, pixels: np.ndarray) -> list[Rate]:
+def model_matrix(weights: str, pixels: np.ndarray) -> list[Phase]:
     """The bare model's images/s in every precision and compile mode (bf16 also at batch 8)."""
     return [model_rate(weights, pixels, *variant) for variant in MODEL_VARIANTS]
 
 
-def decode_rate(photos: list[bytes], threads: int | None = None, passes: int = 2) -> Rate:
+def decode_rate(photos: list[bytes], threads: int | None = None, passes: int = 2) -> Phase:
     """`decode_image` of the JPEG bytes on `threads` threads (default: every core); Pillow releases the
     GIL while it decodes and resizes, so threads scale across cores."""
     from indexer.imaging import decode_image
@@ -108,8 +110,10 @@ def decode_rate(photos: list[bytes], threads: int | None = None, passes: int = 2
         list(pool.map(decode_image, photos[:threads]))
         with CpuMeter() as meter:
             list(pool.map(decode_image, work))
-    label = f"decode, {threads} threads"
-    return Rate(label, len(work), meter.wall, meter.as_dict(), {"threads": threads})
+    what = "decode_image of the JPEG bytes on a thread pool"
+    return Phase(
+        f"decode, {threads} threads", what, len(work), meter.wall, meter.as_dict(), {"threads": threads}
+    )
 
 
 def combined_ceiling(model_per_second: float, decode_per_second: float) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.catalog import catalog_environment, drop_catalog, fill_defaults, seed_catalog
 from bench.ceilings import (
-    Rate,
+    Phase,
     add_compute_arguments,
     combined_ceiling,
     decode_rate,
@@ -73,32 +73,6 @@ both are removed afterwards. Needs ES_URL and MYSQL_URL (eval "$(bash scripts/st
 Results: a table on stdout, bench/results/indexer-<UTC time>.json and bench/results/indexer-latest.md.
 The machine is shared: each phase records the cores used by this process, the image server and
 everything else (Elasticsearch included), and the 1-minute load average is recorded before and after."""
-
-
-@dataclass
-class Phase:
-    """One measured phase: how many images in how many seconds, and who used the CPU meanwhile."""
-
-    name: str
-    what: str
-    images: int
-    seconds: float
-    cpu: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "images": self.images,
-            "seconds": round(self.seconds, 3),
-            "images_per_second": round(self.rate, 3),
-            "cpu": self.cpu,
-            **self.extra,
-        }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,8 +352,8 @@ class Measurements:
     pipelines: list[Phase]
     naive: Phase
     reuse: list[Phase] = field(default_factory=list)
-    matrix: list[Rate] = field(default_factory=list)
-    decode: Rate | None = None
+    matrix: list[Phase] = field(default_factory=list)
+    decode: Phase | None = None
 
     def combined(self, model_rate: float) -> float:
         """The model and decoding on the same cores (the decode ceiling measured once)."""
@@ -549,8 +523,8 @@ def results_of(args: argparse.Namespace, argv: list[str], facts, settings, measu
 def ceilings_of(measured: Measurements) -> dict[str, Any]:
     """The hardware's ceilings, measured once before the pipeline rounds."""
     return {
-        "model": [rate.as_dict() for rate in measured.matrix],
-        "decode": measured.decode.as_dict() if measured.decode else None,
+        "model": [phase.as_dict() | {"phase": phase.name} for phase in measured.matrix],
+        "decode": measured.decode.as_dict() | {"phase": measured.decode.name} if measured.decode else None,
     }
 
 
@@ -660,10 +634,10 @@ def ceiling_table(results: dict[str, Any]) -> list[str]:
         "| ceiling (measured once, before the pipeline rounds) | images/s | cores: own / others |",
         "|---|---:|---|",
     ]
-    for rate in [*ceilings["model"], *([ceilings["decode"]] if ceilings["decode"] else [])]:
-        cpu = rate["cpu"]
+    for phase in [*ceilings["model"], *([ceilings["decode"]] if ceilings["decode"] else [])]:
+        cpu = phase["cpu"]
         cores = f"{cpu['own_cores']} / {cpu['other_cores']}"
-        rows.append(f"| {rate['label']} | {rate['per_second']:.2f} | {cores} |")
+        rows.append(f"| {phase['phase']} | {phase['images_per_second']:.2f} | {cores} |")
     return rows
 
 
