@@ -54,7 +54,7 @@ test: lint stack-up browser  ## lint, start the stack, run unit + integration te
 
 test-es9: venv browser  ## the integration suite against the ES9_VERSION of scripts/versions.env on ports 9202/9203 (started, then stopped)
 	export ES_VERSION=$(ES9_VERSION) ES_EXPECT_VERSION=$(ES9_VERSION) $(ES9_TEST_PORTS) && $(STACK) up && \
-	eval "$$($(STACK) env)" && rc=0 && { $(BIN)/pytest tests/integration || rc=$$?; } && \
+	eval "$$($(STACK) env)" && rc=0 && { $(BIN)/pytest tests/integration $(PYTEST_ARGS) || rc=$$?; } && \
 	$(STACK) stop-es && $(STACK) down-secure && exit $$rc
 
 test-unit: venv  ## unit tests only (no services needed)
