@@ -180,6 +180,9 @@ ensure_java_21() {
     major="$(java_major "$ES_JAVA_HOME" 2>/dev/null || true)"
     [ -n "$major" ] && [ "$major" -ge 21 ] ||
       die "ES_JAVA_HOME=$ES_JAVA_HOME is Java ${major:-?}; Elasticsearch $ES_VERSION needs Java 21+ (unset ES_JAVA_HOME to let this script choose)"
+    ensure_es_unpacked
+    java_runs_distribution "$ES_JAVA_HOME" ||
+      die "ES_JAVA_HOME=$ES_JAVA_HOME lacks the modules $(missing_java_modules "$ES_JAVA_HOME" | paste -sd' ') that Elasticsearch $ES_VERSION requires"
     return 0
   fi
   ensure_es_unpacked
@@ -291,9 +294,11 @@ ensure_traversable() {
   run_as_es test -x "$STACK_HOME" || die "user '$ES_USER' cannot access $STACK_HOME; set STACK_HOME elsewhere"
 }
 
+ES_UNPACKED_LOGGED=""
 ensure_es_unpacked() {
   if [ -x "$ES_HOME/bin/elasticsearch" ]; then
-    log "reusing unpacked Elasticsearch $ES_VERSION in $ES_HOME"
+    [ -n "$ES_UNPACKED_LOGGED" ] || log "reusing unpacked Elasticsearch $ES_VERSION in $ES_HOME"
+    ES_UNPACKED_LOGGED=1
     return 0
   fi
   need_cmd unzip unzip
