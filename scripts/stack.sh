@@ -319,6 +319,7 @@ ensure_es_unpacked() {
   [ -x "$tmp/elasticsearch-$ES_VERSION/bin/elasticsearch" ] || die "unexpected zip layout in $ES_ZIP"
   mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
   rm -rf "$tmp"
+  ES_UNPACKED_LOGGED=1
 }
 
 write_es_config() {
