@@ -6,13 +6,19 @@ BIN := $(VENV)/bin
 STACK := bash scripts/stack.sh
 STACK_ENV = eval "$$($(STACK) env)"
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# scripts/versions.env: the default Elasticsearch (ES_VERSION=... overrides it for stack-up, demo, serve,
+# bench-*) and the 9.x that `make test` runs the integration suite against as well.
+ES_DEFAULT_VERSION := $(shell sed -n 's/^ES_VERSION=//p' scripts/versions.env)
+ES9_VERSION := $(shell sed -n 's/^ES9_VERSION=//p' scripts/versions.env)
+# The 9.x pass runs its own nodes on these ports, beside the default ones, and stops them afterwards.
+ES9_TEST_PORTS ?= ES_PORT=9202 ES_TRANSPORT_PORT=9302 ES_SECURE_PORT=9203 ES_SECURE_TRANSPORT_PORT=9303
 
-.PHONY: help venv stack-up stack-down stack-status browser lint format test test-unit demo serve clean \
+.PHONY: help venv stack-up stack-down stack-status browser lint format test test-es9 test-unit demo serve clean \
 	bench bench-smoke bench-indexer bench-search bench-recall bench-quality bench-soak
 BENCHES := indexer search recall quality soak
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,14 +27,14 @@ $(BIN)/.installed: requirements.txt
 
 venv: $(BIN)/.installed  ## create .venv with the pinned requirements
 
-stack-up: venv  ## install (if needed) and start Elasticsearch + MariaDB locally (no Docker)
+stack-up: venv  ## install (if needed) and start Elasticsearch + MariaDB locally (no Docker; ES_VERSION=<9.x> for 9.x)
 	$(STACK) up
 
 stack-down:  ## stop the local Elasticsearch and MariaDB (and the security-on node if the tests started it)
 	$(STACK) down
 	$(STACK) down-secure
 
-stack-status:  ## show what runs
+stack-status:  ## show what runs (and which Elasticsearch version)
 	$(STACK) status
 
 lint: venv  ## ruff lint + format check
@@ -42,8 +48,14 @@ format: venv  ## apply ruff fixes and formatting
 browser:  ## install Debian's chromium if missing (the search page test drives it headless)
 	bash scripts/browser.sh
 
-test: lint stack-up browser  ## lint, start the stack, run unit + integration tests against it
-	$(STACK_ENV) && $(BIN)/pytest
+test: lint stack-up browser  ## lint, start the stack, run unit + integration tests against it, then test-es9
+	$(STACK_ENV) && ES_EXPECT_VERSION=$${ES_VERSION:-$(ES_DEFAULT_VERSION)} $(BIN)/pytest
+	$(MAKE) test-es9
+
+test-es9: venv browser  ## the integration suite against the ES9_VERSION of scripts/versions.env on ports 9202/9203 (started, then stopped)
+	export ES_VERSION=$(ES9_VERSION) ES_EXPECT_VERSION=$(ES9_VERSION) $(ES9_TEST_PORTS) && $(STACK) up && \
+	eval "$$($(STACK) env)" && rc=0 && { $(BIN)/pytest tests/integration $(PYTEST_ARGS) || rc=$$?; } && \
+	$(STACK) stop-es && $(STACK) down-secure && exit $$rc
 
 test-unit: venv  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit

@@ -182,6 +182,7 @@ def run_job(args: argparse.Namespace) -> int:
     from elasticsearch import ApiError
 
     from indexer.config import load_indexer_config
+    from indexer.esversion import warn_if_unsupported
     from indexer.sink import make_client, server_version
     from indexer.source import CatalogSource
 
@@ -193,6 +194,7 @@ def run_job(args: argparse.Namespace) -> int:
         version = server_version(es)
     except (TransportError, ApiError) as exc:
         return elasticsearch_failed(exc, config.elastic)
+    warn_if_unsupported(version)
     try:
         total = source.count()
     except Exception as exc:  # noqa: BLE001 - mysql.connector raises many types

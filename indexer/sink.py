@@ -19,6 +19,7 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from elasticsearch.helpers import streaming_bulk
 
 from indexer.config import ElasticConfig
+from indexer.esversion import index_settings_for, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ def version_pattern(alias: str) -> re.Pattern[str]:
 
 
 def create_build_index(es: Elasticsearch, name: str, body: dict[str, object]) -> None:
-    """Create the new version tuned for bulk loading (no refresh, no replicas)."""
+    """Create the new version tuned for bulk loading (no refresh, no replicas), with the settings the
+    server's version needs to behave like the others (indexer/esversion.py)."""
     build_body = copy.deepcopy(body)
+    build_body["settings"]["index"].update(index_settings_for(parse_version(server_version(es))))
     build_body["settings"]["index"]["refresh_interval"] = "-1"
     build_body["settings"]["index"]["number_of_replicas"] = 0
     es.indices.create(index=name, settings=build_body["settings"], mappings=build_body["mappings"])

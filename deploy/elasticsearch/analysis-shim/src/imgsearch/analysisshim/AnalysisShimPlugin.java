@@ -21,14 +21,15 @@ import org.apache.lucene.analysis.tokenattributes.CharTermAttribute;
 import org.apache.lucene.analysis.tokenattributes.PositionIncrementAttribute;
 import org.elasticsearch.common.settings.Settings;
 import org.elasticsearch.index.IndexSettings;
-import org.elasticsearch.index.analysis.AbstractTokenFilterFactory;
-import org.elasticsearch.index.analysis.AbstractTokenizerFactory;
 import org.elasticsearch.index.analysis.TokenFilterFactory;
 import org.elasticsearch.index.analysis.TokenizerFactory;
 import org.elasticsearch.indices.analysis.AnalysisModule.AnalysisProvider;
 import org.elasticsearch.plugins.AnalysisPlugin;
 import org.elasticsearch.plugins.Plugin;
 
+// The factories implement the TokenizerFactory / TokenFilterFactory interfaces directly: their abstract
+// methods (name, create) are the same on 8.19 and 9.x, while the Abstract*Factory base classes'
+// constructors differ between the majors, so one source compiles against both distributions.
 public final class AnalysisShimPlugin extends Plugin implements AnalysisPlugin {
 
     @Override
@@ -45,13 +46,19 @@ public final class AnalysisShimPlugin extends Plugin implements AnalysisPlugin {
     }
 
     /** `uax_url_email`: Lucene's UAX#29 tokenizer that keeps URLs and e-mail addresses whole. */
-    static final class UaxUrlEmailTokenizerFactory extends AbstractTokenizerFactory {
+    static final class UaxUrlEmailTokenizerFactory implements TokenizerFactory {
+        private final String name;
         private final int maxTokenLength;
 
         UaxUrlEmailTokenizerFactory(IndexSettings indexSettings, org.elasticsearch.env.Environment environment,
                                     String name, Settings settings) {
-            super(indexSettings, settings, name);
+            this.name = name;
             maxTokenLength = settings.getAsInt("max_token_length", StandardAnalyzer.DEFAULT_MAX_TOKEN_LENGTH);
+        }
+
+        @Override
+        public String name() {
+            return name;
         }
 
         @Override
@@ -63,18 +70,24 @@ public final class AnalysisShimPlugin extends Plugin implements AnalysisPlugin {
     }
 
     /** `pattern_capture`: emits every capture group of each pattern (and the original token). */
-    static final class PatternCaptureFactory extends AbstractTokenFilterFactory {
+    static final class PatternCaptureFactory implements TokenFilterFactory {
+        private final String name;
         private final Pattern[] patterns;
         private final boolean preserveOriginal;
 
         PatternCaptureFactory(String name, Settings settings) {
-            super(name, settings);
+            this.name = name;
             List<String> regexes = settings.getAsList("patterns", List.of(), false);
             if (regexes.isEmpty()) {
                 throw new IllegalArgumentException("required setting 'patterns' is missing for token filter [" + name + "]");
             }
             patterns = regexes.stream().map(Pattern::compile).toArray(Pattern[]::new);
             preserveOriginal = settings.getAsBoolean("preserve_original", true);
+        }
+
+        @Override
+        public String name() {
+            return name;
         }
 
         @Override
@@ -85,12 +98,18 @@ public final class AnalysisShimPlugin extends Plugin implements AnalysisPlugin {
 
     /** `unique`: drops a token whose term was already seen in the stream (or, with
      *  only_on_same_position, at the same position). */
-    static final class UniqueFactory extends AbstractTokenFilterFactory {
+    static final class UniqueFactory implements TokenFilterFactory {
+        private final String name;
         private final boolean onlyOnSamePosition;
 
         UniqueFactory(String name, Settings settings) {
-            super(name, settings);
+            this.name = name;
             onlyOnSamePosition = settings.getAsBoolean("only_on_same_position", false);
+        }
+
+        @Override
+        public String name() {
+            return name;
         }
 
         @Override
