@@ -60,8 +60,10 @@ def stack(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def secure_node() -> SecureNode:
-    """The security-enabled node; a node that cannot be started fails the tests (never skips them)."""
+def secure_node() -> Iterator[SecureNode]:
+    """The security-enabled node; a node that cannot be started fails the tests (never skips them).
+    A node these tests started is stopped after them; one that was already running is left running."""
+    already_running = stack("status-secure").stdout.startswith("elasticsearch (secure): running")
     started = stack("up-secure")
     if started.returncode != 0:
         pytest.fail(
@@ -73,7 +75,7 @@ def secure_node() -> SecureNode:
     for line in stack("env-secure").stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         values[name] = shlex.split(value)[0] if value else ""
-    return SecureNode(
+    yield SecureNode(
         url=values["ES_SECURE_URL"],
         ca_certs=values["ES_SECURE_CA_CERTS"],
         fingerprint=values["ES_SECURE_FINGERPRINT"],
@@ -82,6 +84,8 @@ def secure_node() -> SecureNode:
         config_dir=Path(values["ES_SECURE_CONFIG_DIR"]),
         users_password=values["ES_SECURE_USERS_PASSWORD"],
     )
+    if not already_running:
+        stack("down-secure")
 
 
 @pytest.fixture(scope="module")
