@@ -665,6 +665,7 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
                 rss[other.name] = server_rss_mib(second)
         rss[main_layout.name] = server_rss_mib(server)
     elastic = {
+        "version": es.info()["version"]["number"],
         "uptime_at_start_s": round(time.time() - started_at) if started_at else None,
         "restarted_during_run": elasticsearch_started_at(es) != started_at,
         "warm_up_requests": warm_requests,
@@ -937,6 +938,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"GPUs seen: {', '.join(machine['gpus']) or 'none'}; model on {settings['model_device']}. "
         f"Load average (1/5/15 min) before {loads['before']}, after {loads['after']}.",
         "",
+        f"Elasticsearch {results['elasticsearch'].get('version', '?')}. "
         f"Server: {settings['server']}, {results['server_rss_mib']} MiB resident after the runs. "
         f"Index `{index['index']}` behind `{index['alias']}`: {index['docs']} "
         f"documents, {settings['index_type']}, {index['segments']} segment(s), "

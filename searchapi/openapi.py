@@ -204,7 +204,10 @@ def schemas(config: SearchConfig) -> dict[str, object]:
             "properties": {
                 "precision": {"type": "string", "enum": ["float32", "bfloat16"]},
                 "compile": {"type": "string", "enum": ["graph", "xla"]},
-                "batch_size": {"type": "integer"},
+                "batch_size": {
+                    "type": "integer",
+                    "description": "images per model call an indexer would use here (a search sends one)",
+                },
                 "reason": {"type": "string"},
             },
         },
