@@ -638,7 +638,7 @@ class Measured:
 def measure_all(args, config, extractor, work: Workload, folder: Path, index: str) -> Measured:
     """Start the API (the documented layout), measure every phase; with --layouts start the other
     layout next to it (idle servers cost no CPU) and alternate between the two."""
-    from indexer.sink import make_client
+    from indexer.sink import make_client, server_version
 
     es = raw_client(config, max(args.levels) + 4)
     meter = Meter(make_client(config), index)
@@ -665,7 +665,7 @@ def measure_all(args, config, extractor, work: Workload, folder: Path, index: st
                 rss[other.name] = server_rss_mib(second)
         rss[main_layout.name] = server_rss_mib(server)
     elastic = {
-        "version": es.info()["version"]["number"],
+        "version": server_version(es),
         "uptime_at_start_s": round(time.time() - started_at) if started_at else None,
         "restarted_during_run": elasticsearch_started_at(es) != started_at,
         "warm_up_requests": warm_requests,
