@@ -11,7 +11,7 @@ COMPILE_MODES = ("auto", "graph", "xla")
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_GPU_COMPUTE_CAPABILITY = (8, 0)  # Ampere and newer have bf16 tensor cores
 CPU_FLOAT32_BATCH = 8
-CPU_BFLOAT16_BATCH = 32  # measured faster than 8 in bf16: 84.5 vs 70.9 img/s (Xeon AMX), 12.9 vs 12.2 (Zen 4)
+CPU_BFLOAT16_BATCH = 32  # bf16 b32 vs b8: 84.5 vs 70.9 img/s on Xeon AMX, a tie on Zen 4 (14.00 vs 14.02)
 GPU_BATCH = 64  # the fastest of 64..256 on an H200 in both precisions (docs/hardware.md)
 
 
@@ -115,7 +115,7 @@ def choose_compile(requested: str, precision: str, cpu: CpuFacts, gpus: list[Gpu
     if gpus:
         return "graph", "auto: TensorFlow's graph on a GPU"
     if precision == "bfloat16":
-        return "graph", "auto: XLA's CPU backend has no AMX/AVX512_BF16 kernels (8x slower in bf16)"
+        return "graph", "auto: XLA's CPU backend has no AMX/AVX512_BF16 kernels (bf16 2.4-8x slower there)"
     if cpu.has_avx512:
         return "graph", "auto: float32 on an AVX-512 CPU runs faster in TensorFlow's graph (oneDNN) than XLA"
     return "xla", "auto: float32 on an AVX2 CPU runs 3-5% faster under XLA"
