@@ -68,8 +68,9 @@ def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
     Failures are logged and recorded in the returned dict, never raised: clean-up must not hide
     the measurement.
     """
-    from indexer.config import load_elastic_config, load_mysql_config
-    from indexer.sink import make_client
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import make_client
+    from indexer.config import load_mysql_config
     from indexer.source import connect
 
     alias, table = env["ES_INDEX"], env["MYSQL_TABLE"]

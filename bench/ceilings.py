@@ -26,7 +26,7 @@ MODEL_VARIANTS = (
 
 def add_compute_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--precision and --compile, defaulting to VGG16_PRECISION / VGG16_COMPILE or auto (the hardware's)."""
-    from indexer.compute import COMPILE_MODES, PRECISIONS
+    from imgsearch.compute import COMPILE_MODES, PRECISIONS
 
     parser.add_argument(
         "--precision",
@@ -78,7 +78,7 @@ def timed_batches(extract: Callable[[np.ndarray], object], pixels: np.ndarray, b
 
 def model_variant(weights: str, precision: str, compile_mode: str, batch: int | None):
     """A FeatureExtractor in one precision and compile mode, warmed up at its batch size."""
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     extractor = FeatureExtractor(weights, 1234, precision, compile_mode, batch)
     warm = np.zeros((extractor.compute.batch_size, 224, 224, 3), dtype=np.uint8)
@@ -112,7 +112,7 @@ def model_matrix(weights: str, pixels: np.ndarray, rounds: int = 2) -> list[Phas
 def decode_rate(photos: list[bytes], threads: int | None = None, passes: int = 2) -> Phase:
     """`decode_image` of the JPEG bytes on `threads` threads (default: every core); Pillow releases the
     GIL while it decodes and resizes, so threads scale across cores."""
-    from indexer.imaging import decode_image
+    from imgsearch.imaging import decode_image
 
     threads = threads or os.cpu_count() or 1
     work = photos * passes

@@ -157,7 +157,7 @@ def configure_tensorflow(intra: int, inter: int) -> None:
 
 def decode_photos(photos: list[Path]) -> np.ndarray:
     """Pre-decode with the project's decoder, so the ceiling phase is the model alone."""
-    from indexer.imaging import decode_image
+    from imgsearch.imaging import decode_image
 
     return np.stack([decode_image(path.read_bytes()) for path in photos])
 
@@ -171,9 +171,9 @@ def measure_ceiling(extractor, pixels: np.ndarray, batch_size: int, label: str) 
 
 def run_in_process(env, extractor, args: argparse.Namespace, server: ImageServer, runner, recompute: bool):
     """One indexer run in-process (FullRebuild or IncrementalRun), timed from run() to its return."""
+    from imgsearch.esclient import make_client
     from indexer.config import load_indexer_config
     from indexer.pipeline import RunOptions
-    from indexer.sink import make_client
     from indexer.source import CatalogSource
 
     config = load_indexer_config(env)
@@ -221,10 +221,9 @@ def grow_catalog(env, photos: list[Path], total: int) -> int:
     from elasticsearch.helpers import bulk
 
     from demo.catalog import CATALOG_UPDATED_AT, CatalogEntry, load_catalog
+    from imgsearch.documents import CatalogRow, index_action, indexed_document
+    from imgsearch.esclient import make_client
     from indexer.config import load_indexer_config
-    from indexer.documents import index_action, indexed_document
-    from indexer.sink import make_client
-    from indexer.source import CatalogRow
 
     config = load_indexer_config(env)
     first = len(photos) + 1
@@ -310,9 +309,10 @@ def measure_incremental(env, extractor, args: argparse.Namespace, server: ImageS
 
 def measure_naive(env, args: argparse.Namespace, server: ImageServer) -> Phase:
     """The tutorial loop into its own throwaway index (index and connection made before the clock)."""
+    from imgsearch.esclient import make_client
+    from imgsearch.features import build_vgg16
+    from imgsearch.indices import load_index_definition
     from indexer.config import load_indexer_config
-    from indexer.features import build_vgg16
-    from indexer.sink import load_index_definition, make_client
     from indexer.source import connect
 
     config = load_indexer_config(env)
@@ -419,7 +419,7 @@ def measure_rounds(
 
 def run_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], Measurements]:
     """Generate photos, seed the catalog, load the model once, then measure every phase."""
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     print(f"writing {args.images} photos ...", file=sys.stderr)
     photos = write_photos(folder / "photos", args.images, args.seed)

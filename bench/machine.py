@@ -78,7 +78,7 @@ def tensorflow_facts() -> dict[str, object]:
 
 def machine_facts() -> dict[str, object]:
     """What the numbers were measured on, including the CPU's native bf16 (which decides the precision)."""
-    from indexer.compute import read_cpu_facts
+    from imgsearch.compute import read_cpu_facts
 
     cpu = read_cpu_facts()
     return {

@@ -541,10 +541,10 @@ def seed_catalog(env: dict[str, str], products: list[Product]) -> None:
 
 def run_full_rebuild(env: dict[str, str], extractor, expected: int) -> dict[str, Any]:
     """The indexer's `full` in-process (FullRebuild.run: from index creation to alias swap)."""
+    from imgsearch.esclient import make_client
     from indexer.config import load_indexer_config
     from indexer.full import FullRebuild
     from indexer.pipeline import RunOptions
-    from indexer.sink import make_client
     from indexer.source import CatalogSource
 
     config = load_indexer_config(env)
@@ -615,7 +615,7 @@ def padded_batch(images: list[np.ndarray], size: int) -> np.ndarray:
 
 def extract_all(extractor, blobs: list[bytes]) -> np.ndarray:
     """decode_image -> FeatureExtractor.extract in batches of EXTRACT_BATCH: unit vectors [n, 512]."""
-    from indexer.imaging import decode_image
+    from imgsearch.imaging import decode_image
 
     vectors = []
     for start in range(0, len(blobs), EXTRACT_BATCH):
@@ -626,8 +626,8 @@ def extract_all(extractor, blobs: list[bytes]) -> np.ndarray:
 
 def stored_vectors(env: dict[str, str], ids: list[int]) -> np.ndarray:
     """The vectors the indexer stored, read back through the alias, in `ids` order."""
-    from indexer.config import load_elastic_config
-    from indexer.sink import make_client
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import make_client
 
     config = load_elastic_config(env)
     es = make_client(config)
@@ -773,7 +773,7 @@ def new_results(queries: list[Query], products: list[Product]) -> list[QueryResu
 
 def measure(args: argparse.Namespace, folder: Path) -> Run:
     """Corpus, index, API queries, baseline; everything made is removed at the end."""
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     products = build_products(args.products, args.seed)
     originals = write_catalog(products, folder / "photos")

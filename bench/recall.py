@@ -66,7 +66,7 @@ RULE = (
 DESCRIPTION = f"""\
 Measure what each dense_vector index_options.type costs in recall, latency, disk and memory, on the
 same vectors, in one run. For every --sizes N and every --types T, an index {INDEX_PREFIX}-<N>-<T> is
-built with the project's definition (indexer.sink.load_index_definition: mappings/images.json with only
+built with the project's definition (indexer.indices.load_index_definition: mappings/images.json with only
 index_options.type swapped, m and ef_construction kept, replicas 0), bulk-loaded, force-merged to one
 segment. Then, per variant (type + rescore_vector oversample) and per num_candidates:
   recall@10   top 10 hits of the API's own request builder (searchapi.queries.similarity_search, collapse
@@ -325,7 +325,7 @@ def load_real_vectors(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, A
     if path and path.exists():
         with np.load(path) as data:
             return data["vectors"], json.loads(str(data["model"])), f"cache {path}"
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     started = time.perf_counter()
     print(f"computing VGG16 vectors of {args.real_photos} photos ...", file=sys.stderr)
@@ -345,7 +345,7 @@ def load_real_vectors(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, A
 
 def elastic_config(index: str, index_type: str):
     """The project's Elasticsearch settings (ES_* from the environment) for one bench index."""
-    from indexer.config import load_elastic_config
+    from imgsearch.config import load_elastic_config
 
     if not os.environ.get("ES_URL"):
         raise SystemExit('ES_URL not set: run eval "$(bash scripts/stack.sh env)" first')
@@ -360,11 +360,12 @@ def feature_mapping(es, index: str) -> dict[str, Any]:
 
 def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict[str, Any], name: str) -> dict[str, Any]:
     """Create `name` from the project's definition, bulk load, restore settings, force-merge to 1 segment."""
+    from imgsearch import indices
     from indexer import sink
 
     config = elastic_config(name, plan.vector_index_type)
     meta = {"model": model, "created_at": datetime.now(UTC).isoformat(), "created_by": "bench.recall"}
-    body = sink.load_index_definition(config, meta | {"bench": plan.as_meta()})
+    body = indices.load_index_definition(config, meta | {"bench": plan.as_meta()})
     if es.indices.exists(index=name):  # a leftover of an interrupted run of this bench
         es.indices.delete(index=name)
     clock, seconds = time.perf_counter(), {}
@@ -982,10 +983,10 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    from indexer import sink
+    from imgsearch import esclient, indices
 
-    es = sink.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
-    version = sink.server_version(es)
+    es = esclient.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
+    version = indices.server_version(es)
     real, model, real_source = load_real_vectors(args)
     real = shaped(real, args.geometry)
     before = load_average()

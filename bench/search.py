@@ -68,7 +68,7 @@ Measure the search API served by its production server (gunicorn -c searchapi/gu
 'searchapi:create_app()', a child process on a free port) against a bench index of --docs documents,
 side by side in one run:
   model         FeatureExtractor.extract_one on a pre-decoded 224x224 image, in this process
-  decode+model  indexer.imaging.decode_image (JPEG bytes) + extract_one, in this process
+  decode+model  imgsearch.imaging.decode_image (JPEG bytes) + extract_one, in this process
   upload        POST /search, multipart `image`, a 640x480-ish JPEG
                 (at concurrency 1 interleaved call by call with the two above, so all three share the
                 same minutes of the shared machine)
@@ -247,7 +247,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def elastic_config(args: argparse.Namespace):
-    from indexer.config import load_elastic_config
+    from imgsearch.config import load_elastic_config
 
     if not os.environ.get("ES_URL"):
         raise SystemExit('ES_URL not set: run eval "$(bash scripts/stack.sh env)" first')
@@ -313,7 +313,7 @@ class Workload:
 
 
 def prepare_workload(args: argparse.Namespace, es, alias: str, folder: Path) -> Workload:
-    from indexer.imaging import decode_image
+    from imgsearch.imaging import decode_image
 
     photos = write_photos(folder / "queries", args.query_photos, args.seed + 7, *QUERY_SIZE)
     jpegs = [path.read_bytes() for path in photos]
@@ -453,7 +453,7 @@ def load_phase(name: str, series: str, meter: Meter, run, size: int) -> Phase:
 
 def interleaved_rounds(args, extractor, server: ApiServer, work: Workload, meter: Meter) -> list[Phase]:
     """Concurrency 1: model, decode+model and upload call by call, in rotating order."""
-    from indexer.imaging import decode_image
+    from imgsearch.imaging import decode_image
 
     worker, _ = http_worker(server.host, server.port)()
     outcomes: dict[str, list[Outcome]] = {"model": [], "decode+model": [], "upload": []}
@@ -638,7 +638,8 @@ class Measured:
 def measure_all(args, config, extractor, work: Workload, folder: Path, index: str) -> Measured:
     """Start the API (the documented layout), measure every phase; with --layouts start the other
     layout next to it (idle servers cost no CPU) and alternate between the two."""
-    from indexer.sink import make_client, server_version
+    from imgsearch.esclient import make_client
+    from imgsearch.indices import server_version
 
     es = raw_client(config, max(args.levels) + 4)
     meter = Meter(make_client(config), index)
@@ -992,8 +993,8 @@ def write_results(results: dict[str, Any], folder: Path, smoke: bool) -> tuple[P
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    from indexer.features import FeatureExtractor
-    from indexer.sink import make_client
+    from imgsearch.esclient import make_client
+    from imgsearch.features import FeatureExtractor
 
     config = elastic_config(args)
     es = make_client(config)
@@ -1021,7 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.drop_only:
-        from indexer.sink import make_client
+        from imgsearch.esclient import make_client
 
         print(f"deleted: {drop_index(make_client(elastic_config(args)), args.alias) or 'nothing'}")
         return 0
@@ -1033,7 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_markdown(results))
     print(f"written: {json_path} and {markdown_path}")
     if args.drop:
-        from indexer.sink import make_client
+        from imgsearch.esclient import make_client
 
         print(f"deleted: {drop_index(make_client(elastic_config(args)), args.alias)}")
     return 0

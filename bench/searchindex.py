@@ -21,6 +21,7 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import streaming_bulk
 
 from bench.photos import write_photos
+from imgsearch import indices
 
 log = logging.getLogger("bench.searchindex")
 
@@ -66,7 +67,7 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 def real_vectors(extractor, folder: Path, count: int, seed: int, batch_size: int = 8) -> np.ndarray:
     """Unit VGG16 vectors of `count` generated catalog photos (the project's decoder and model)."""
-    from indexer.imaging import decode_image
+    from imgsearch.imaging import decode_image
 
     photos = write_photos(folder, count, seed)
     vectors = []
@@ -126,7 +127,7 @@ def corpus(real: np.ndarray, plan: CorpusPlan) -> Iterator[tuple[int, str, np.nd
 
 
 def document(doc_id: int, relation_id: str, vector: np.ndarray, now: str) -> dict[str, Any]:
-    """A document of the project's mapping (dynamic: strict), like indexer.documents builds them."""
+    """A document of the project's mapping (dynamic: strict), like imgsearch.documents builds them."""
     return {
         "source_id": doc_id,
         "relation_id": relation_id,
@@ -178,10 +179,10 @@ class BenchIndex:
 
 def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint: str) -> str | None:
     """The index behind `alias` if it was built from the same plan and model and holds every doc."""
-    from indexer import sink
+    from imgsearch import indices
 
-    for index in sink.aliased_indices(es, alias):
-        meta = sink.index_meta(es, index)
+    for index in indices.aliased_indices(es, alias):
+        meta = indices.index_meta(es, index)
         same_plan = meta.get("bench") == plan.as_meta()
         same_model = meta.get("model", {}).get("fingerprint") == fingerprint
         if same_plan and same_model and es.count(index=index)["count"] == plan.docs:
@@ -190,8 +191,6 @@ def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint:
 
 
 def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seconds) -> BenchIndex:
-    from indexer import sink
-
     stats = es.indices.stats(index=index, metric="docs,store,segments").body["indices"][index]["primaries"]
     return BenchIndex(
         alias=alias,
@@ -201,7 +200,7 @@ def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seco
         segments=stats["segments"]["count"],
         store_bytes=stats["store"]["size_in_bytes"],
         seconds=seconds,
-        corpus=sink.index_meta(es, index).get("bench_stats", {}),
+        corpus=indices.index_meta(es, index).get("bench_stats", {}),
     )
 
 
@@ -222,8 +221,8 @@ def build_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photo_di
         "bench": plan.as_meta(),
         "bench_stats": corpus_stats(real, plan),
     }
-    body = sink.load_index_definition(config, meta)
-    index = sink.version_name(alias, datetime.now(UTC))
+    body = indices.load_index_definition(config, meta)
+    index = indices.version_name(alias, datetime.now(UTC))
     sink.delete_old_versions(es, alias, keep=0)  # leftovers of interrupted builds; never the live one
     sink.create_build_index(es, index, body)
     print(f"loading {plan.docs} documents into {index} ...", file=sys.stderr)
@@ -255,9 +254,8 @@ def ensure_index(
 
 def drop_index(es: Elasticsearch, alias: str) -> list[str]:
     """Delete every version of the bench alias (and with them the alias)."""
-    from indexer import sink
 
-    names = sink.list_versions(es, alias) if es.indices.exists(index=f"{alias}-*") else []
+    names = indices.list_versions(es, alias) if es.indices.exists(index=f"{alias}-*") else []
     for name in names:
         es.indices.delete(index=name)
     return names

@@ -328,7 +328,7 @@ class AliasWatcher:
     """Polls `<alias>-*/_alias` every `interval` s in a thread and records every change."""
 
     def __init__(self, es, alias: str, interval: float) -> None:
-        from indexer.sink import version_pattern
+        from imgsearch.indices import version_pattern
 
         self.es, self.alias, self.interval = es, alias, interval
         self.pattern = version_pattern(alias)
@@ -648,8 +648,8 @@ def soak_environment(args: argparse.Namespace, alias: str, table: str, base_url:
 
 
 def es_client(env: dict[str, str]):
-    from indexer.config import load_elastic_config
-    from indexer.sink import make_client
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import make_client
 
     return make_client(load_elastic_config(env), max_retries=1)
 

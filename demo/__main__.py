@@ -14,9 +14,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from demo.catalog import PHOTOS, VIEWS, load_catalog, write_photo_files
+from imgsearch.logsetup import configure_logging
+from imgsearch.settings import environ
 from indexer.config import load_mysql_config
-from indexer.logsetup import configure_logging
-from indexer.settings import environ
 
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parent.parent

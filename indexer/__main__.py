@@ -7,9 +7,9 @@ import logging
 import signal
 import sys
 
-from indexer.logsetup import configure_logging
+from imgsearch.logsetup import configure_logging
+from imgsearch.settings import ConfigError, environ
 from indexer.partition import Partition
-from indexer.settings import ConfigError, environ
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -165,7 +165,7 @@ def ratio(text: str) -> float:
 
 def elasticsearch_failed(exc: Exception, config) -> int:
     """Log why Elasticsearch could not be used: credentials/privileges/TLS (exit 2) or unreachable (1)."""
-    from indexer.esclient import failure_message
+    from imgsearch.esclient import failure_message
 
     log = logging.getLogger("indexer")
     message = failure_message(exc, config)
@@ -181,9 +181,10 @@ def run_job(args: argparse.Namespace) -> int:
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
+    from imgsearch.esclient import make_client
+    from imgsearch.esversion import warn_if_unsupported
+    from imgsearch.indices import server_version
     from indexer.config import load_indexer_config
-    from indexer.esversion import warn_if_unsupported
-    from indexer.sink import make_client, server_version
     from indexer.source import CatalogSource
 
     log = logging.getLogger("indexer")
@@ -220,18 +221,18 @@ def run_job(args: argparse.Namespace) -> int:
 
 
 def load_extractor(config):
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     return FeatureExtractor.from_config(config.model)
 
 
 def make_run(args, config, es, source, extractor, total: int):
     """The run object for the command; `incremental` on a missing alias becomes a `full` build."""
+    from imgsearch.indices import aliased_indices
     from indexer.full import FullRebuild
     from indexer.incremental import IncrementalRun
     from indexer.pipeline import RunOptions
     from indexer.progress import make_progress
-    from indexer.sink import aliased_indices
 
     options = RunOptions(
         batch_size=args.batch_size,
@@ -255,7 +256,7 @@ def make_run(args, config, es, source, extractor, total: int):
 
 def execute(run, args: argparse.Namespace, config) -> int:
     """Run (or plan), map the outcome to an exit code, and report it everywhere."""
-    from indexer.esclient import failure_message, is_auth_failure
+    from imgsearch.esclient import failure_message, is_auth_failure
     from indexer.incremental import IncompatibleIndex, NoLiveIndex
     from indexer.pipeline import Interrupted, ValidationFailed
     from indexer.state import LockHeld
@@ -331,9 +332,9 @@ def run_status(args: argparse.Namespace) -> int:
     from elastic_transport import TransportError
     from elasticsearch import AuthenticationException, AuthorizationException
 
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import make_client
     from indexer.admin import alias_status
-    from indexer.config import load_elastic_config
-    from indexer.sink import make_client
 
     env = environ()
     config = load_elastic_config(env)
@@ -394,9 +395,9 @@ def run_rollback(args: argparse.Namespace) -> int:
     from elastic_transport import TransportError
     from elasticsearch import AuthenticationException, AuthorizationException
 
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import make_client
     from indexer.admin import RollbackImpossible, rollback
-    from indexer.config import load_elastic_config
-    from indexer.sink import make_client
 
     log = logging.getLogger("indexer")
     config = load_elastic_config(environ())

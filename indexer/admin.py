@@ -4,32 +4,13 @@ from __future__ import annotations
 
 from elasticsearch import Elasticsearch
 
-from indexer.sink import aliased_indices, index_meta, list_versions, swap_alias
+from imgsearch.indices import aliased_indices, list_versions, version_summary
+from indexer.sink import swap_alias
 from indexer.state import StateStore
 
 
 class RollbackImpossible(RuntimeError):
     """There is no retained version to go back to."""
-
-
-def version_summary(es: Elasticsearch, index: str) -> dict[str, object]:
-    """Documents per status and the `_meta` of one physical index."""
-    meta = index_meta(es, index)
-    response = es.search(
-        index=index,
-        size=0,
-        aggs={"statuses": {"terms": {"field": "status", "size": 20}}},
-        track_total_hits=True,
-    )
-    buckets = response["aggregations"]["statuses"]["buckets"]
-    return {
-        "index": index,
-        "documents": response["hits"]["total"]["value"],
-        "statuses": {bucket["key"]: bucket["doc_count"] for bucket in buckets},
-        "created_at": meta.get("created_at"),
-        "model": meta.get("model"),
-        "compute": meta.get("compute"),
-    }
 
 
 def alias_status(es: Elasticsearch, alias: str, runs: int = 5) -> dict[str, object]:

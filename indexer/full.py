@@ -10,9 +10,10 @@ from typing import Any
 from elasticsearch import Elasticsearch
 from elasticsearch.helpers import bulk
 
+from imgsearch import indices
+from imgsearch.documents import iso
+from imgsearch.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowStatus
 from indexer import reuse, sink
-from indexer.documents import iso
-from indexer.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowStatus
 from indexer.pipeline import CompletionTracker, LockedRun, ValidationFailed
 from indexer.report import RunReport, Stopwatch
 from indexer.state import StateConflict, Versioned
@@ -77,7 +78,7 @@ class FullRebuild(LockedRun):
         now = datetime.now(UTC)
         body = {
             "kind": BUILD_KIND,
-            "index": sink.version_name(self.alias, now),
+            "index": indices.version_name(self.alias, now),
             "partitions": self.partition.count,
             "db_started_at": iso(self.source.now()),
             "run_id": self.report.run_id,
@@ -116,7 +117,7 @@ class FullRebuild(LockedRun):
             "created_by": "indexer full",
             "run_id": self.report.run_id,
         }
-        return sink.load_index_definition(self.config.elastic, meta)
+        return indices.load_index_definition(self.config.elastic, meta)
 
     def reuse_index(self) -> str | None:
         if self.options.recompute:

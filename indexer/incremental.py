@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 from elasticsearch import Elasticsearch
 
-from indexer import reuse, sink
-from indexer.documents import iso
-from indexer.errors import FAILURE_STATUSES
+from imgsearch import indices
+from imgsearch.documents import CatalogRow, iso
+from imgsearch.errors import FAILURE_STATUSES
+from indexer import reuse
 from indexer.full import INCREMENTAL_BASE_ID, INCREMENTAL_CHECKPOINT_KIND
 from indexer.pipeline import CompletionTracker, LockedRun, ValidationFailed
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogRow, ChangePosition
+from indexer.source import ChangePosition
 from indexer.state import Versioned
 
 log = logging.getLogger(__name__)
@@ -161,10 +162,10 @@ def missing_ids(indexed: Iterable[int], catalog: Iterable[int]) -> Iterator[int]
 
 def live_index(es: Elasticsearch, alias: str, fingerprint: str) -> str:
     """The one index the alias serves, if it was built with these weights."""
-    live = sink.aliased_indices(es, alias)
+    live = indices.aliased_indices(es, alias)
     if len(live) != 1:
         raise NoLiveIndex(f"alias {alias} points to {live or 'nothing'}; run `python -m indexer full` first")
-    stored = sink.index_meta(es, live[0]).get("model", {}).get("fingerprint")
+    stored = indices.index_meta(es, live[0]).get("model", {}).get("fingerprint")
     if stored != fingerprint:
         raise IncompatibleIndex(
             f"{live[0]} was built with weights {stored}, this run has {fingerprint}: "

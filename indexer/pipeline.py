@@ -14,17 +14,17 @@ from datetime import UTC, datetime
 import numpy as np
 from elasticsearch import Elasticsearch
 
+from imgsearch.documents import CatalogRow, delete_action, failed_document, index_action, indexed_document
+from imgsearch.errors import RowFailure, RowStatus
+from imgsearch.features import MIN_FEATURE_NORM, FeatureExtractor
+from imgsearch.imaging import decode_image
 from indexer import reuse, sink
 from indexer.config import IndexerConfig
-from indexer.documents import delete_action, failed_document, index_action, indexed_document
-from indexer.errors import RowFailure, RowStatus
-from indexer.features import MIN_FEATURE_NORM, FeatureExtractor
 from indexer.fetch import ImageFetcher, resolve_photo
-from indexer.imaging import decode_image
 from indexer.partition import WHOLE, Partition
 from indexer.progress import NoProgress, Progress
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogRow, CatalogSource
+from indexer.source import CatalogSource
 from indexer.state import RunLock, StateStore
 
 log = logging.getLogger(__name__)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from indexer import reuse, sink
+from imgsearch import indices
+from imgsearch.documents import CatalogRow
+from indexer import reuse
 from indexer.fetch import resolve_photo
 from indexer.full import FullRebuild
 from indexer.incremental import FAILED_QUERY, IncrementalRun, live_index, missing_ids
-from indexer.source import CatalogRow
 
 
 def classify(rows: Iterable[tuple[CatalogRow, reuse.StoredVector | None]], base_url: str) -> Counter:
@@ -38,7 +39,7 @@ def plan_full(run: FullRebuild) -> dict[str, object]:
         **plan,
         "rows": sum(plan.values()),
         "unfinished_build": build.source["index"] if build else None,
-        "alias_now": sink.aliased_indices(run.es, run.alias),
+        "alias_now": indices.aliased_indices(run.es, run.alias),
     }
 
 

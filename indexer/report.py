@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indexer.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowFailure, RowStatus
+from imgsearch.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowFailure, RowStatus
 
 MAX_LISTED_FAILURES = 1000
 # Keys of the report's `rows` object: one count per RowStatus (0 included), then the failed and

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 from elasticsearch import Elasticsearch
 
-from indexer.documents import iso
-from indexer.errors import SUCCESS_STATUSES
-from indexer.sink import aliased_indices, index_meta
-from indexer.source import CatalogRow
+from imgsearch.documents import CatalogRow, iso
+from imgsearch.errors import SUCCESS_STATUSES
+from imgsearch.indices import aliased_indices, index_meta
 
 log = logging.getLogger(__name__)
 

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TypeVar
 
 import elastic_transport
-from elasticsearch import ApiError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.helpers import streaming_bulk
 
-from indexer.config import ElasticConfig
-from indexer.esversion import index_settings_for, parse_version
+from imgsearch.esversion import index_settings_for, parse_version
+from imgsearch.indices import aliased_indices, list_versions, server_version
 
 log = logging.getLogger(__name__)
 
-MAPPING_FILE = Path(__file__).resolve().parent.parent / "mappings" / "images.json"
 BULK_CHUNK_DOCS = 200
 BULK_CHUNK_BYTES = 5 * 1024 * 1024
 BULK_MAX_RETRIES = 5
@@ -31,60 +26,9 @@ _END = object()
 T = TypeVar("T")
 
 
-def make_client(config: ElasticConfig, max_retries: int = 3) -> Elasticsearch:
-    """An Elasticsearch client (credentials and TLS from config); created on demand, never at import time."""
-    from indexer.esclient import make_elasticsearch
-
-    return make_elasticsearch(
-        config, request_timeout=config.request_timeout, max_retries=max_retries, retry_on_timeout=True
-    )
-
-
-def server_version(es: Elasticsearch) -> str:
-    """The server version; also a reachability check (`GET /` is absent from minimal distributions)."""
-    nodes = es.nodes.info(node_id="_local", metric="_none", filter_path="nodes.*.version").body
-    return next(iter(nodes["nodes"].values()))["version"]
-
-
-# Quantized vectors are searched approximately, then the best k x oversample are rescored with the
-# float vectors (index_options.rescore_vector, Elasticsearch 8.18+). bench/recall.py: int8_hnsw with
-# x2 and num_candidates 8k is the only variant with recall@10 >= 0.95 at 100k; bbq needs x3 or more.
-RESCORE_OVERSAMPLE = {"int8": 2.0, "int4": 2.0, "bbq": 3.0}
-
-
-def load_index_definition(config: ElasticConfig, meta: dict[str, object]) -> dict[str, object]:
-    """Settings and mappings from mappings/images.json with configured shards, vector type and _meta."""
-    definition = json.loads(MAPPING_FILE.read_text())
-    body = copy.deepcopy(definition)
-    index_settings = body["settings"]["index"]
-    index_settings["number_of_shards"] = config.shards
-    index_settings["number_of_replicas"] = config.replicas
-    options = body["mappings"]["properties"]["feature"]["index_options"]
-    options["type"] = config.vector_index_type
-    options.pop("rescore_vector", None)
-    if config.vector_index_type.endswith("flat"):  # no graph: Elasticsearch refuses m / ef_construction
-        options.pop("m", None)
-        options.pop("ef_construction", None)
-    oversample = RESCORE_OVERSAMPLE.get(config.vector_index_type.split("_")[0])
-    if oversample:
-        options["rescore_vector"] = {"oversample": oversample}
-    body["mappings"]["_meta"] = {**body["mappings"]["_meta"], **meta}
-    return body
-
-
-def version_name(alias: str, now: datetime) -> str:
-    """A sortable physical index name such as images-20261121t030405123z (UTC, milliseconds)."""
-    stamp = now.astimezone(UTC)
-    return f"{alias}-{stamp:%Y%m%d}t{stamp:%H%M%S}{stamp.microsecond // 1000:03d}z"
-
-
-def version_pattern(alias: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(alias)}-\d{{8}}t\d{{9}}z$")
-
-
 def create_build_index(es: Elasticsearch, name: str, body: dict[str, object]) -> None:
     """Create the new version tuned for bulk loading (no refresh, no replicas), with the settings the
-    server's version needs to behave like the others (indexer/esversion.py)."""
+    server's version needs to behave like the others (imgsearch/esversion.py)."""
     build_body = copy.deepcopy(body)
     build_body["settings"]["index"].update(index_settings_for(parse_version(server_version(es))))
     build_body["settings"]["index"]["refresh_interval"] = "-1"
@@ -109,19 +53,6 @@ def finish_build_index(es: Elasticsearch, name: str, body: dict[str, object]) ->
     es.cluster.health(index=name, wait_for_status="yellow", timeout="60s")
 
 
-def index_meta(es: Elasticsearch, index: str) -> dict[str, object]:
-    """The `_meta` of one physical index (model, creation time, run id)."""
-    return es.indices.get_mapping(index=index).body[index]["mappings"].get("_meta", {})
-
-
-def aliased_indices(es: Elasticsearch, alias: str) -> list[str]:
-    """Physical indices the alias points to now (empty when the alias does not exist)."""
-    try:
-        return sorted(es.indices.get_alias(name=alias).body.keys())
-    except NotFoundError:
-        return []
-
-
 def swap_alias(es: Elasticsearch, alias: str, new_index: str) -> list[str]:
     """Point the alias at new_index in one atomic _aliases call; return the indices it left."""
     previous = aliased_indices(es, alias)
@@ -132,13 +63,6 @@ def swap_alias(es: Elasticsearch, alias: str, new_index: str) -> list[str]:
     es.indices.update_aliases(actions=actions)
     log.info("alias %s -> %s (was %s)", alias, new_index, previous or "unset")
     return previous
-
-
-def list_versions(es: Elasticsearch, alias: str) -> list[str]:
-    """All physical versions of this alias, newest first."""
-    pattern = version_pattern(alias)
-    names = es.indices.get(index=f"{alias}-*", expand_wildcards="open,closed").body.keys()
-    return sorted((name for name in names if pattern.match(name)), reverse=True)
 
 
 def delete_old_versions(es: Elasticsearch, alias: str, keep: int) -> list[str]:

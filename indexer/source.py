@@ -13,6 +13,7 @@ from typing import TypeVar
 import mysql.connector
 from mysql.connector import errors as mysql_errors
 
+from imgsearch.documents import CatalogRow
 from indexer.config import MySqlConfig
 from indexer.partition import WHOLE, Partition
 
@@ -32,17 +33,6 @@ def is_reconnectable(exc: BaseException) -> bool:
     if isinstance(exc, (mysql_errors.OperationalError, mysql_errors.InterfaceError)):
         return True
     return isinstance(exc, mysql_errors.Error) and exc.errno in RECONNECTABLE_ERRNOS | RESTARTING_ERRNOS
-
-
-@dataclass(frozen=True)
-class CatalogRow:
-    """One image row of the shop catalog."""
-
-    id: int
-    relation_id: str | None
-    photo: str | None
-    updated_at: datetime | None
-    deleted: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from elasticsearch import (
     NotFoundError,
 )
 
+from imgsearch.indices import last_runs, runs_index
 from indexer.partition import Partition
 from indexer.report import ROW_COUNTS
 from indexer.sink import retrying
@@ -62,7 +63,7 @@ RUNS_MAPPINGS: dict[str, Any] = {
         "deleted_indices": {"type": "keyword"},
         "failures": {"type": "object", "enabled": False},
         "model": {"type": "object", "enabled": False},
-        # How the vectors were computed (indexer.compute): filterable in Kibana; `reason` stays in _source.
+        # How the vectors were computed (imgsearch.compute): filterable in Kibana; `reason` stays in _source.
         "compute": {
             "properties": {
                 "precision": {"type": "keyword"},
@@ -77,10 +78,6 @@ RUNS_MAPPINGS: dict[str, Any] = {
 
 def state_index(alias: str) -> str:
     return f"{alias}-indexer-state"
-
-
-def runs_index(alias: str) -> str:
-    return f"{alias}-runs"
 
 
 class LockHeld(RuntimeError):
@@ -233,15 +230,7 @@ class StateStore:
         )
 
     def last_runs(self, count: int = 5) -> list[dict[str, Any]]:
-        if not self.es.indices.exists(index=runs_index(self.alias)):
-            return []
-        response = self.es.search(
-            index=runs_index(self.alias),
-            size=count,
-            sort=[{"started_at": "desc"}],
-            source_excludes=["failures"],
-        )
-        return [hit["_source"] for hit in response["hits"]["hits"]]
+        return last_runs(self.es, self.alias, count)
 
 
 def missing_properties(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:

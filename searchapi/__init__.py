@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from elasticsearch import Elasticsearch
 from flask import Flask
 
-from indexer.features import FeatureExtractor
-from indexer.settings import environ
+from imgsearch.features import FeatureExtractor
+from imgsearch.settings import environ
 from searchapi.config import SearchConfig, load_search_config
 
 log = logging.getLogger(__name__)
@@ -19,9 +19,9 @@ def make_search_client(config: SearchConfig) -> Elasticsearch:
     """A client whose every call ends within SEARCH_ES_TIMEOUT: one quick retry for a dropped
     connection, none for a timeout (a slow cluster must become a 503, not a longer wait).
     Credentials and TLS come from the ES_* variables, as for the indexer."""
-    from indexer.esclient import make_elasticsearch
+    from imgsearch.esclient import make_client
 
-    return make_elasticsearch(
+    return make_client(
         config.elastic, request_timeout=config.es_timeout, max_retries=1, retry_on_timeout=False
     )
 

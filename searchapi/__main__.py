@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from indexer.logsetup import configure_logging
-from indexer.settings import ConfigError
+from imgsearch.logsetup import configure_logging
+from imgsearch.settings import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from indexer.config import ElasticConfig, ModelConfig, load_elastic_config, load_model_config
-from indexer.settings import ConfigError, env_float, env_int, env_list
+from imgsearch.config import ElasticConfig, ModelConfig, load_elastic_config, load_model_config
+from imgsearch.settings import ConfigError, env_float, env_int, env_list
 
 MIN_API_KEY_LENGTH = 16
 # Keyword fields of mappings/images.json a client may filter on (never the vector or free text).

@@ -10,7 +10,7 @@ from elasticsearch import ApiError as EsApiError
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from indexer.config import ElasticConfig
+from imgsearch.config import ElasticConfig
 
 log = logging.getLogger(__name__)
 

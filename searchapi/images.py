@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify
 
-from indexer.documents import indexed_document
-from indexer.errors import SUCCESS_STATUSES
-from indexer.source import CatalogRow
+from imgsearch.documents import CatalogRow, indexed_document
+from imgsearch.errors import SUCCESS_STATUSES
 from searchapi.auth import require_api_key
 from searchapi.errors import not_found
 from searchapi.inputs import query_vector, request_parameters, services

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from flask import current_app, request
 from werkzeug.datastructures import MultiDict
 
-from indexer.errors import RowFailure
-from indexer.imaging import decode_image
+from imgsearch.errors import RowFailure
+from imgsearch.imaging import decode_image
 from searchapi.errors import ApiError
 from searchapi.metrics import stage
 from searchapi.params import bad_parameter

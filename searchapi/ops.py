@@ -6,9 +6,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError as EsApiError
 from flask import Blueprint, Response, jsonify
 
-from indexer.admin import version_summary
-from indexer.sink import aliased_indices
-from indexer.state import StateStore
+from imgsearch.indices import aliased_indices, last_runs, version_summary
 from searchapi.errors import ApiError, es_readiness_problem
 from searchapi.inputs import services
 from searchapi.openapi import openapi_document
@@ -72,7 +70,7 @@ def ready():
 
 
 def last_run(svc) -> dict[str, object] | None:
-    runs = StateStore(svc.es, svc.alias).last_runs(1)
+    runs = last_runs(svc.es, svc.alias, 1)
     return {name: runs[0].get(name) for name in LAST_RUN_FIELDS} if runs else None
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
-from indexer.features import RANDOM_WEIGHTS_WARNING
+from imgsearch.features import RANDOM_WEIGHTS_WARNING
 from searchapi.errors import ApiError, not_found
 from searchapi.inputs import query_vector, request_parameters, services
 from searchapi.metrics import stage, stage_timings_ms

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from elasticsearch import Elasticsearch
 
-from indexer.features import FeatureExtractor
+from imgsearch.features import FeatureExtractor
 from searchapi.config import SearchConfig
 from searchapi.errors import ApiError
 from searchapi.metrics import Metrics

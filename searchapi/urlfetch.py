@@ -20,8 +20,8 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from indexer.errors import RowFailure
-from indexer.fetch import read_capped
+from imgsearch.download import read_capped
+from imgsearch.errors import RowFailure
 from searchapi.errors import ApiError
 
 # Policy, in short (README "image_url safety" says the same for operators):

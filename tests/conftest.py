@@ -45,7 +45,7 @@ def es(stack_urls):
 def extractor_in():
     """The seeded random-weights VGG16 in a given precision ('auto', 'float32', 'bfloat16'), each built
     once per session (model load is the slow part); 'auto' is whichever this machine's hardware picks."""
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     built = {}
 

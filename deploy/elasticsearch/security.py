@@ -84,16 +84,14 @@ def key_role_descriptor(component: str, alias: str) -> dict[str, Any]:
 
 def admin_client(env: Mapping[str, str]) -> tuple[Elasticsearch, str]:
     """A client logged in with ES_ADMIN_* and the ES_* connection settings; (client, alias)."""
-    from indexer.config import load_elastic_config
-    from indexer.esclient import make_elasticsearch
-    from indexer.settings import ConfigError
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import make_client
+    from imgsearch.settings import ConfigError
 
     config = load_elastic_config(env, prefix="ES_ADMIN_")
     if not config.credentials_from:
         raise ConfigError("set ES_ADMIN_API_KEY, or ES_ADMIN_USERNAME and ES_ADMIN_PASSWORD (an admin login)")
-    es = make_elasticsearch(
-        config, request_timeout=config.request_timeout, max_retries=2, retry_on_timeout=True
-    )
+    es = make_client(config, max_retries=2)
     return es, config.alias
 
 
@@ -234,7 +232,7 @@ def command_invalidate(es: Elasticsearch, alias: str, args: argparse.Namespace) 
 
 
 def command_user(es: Elasticsearch, alias: str, args: argparse.Namespace) -> int:
-    from indexer.settings import ConfigError
+    from imgsearch.settings import ConfigError
 
     password = os.environ.get(args.password_env, "")
     if len(password) < 12:
@@ -337,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     from elastic_transport import TransportError
     from elasticsearch import ApiError, AuthorizationException
 
-    from indexer.config import load_elastic_config
-    from indexer.esclient import error_reason, failure_message
-    from indexer.settings import ConfigError, environ
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import error_reason, failure_message
+    from imgsearch.settings import ConfigError, environ
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from demo.catalog import CatalogEntry, load_catalog
+from imgsearch.esclient import make_client
 from indexer.config import load_indexer_config
 from indexer.full import FullRebuild
 from indexer.incremental import IncrementalRun
 from indexer.pipeline import RunOptions
 from indexer.report import RunReport
-from indexer.sink import make_client
 from indexer.source import CatalogSource, connect
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from indexer import sink
+from imgsearch import indices
 from indexer.admin import RollbackImpossible, alias_status, rollback
 from tests.integration.helpers import photo_entries, run_cli, run_full, seed
 
@@ -30,7 +30,7 @@ def test_rollback_goes_to_previous_version_and_refuses_past_the_oldest(es, extra
     first = run_full(env, extractor)
     second = run_full(env, extractor)
     assert rollback(es, env["ES_INDEX"]) == (second.index, first.index)
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == [first.index]
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == [first.index]
     with pytest.raises(RollbackImpossible, match="no retained version older"):
         rollback(es, env["ES_INDEX"])
     assert rollback(es, env["ES_INDEX"], target=second.index) == (first.index, second.index)
@@ -47,5 +47,5 @@ def test_cli_status_json_and_rollback(es, extractor, env):
     result = run_cli(env, "rollback")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{second.index} -> {first.index}" in result.stdout
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == [first.index]
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == [first.index]
     assert run_cli(env, "rollback").returncode == 1

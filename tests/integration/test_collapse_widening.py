@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from elasticsearch.helpers import bulk
 
-from indexer.config import load_elastic_config
-from indexer.sink import create_build_index, finish_build_index, load_index_definition, swap_alias
+from imgsearch.config import load_elastic_config
+from imgsearch.indices import load_index_definition
+from indexer.sink import create_build_index, finish_build_index, swap_alias
 from searchapi.search import find_similar
 
 pytestmark = [pytest.mark.integration]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from demo.catalog import CatalogEntry, sample_photo
-from indexer import sink
+from imgsearch import indices
 from indexer.report import RunReport
 from tests.integration.helpers import run_full, seed
 from tests.support.catalog import catalog_environment
@@ -182,7 +182,7 @@ def test_the_run_succeeds_and_accounts_every_row(es, fault_run):
     report = fault_run.report
     assert report.outcome == "succeeded"
     assert report.rows_seen == len(CASES) and report.processed == len(CASES)
-    assert sink.aliased_indices(es, fault_run.env["ES_INDEX"]) == [report.index]
+    assert indices.aliased_indices(es, fault_run.env["ES_INDEX"]) == [report.index]
     assert sorted(fault_run.documents, key=int) == [str(row_id) for row_id in ROW_IDS.values()]
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from demo.catalog import CatalogEntry
-from indexer import sink
+from imgsearch import esclient, indices
 from indexer.incremental import IncompatibleIndex
 from indexer.state import StateStore
 from tests.integration.helpers import execute_sql, photo_entries, run_full, run_incremental, seed
@@ -58,7 +58,7 @@ def test_updates_inserts_and_hard_deletes_reach_the_live_index(es, extractor, en
     report = run_incremental(env, extractor)
 
     assert report.statuses == {"indexed": 2, "deleted": 1}
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == [full.index]  # same physical index, updated
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == [full.index]  # same physical index, updated
     docs = documents(es, env["ES_INDEX"])
     assert sorted(docs) == [1, 2, 3, 5, 6, 7, 8, 9]
     assert docs[2]["photo"] == "p003-coffee-front.jpg" and docs[9]["status"] == "indexed"
@@ -140,7 +140,7 @@ def test_partitions_share_a_full_build_and_split_incremental_work(es, extractor,
     seed(env, photo_entries(3, 2))
     first = run_full(env, extractor, partition=Partition(0, 2))
     assert first.outcome == "partition_done"
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == []
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == []
     second = run_full(env, extractor, partition=Partition(1, 2))
     assert second.outcome == "succeeded" and second.index == first.index
     assert sorted(documents(es, env["ES_INDEX"])) == [1, 2, 3, 4, 5, 6]
@@ -153,7 +153,7 @@ def test_partitions_share_a_full_build_and_split_incremental_work(es, extractor,
 
 
 def test_incremental_refuses_an_index_built_with_other_weights(es, extractor, env):
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     seed(env, photo_entries(1, 1))
     run_full(env, extractor)
@@ -174,7 +174,7 @@ def test_dry_run_plans_without_writing(es, extractor, env):
     touch(env, "id = 1")
     execute_sql(env, "DELETE FROM `{table}` WHERE id = 3")
     config = load_indexer_config(env)
-    client = sink.make_client(config.elastic)
+    client = esclient.make_client(config.elastic)
     source = CatalogSource(config.mysql)
     try:
         full_plan = plan_full(FullRebuild(config, client, source, extractor))
@@ -185,5 +185,5 @@ def test_dry_run_plans_without_writing(es, extractor, env):
     assert full_plan["would_reuse"] == 1 and full_plan["would_compute"] == 1 and full_plan["rows"] == 2
     assert incremental_plan["changed_rows"] == 1 and incremental_plan["would_compute"] == 1
     assert incremental_plan["documents_to_delete"] == 1
-    assert sink.list_versions(es, env["ES_INDEX"]) == [full.index]
+    assert indices.list_versions(es, env["ES_INDEX"]) == [full.index]
     assert sorted(documents(es, env["ES_INDEX"])) == [1, 2, 3]

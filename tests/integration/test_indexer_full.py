@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from demo.catalog import CatalogEntry
-from indexer import sink
+from imgsearch import indices
 from indexer.pipeline import ValidationFailed
 from tests.integration.helpers import photo_entries, run_cli, run_full, seed
 
@@ -32,7 +32,7 @@ def test_full_indexes_every_row_with_a_status(es, extractor, env):
     assert report.rows_seen == 10
     assert report.statuses == {"indexed": 8, "decode_failed": 1, "download_failed": 1}
     assert report.errors == {"decode_failed:truncated": 1, "download_failed:http_404": 1}
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == [report.index]
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == [report.index]
     assert es.count(index=env["ES_INDEX"])["count"] == 10
     missing = es.get(index=env["ES_INDEX"], id="10")["_source"]
     assert missing["status"] == "download_failed"
@@ -87,7 +87,7 @@ def test_second_run_swaps_alias_and_applies_retention(es, extractor, env):
     assert second.index != first.index
     assert second.previous_indices == [first.index]
     assert second.deleted_indices == [first.index]
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == [second.index]
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == [second.index]
     assert not es.indices.exists(index=first.index)
 
 
@@ -97,7 +97,7 @@ def test_retention_keeps_previous_version_for_rollback(es, extractor, env):
     first = run_full(env, extractor)
     run_full(env, extractor)
     third = run_full(env, extractor)
-    versions = sink.list_versions(es, env["ES_INDEX"])
+    versions = indices.list_versions(es, env["ES_INDEX"])
     assert versions[0] == third.index and len(versions) == 2
     assert first.index not in versions
 
@@ -109,8 +109,8 @@ def test_validation_failure_leaves_alias_untouched(es, extractor, env):
 
     with pytest.raises(ValidationFailed, match="max-failure-ratio"):
         run_full(env, extractor, max_failure_ratio=0.0)
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == [good.index]
-    assert len(sink.list_versions(es, env["ES_INDEX"])) == 2
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == [good.index]
+    assert len(indices.list_versions(es, env["ES_INDEX"])) == 2
 
 
 def test_cli_full_run_writes_report_and_exits_zero(es, env, tmp_path):
@@ -122,7 +122,7 @@ def test_cli_full_run_writes_report_and_exits_zero(es, env, tmp_path):
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["outcome"] == "succeeded" and report["statuses"] == {"indexed": 2}
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == [report["index"]]
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == [report["index"]]
 
 
 def test_cli_with_elasticsearch_unreachable_exits_one_and_changes_nothing(catalog_env):

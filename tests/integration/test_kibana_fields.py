@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from demo.catalog import CatalogEntry
+from imgsearch.indices import runs_index
 from indexer.report import ROW_COUNTS
-from indexer.state import runs_index
 from kibana import fields as kibana_fields
 from kibana import setup
 from tests.integration.helpers import execute_sql, indexed_catalog, photo_entries

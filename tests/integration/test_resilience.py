@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from demo.catalog import CatalogEntry
-from indexer import sink
+from imgsearch import indices
 from indexer.state import StateStore
 from tests.integration.helpers import execute_sql, run_cli, run_full, seed, start_cli
 from tests.support import stack
@@ -101,7 +101,7 @@ def test_full_killed_mid_run_resumes_to_the_same_index_as_a_clean_run(
     kill_after_checkpoint(
         es, env, tmp_path / "killed.log", ("checkpoint:full:all", "after_id", 6), "full", "--page-size", "4"
     )
-    assert sink.aliased_indices(es, env["ES_INDEX"]) == []  # nothing was served half-built
+    assert indices.aliased_indices(es, env["ES_INDEX"]) == []  # nothing was served half-built
 
     resumed = run_cli(env, "full", "--batch-size", "2", "--no-progress")
 

@@ -154,7 +154,7 @@ def test_elasticsearch_unreachable_is_503(indexed, extractor, photo_folder):
 
 
 def test_index_built_by_another_model_is_refused(indexed, es, photo_folder):
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     other = FeatureExtractor("random", seed=99)
     app = create_app(indexed, extractor=other)

@@ -28,9 +28,8 @@ import pytest
 from elasticsearch import AuthenticationException, AuthorizationException, Elasticsearch
 
 from deploy.elasticsearch import security
-from indexer.config import load_elastic_config
-from indexer.esclient import failure_message
-from indexer.sink import make_client
+from imgsearch.config import load_elastic_config
+from imgsearch.esclient import failure_message, make_client
 from searchapi import create_app
 from tests.integration.helpers import REPO, photo_entries, run_cli, seed
 from tests.support.catalog import catalog_environment
@@ -496,7 +495,8 @@ def test_an_indexer_api_key_runs_full_end_to_end(secure_node, native, native_ind
 
 def test_the_indexer_key_adds_new_fields_to_an_older_runs_index(secure_node, native, native_indexed, admin):
     """A runs index made by an older indexer gets the explicit mappings (rows.*) with the indexer key."""
-    from indexer.state import StateStore, runs_index
+    from imgsearch.indices import runs_index
+    from indexer.state import StateStore
 
     runs = runs_index(native.alias)
     admin.indices.delete(index=runs)

@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from indexer.errors import RowFailure, RowStatus
+from imgsearch.errors import RowFailure, RowStatus
+from imgsearch.indices import runs_index
 from indexer.partition import Partition
 from indexer.report import ROW_COUNTS, RunReport
-from indexer.state import RUNS_MAPPINGS, LockHeld, LockLost, RunLock, StateStore, now_ms, runs_index
+from indexer.state import RUNS_MAPPINGS, LockHeld, LockLost, RunLock, StateStore, now_ms
 from tests.integration.helpers import photo_entries, run_cli, seed, start_cli
 
 pytestmark = pytest.mark.integration

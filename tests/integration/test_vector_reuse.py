@@ -68,7 +68,7 @@ def test_recompute_flag_forces_fresh_vectors(extractor, env):
 
 
 def test_other_weights_disable_reuse(extractor, env):
-    from indexer.features import FeatureExtractor
+    from imgsearch.features import FeatureExtractor
 
     seed(env, photo_entries(2, 1))
     run_full(env, extractor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from indexer.settings import ConfigError
+from imgsearch.settings import ConfigError
 from searchapi.auth import key_matches, presented_key
 from searchapi.config import load_search_config
 from searchapi.cors import allowed_origin

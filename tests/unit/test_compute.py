@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.compute import CpuFacts, GpuFacts, parse_cpuinfo, plan_compute
+from imgsearch.compute import CpuFacts, GpuFacts, parse_cpuinfo, plan_compute
 
 ZEN3 = "fpu sse sse2 avx avx2 fma f16c"
 ZEN4 = "fpu sse2 avx avx2 fma avx512f avx512bw avx512_bf16 avx512_vnni"

@@ -6,8 +6,9 @@ import base64
 
 import pytest
 
-from indexer.config import load_elastic_config, load_indexer_config, parse_mysql_url
-from indexer.settings import ConfigError
+from imgsearch.config import load_elastic_config
+from imgsearch.settings import ConfigError
+from indexer.config import load_indexer_config, parse_mysql_url
 
 BASE = {"MYSQL_URL": "mysql://u:p%40ss@db.example:3307/shop"}
 

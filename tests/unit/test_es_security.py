@@ -16,8 +16,8 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig, TlsError
 from elasticsearch import ApiError, AuthenticationException, AuthorizationException
 
 from deploy.elasticsearch import security
-from indexer.config import load_elastic_config
-from indexer.esclient import connection_options, failure_message, make_elasticsearch
+from imgsearch.config import load_elastic_config
+from imgsearch.esclient import connection_options, failure_message, make_client
 from searchapi import make_search_client
 from searchapi.config import load_search_config
 
@@ -83,7 +83,7 @@ def test_the_indexer_client_gets_the_same_options(ca_file):
     config = load_elastic_config(
         {**HTTPS, "ES_SSL_FINGERPRINT": "ab" * 32, "ES_USERNAME": "u", "ES_PASSWORD": "p"}
     )
-    client = make_elasticsearch(config, request_timeout=30, max_retries=3, retry_on_timeout=True)
+    client = make_client(config)
     assert client.transport.node_pool.all()[0].config.ssl_assert_fingerprint == "ab" * 32
     assert client._headers["authorization"].startswith("Basic ")
 
@@ -127,7 +127,7 @@ def test_every_role_file_is_a_role_for_the_alias(component):
 def test_the_version_pattern_matches_exactly_the_indexer_s_version_names():
     from datetime import UTC, datetime
 
-    from indexer.sink import version_name
+    from imgsearch.indices import version_name
 
     pattern = security.role_body("indexer", "images")["indices"][0]["names"][1].strip("/")
     assert re.fullmatch(pattern, version_name("images", datetime(2026, 11, 21, 3, 4, 5, 123000, UTC)))
@@ -271,12 +271,12 @@ def test_keys_are_written_to_owner_only_files(tmp_path, capsys):
 
 
 def test_the_script_needs_an_admin_login(monkeypatch, capsys):
-    monkeypatch.setattr("indexer.settings.environ", lambda: {"ES_API_KEY": KEY})
+    monkeypatch.setattr("imgsearch.settings.environ", lambda: {"ES_API_KEY": KEY})
     assert security.main(["roles"]) == security.EXIT_CONFIG
 
 
 def test_print_roles_needs_no_cluster(monkeypatch, capsys):
-    monkeypatch.setattr("indexer.settings.environ", lambda: {"ES_INDEX": "shop"})
+    monkeypatch.setattr("imgsearch.settings.environ", lambda: {"ES_INDEX": "shop"})
     assert security.main(["print-roles"]) == security.EXIT_OK
     assert set(json.loads(capsys.readouterr().out)) == {
         "imgsearch_indexer_shop",
@@ -318,7 +318,7 @@ def test_a_cluster_that_cannot_create_the_security_index_is_explained(monkeypatc
             raise failure
 
     monkeypatch.setattr(security, "admin_client", lambda env: (Refusing(), "images"))
-    monkeypatch.setattr("indexer.settings.environ", lambda: {})
+    monkeypatch.setattr("imgsearch.settings.environ", lambda: {})
     with caplog.at_level(logging.ERROR):
         assert security.main(["setup"]) == security.EXIT_FAILED
     assert "cannot store native roles, users or API keys" in caplog.text and reason in caplog.text

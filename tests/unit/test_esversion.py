@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from indexer.esversion import index_settings_for, is_supported, parse_version, warn_if_unsupported
+from imgsearch.esversion import index_settings_for, is_supported, parse_version, warn_if_unsupported
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_from_9_2_vectors_stay_in_source(version):
 def test_only_the_tested_majors_are_supported(caplog):
     assert is_supported((8, 19, 21)) and is_supported((9, 5, 4))
     assert not is_supported((7, 17, 0)) and not is_supported((10, 0, 0))
-    with caplog.at_level(logging.WARNING, logger="indexer.esversion"):
+    with caplog.at_level(logging.WARNING, logger="imgsearch.esversion"):
         warn_if_unsupported("9.5.4")
         assert not caplog.records
         warn_if_unsupported("10.0.0")

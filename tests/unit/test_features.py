@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.features import FeatureExtractor, describe_weights, weights_fingerprint
+from imgsearch.features import FeatureExtractor, describe_weights, weights_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,9 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 
 def test_the_machine_chooses_precision_and_compile_mode(extractor):
-    """`auto` follows this machine's hardware, as indexer.compute's rules say."""
-    from indexer.compute import plan_compute, read_cpu_facts
-    from indexer.features import gpu_facts, visible_gpus
+    """`auto` follows this machine's hardware, as imgsearch.compute's rules say."""
+    from imgsearch.compute import plan_compute, read_cpu_facts
+    from imgsearch.features import gpu_facts, visible_gpus
 
     gpus = gpu_facts(visible_gpus())
     assert extractor.compute == plan_compute("auto", "auto", read_cpu_facts(), gpus)
@@ -88,7 +88,7 @@ def photos() -> np.ndarray:
     import io
 
     from demo.catalog import PHOTOS, sample_photo
-    from indexer.imaging import decode_image
+    from imgsearch.imaging import decode_image
 
     decoded = []
     for name in PHOTOS[:6]:

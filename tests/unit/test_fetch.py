@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from imgsearch.errors import RowFailure, RowStatus
 from indexer.config import load_fetch_config
-from indexer.errors import RowFailure, RowStatus
 from indexer.fetch import ImageFetcher, backoff_delay, parse_retry_after, resolve_photo
 from tests.support.imageserver import serve_faults, serve_folder
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.errors import RowFailure, RowStatus
-from indexer.imaging import TARGET_SIZE, decode_image
+from imgsearch.errors import RowFailure, RowStatus
+from imgsearch.imaging import TARGET_SIZE, decode_image
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from indexer.errors import SUCCESS_STATUSES, RowStatus
+from imgsearch.errors import SUCCESS_STATUSES, RowStatus
 from indexer.report import ROW_COUNTS, RunReport
 from indexer.state import RUNS_MAPPINGS
 from kibana import fields as kibana_fields

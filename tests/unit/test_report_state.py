@@ -16,7 +16,8 @@ import pytest
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import AuthorizationException, BadRequestError
 
-from indexer.errors import FAILURE_STATUSES, RowFailure, RowStatus
+from imgsearch.errors import FAILURE_STATUSES, RowFailure, RowStatus
+from imgsearch.indices import runs_index
 from indexer.report import ROW_COUNTS, ROW_TOTALS, RunReport
 from indexer.state import (
     RUNS_MAPPINGS,
@@ -24,7 +25,6 @@ from indexer.state import (
     StateStore,
     field_paths,
     missing_properties,
-    runs_index,
     state_index,
 )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from imgsearch.documents import CatalogRow
 from indexer.reuse import StoredVector, chunks, is_unchanged
-from indexer.source import CatalogRow
 
 ROW = CatalogRow(id=1, relation_id="p", photo="a.jpg", updated_at=datetime(2026, 1, 1, 8, 30))
 STORED = StoredVector(image_url="http://cdn/a.jpg", updated_at="2026-01-01T08:30:00", feature=[1.0])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.config import load_elastic_config
-from indexer.sink import load_index_definition
+from imgsearch.config import load_elastic_config
+from imgsearch.indices import load_index_definition
 
 
 def feature_options(vector_type: str | None) -> dict:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from indexer.errors import RowFailure, RowStatus
-from indexer.source import CatalogRow
+from imgsearch.errors import RowFailure, RowStatus
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    """One image row of the shop catalog."""
+
+    id: int
+    relation_id: str | None
+    photo: str | None
+    updated_at: datetime | None
+    deleted: bool = False
 
 
 def iso(moment: datetime | None) -> str | None:

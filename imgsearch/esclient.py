@@ -9,20 +9,29 @@ from typing import Any
 from elastic_transport import TlsError
 from elasticsearch import ApiError, AuthenticationException, AuthorizationException, Elasticsearch
 
-from indexer.config import ElasticConfig
+from imgsearch.config import ElasticConfig
 
 log = logging.getLogger(__name__)
 
 ROLES_HINT = "deploy/elasticsearch/README.md"
 
 
-def make_elasticsearch(
-    config: ElasticConfig, *, request_timeout: float, max_retries: int, retry_on_timeout: bool
+def make_client(
+    config: ElasticConfig,
+    *,
+    request_timeout: float | None = None,
+    max_retries: int = 3,
+    retry_on_timeout: bool = True,
 ) -> Elasticsearch:
-    """A client for config.url with its credentials and TLS settings; the caller picks the timeouts."""
+    """The one Elasticsearch client factory: config.url with its credentials and TLS settings.
+
+    Batch work (indexer, admin, tools) takes the defaults: ES_REQUEST_TIMEOUT and retries on timeouts.
+    The API passes its own short timeout and no retry on timeout, so a slow cluster becomes a 503.
+    Created on demand, never at import time.
+    """
     return Elasticsearch(
         config.url,
-        request_timeout=request_timeout,
+        request_timeout=config.request_timeout if request_timeout is None else request_timeout,
         max_retries=max_retries,
         retry_on_timeout=retry_on_timeout,
         **connection_options(config),

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from indexer.errors import RowFailure, RowStatus
+from imgsearch.errors import RowFailure, RowStatus
 
 TARGET_SIZE = (224, 224)
 DEFAULT_MAX_PIXELS = 40_000_000

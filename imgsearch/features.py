@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.compute import ComputePlan, CpuFacts, GpuFacts, plan_compute, read_cpu_facts
-from indexer.config import ModelConfig
-from indexer.imaging import TARGET_SIZE
+from imgsearch.compute import ComputePlan, CpuFacts, GpuFacts, plan_compute, read_cpu_facts
+from imgsearch.config import ModelConfig
+from imgsearch.imaging import TARGET_SIZE
 
 log = logging.getLogger(__name__)
 _POLICY_LOCK = threading.Lock()  # Keras's dtype policy is process-global while a model is built
@@ -151,7 +151,7 @@ class FeatureExtractor:
         compile_mode: str = "auto",
         batch_size: int | None = None,
     ) -> None:
-        """`auto` precision and compile mode follow the hardware (indexer.compute); others force them."""
+        """`auto` precision and compile mode follow the hardware (imgsearch.compute); others force them."""
         import tensorflow as tf
 
         gpus = gpu_facts(visible_gpus())

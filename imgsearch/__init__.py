@@ -1,0 +1,1 @@
+"""The shared core of image similarity search: settings, Elasticsearch client, decode, features."""
