@@ -43,7 +43,7 @@ def catalog_environment(alias: str, table: str, base_url: str, weights: str, **e
 def seed_catalog(env: dict[str, str], photos: list[Path]) -> None:
     """One row per photo (ids from 1), three photos per product."""
     from demo.catalog import CatalogEntry, load_catalog
-    from indexer.config import load_mysql_config
+    from indexer import load_mysql_config
 
     entries = [
         CatalogEntry(number, f"product-{(number - 1) // 3 + 1:04d}", path.name)
@@ -70,8 +70,7 @@ def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
     """
     from imgsearch.config import load_elastic_config
     from imgsearch.esclient import make_client
-    from indexer.config import load_mysql_config
-    from indexer.source import connect
+    from indexer import connect, load_mysql_config
 
     alias, table = env["ES_INDEX"], env["MYSQL_TABLE"]
     done: dict[str, Any] = {}

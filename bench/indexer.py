@@ -172,9 +172,7 @@ def measure_ceiling(extractor, pixels: np.ndarray, batch_size: int, label: str) 
 def run_in_process(env, extractor, args: argparse.Namespace, server: ImageServer, runner, recompute: bool):
     """One indexer run in-process (FullRebuild or IncrementalRun), timed from run() to its return."""
     from imgsearch.esclient import make_client
-    from indexer.config import load_indexer_config
-    from indexer.pipeline import RunOptions
-    from indexer.source import CatalogSource
+    from indexer import CatalogSource, RunOptions, load_indexer_config
 
     config = load_indexer_config(env)
     es = make_client(config.elastic)
@@ -200,7 +198,7 @@ def run_extra(report, meter: CpuMeter) -> dict[str, Any]:
 
 def measure_pipeline(env, extractor, args: argparse.Namespace, server: ImageServer, label: str) -> Phase:
     """`indexer full --recompute` in-process; the clock covers run() from index creation to alias swap."""
-    from indexer.full import FullRebuild
+    from indexer import FullRebuild
 
     report, meter = run_in_process(env, extractor, args, server, FullRebuild, recompute=True)
     indexed = report.statuses.get("indexed", 0)
@@ -223,7 +221,7 @@ def grow_catalog(env, photos: list[Path], total: int) -> int:
     from demo.catalog import CATALOG_UPDATED_AT, CatalogEntry, load_catalog
     from imgsearch.documents import CatalogRow, index_action, indexed_document
     from imgsearch.esclient import make_client
-    from indexer.config import load_indexer_config
+    from indexer import load_indexer_config
 
     config = load_indexer_config(env)
     first = len(photos) + 1
@@ -260,7 +258,7 @@ def grow_catalog(env, photos: list[Path], total: int) -> int:
 
 def measure_reuse(env, extractor, args: argparse.Namespace, server: ImageServer) -> Phase:
     """`indexer full` with vector reuse when nothing changed: every row's stored vector is reused."""
-    from indexer.full import FullRebuild
+    from indexer import FullRebuild
 
     report, meter = run_in_process(env, extractor, args, server, FullRebuild, recompute=False)
     reused = report.statuses.get("reused", 0)
@@ -272,8 +270,7 @@ def measure_reuse(env, extractor, args: argparse.Namespace, server: ImageServer)
 
 def touch_rows(env, share: float, total: int) -> list[int]:
     """Mark `share` of the rows changed (updated_at = now), spread evenly over the catalog."""
-    from indexer.config import load_indexer_config
-    from indexer.source import connect
+    from indexer import connect, load_indexer_config
 
     config = load_indexer_config(env)
     count = max(1, round(total * share))
@@ -292,7 +289,7 @@ def touch_rows(env, share: float, total: int) -> list[int]:
 
 def measure_incremental(env, extractor, args: argparse.Namespace, server: ImageServer) -> Phase:
     """`indexer incremental` after `--changed-share` of the rows changed: only those reach the model."""
-    from indexer.incremental import IncrementalRun
+    from indexer import IncrementalRun
 
     changed = touch_rows(env, args.changed_share, args.reuse_rows)
     report, meter = run_in_process(env, extractor, args, server, IncrementalRun, recompute=False)
@@ -312,8 +309,7 @@ def measure_naive(env, args: argparse.Namespace, server: ImageServer) -> Phase:
     from imgsearch.esclient import make_client
     from imgsearch.features import build_vgg16
     from imgsearch.indices import load_index_definition
-    from indexer.config import load_indexer_config
-    from indexer.source import connect
+    from indexer import connect, load_indexer_config
 
     config = load_indexer_config(env)
     es = make_client(config.elastic)

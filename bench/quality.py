@@ -529,7 +529,7 @@ def write_catalog(products: list[Product], folder: Path) -> list[bytes]:
 def seed_catalog(env: dict[str, str], products: list[Product]) -> None:
     """Rows 2i+1 (the photo) and 2i+2 (the second view) for product i, in the throwaway table."""
     from demo.catalog import CatalogEntry, load_catalog
-    from indexer.config import load_indexer_config
+    from indexer import load_indexer_config
 
     entries = [
         CatalogEntry(2 * number + view + 1, product.relation_id, name)
@@ -542,10 +542,7 @@ def seed_catalog(env: dict[str, str], products: list[Product]) -> None:
 def run_full_rebuild(env: dict[str, str], extractor, expected: int) -> dict[str, Any]:
     """The indexer's `full` in-process (FullRebuild.run: from index creation to alias swap)."""
     from imgsearch.esclient import make_client
-    from indexer.config import load_indexer_config
-    from indexer.full import FullRebuild
-    from indexer.pipeline import RunOptions
-    from indexer.source import CatalogSource
+    from indexer import CatalogSource, FullRebuild, RunOptions, load_indexer_config
 
     config = load_indexer_config(env)
     source = CatalogSource(config.mysql, page_size=500)

@@ -360,8 +360,8 @@ def feature_mapping(es, index: str) -> dict[str, Any]:
 
 def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict[str, Any], name: str) -> dict[str, Any]:
     """Create `name` from the project's definition, bulk load, restore settings, force-merge to 1 segment."""
+    import indexer
     from imgsearch import indices
-    from indexer import sink
 
     config = elastic_config(name, plan.vector_index_type)
     meta = {"model": model, "created_at": datetime.now(UTC).isoformat(), "created_by": "bench.recall"}
@@ -369,11 +369,11 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict[str, Any], n
     if es.indices.exists(index=name):  # a leftover of an interrupted run of this bench
         es.indices.delete(index=name)
     clock, seconds = time.perf_counter(), {}
-    sink.create_build_index(es, name, body)
+    indexer.create_build_index(es, name, body)
     print(f"loading {plan.docs} documents into {name} ...", file=sys.stderr)
     load_documents(es, name, real, plan)
     seconds["bulk_load"], clock = time.perf_counter() - clock, time.perf_counter()
-    sink.finish_build_index(es, name, body)
+    indexer.finish_build_index(es, name, body)
     seconds["refresh"], clock = time.perf_counter() - clock, time.perf_counter()
     print(f"force-merging {name} to one segment ...", file=sys.stderr)
     es.options(request_timeout=MERGE_TIMEOUT).indices.forcemerge(index=name, max_num_segments=1)

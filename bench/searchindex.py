@@ -206,7 +206,7 @@ def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seco
 
 def build_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photo_dir: Path) -> BenchIndex:
     """Real vectors, bulk load into a new version, restore settings, force-merge, swap the alias."""
-    from indexer import sink
+    import indexer
 
     alias = config.alias
     seconds: dict[str, float] = {}
@@ -223,19 +223,19 @@ def build_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photo_di
     }
     body = indices.load_index_definition(config, meta)
     index = indices.version_name(alias, datetime.now(UTC))
-    sink.delete_old_versions(es, alias, keep=0)  # leftovers of interrupted builds; never the live one
-    sink.create_build_index(es, index, body)
+    indexer.delete_old_versions(es, alias, keep=0)  # leftovers of interrupted builds; never the live one
+    indexer.create_build_index(es, index, body)
     print(f"loading {plan.docs} documents into {index} ...", file=sys.stderr)
     load_documents(es, index, real, plan)
     seconds["bulk_load"], clock = time.perf_counter() - clock, time.perf_counter()
-    sink.finish_build_index(es, index, body)
+    indexer.finish_build_index(es, index, body)
     seconds["refresh"], clock = time.perf_counter() - clock, time.perf_counter()
     print("force-merging to one segment ...", file=sys.stderr)
     es.options(request_timeout=MERGE_TIMEOUT).indices.forcemerge(index=index, max_num_segments=1)
     es.indices.refresh(index=index)
     seconds["force_merge"] = time.perf_counter() - clock
-    sink.swap_alias(es, alias, index)
-    sink.delete_old_versions(es, alias, keep=0)
+    indexer.swap_alias(es, alias, index)
+    indexer.delete_old_versions(es, alias, keep=0)
     rounded = {name: round(value, 1) for name, value in seconds.items()}
     return describe_index(es, alias, index, False, rounded)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from demo.catalog import PHOTOS, VIEWS, load_catalog, write_photo_files
 from imgsearch.logsetup import configure_logging
 from imgsearch.settings import environ
-from indexer.config import load_mysql_config
+from indexer import load_mysql_config
 
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parent.parent

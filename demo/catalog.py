@@ -8,8 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from indexer.config import MySqlConfig
-from indexer.source import connect
+from indexer import MySqlConfig, connect
 
 PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "motorcycle_left", "retina",

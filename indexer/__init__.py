@@ -1,1 +1,27 @@
-"""Batch indexer: MySQL catalog rows → VGG16 features → Elasticsearch kNN index."""
+"""Batch indexer: MySQL catalog rows → VGG16 features → Elasticsearch kNN index.
+
+The names below are its public surface, the only ones bench/, demo/ and deploy/ may use.
+"""
+
+from indexer.config import IndexerConfig, MySqlConfig, load_indexer_config, load_mysql_config
+from indexer.full import FullRebuild
+from indexer.incremental import IncrementalRun
+from indexer.pipeline import RunOptions
+from indexer.sink import create_build_index, delete_old_versions, finish_build_index, swap_alias
+from indexer.source import CatalogSource, connect
+
+__all__ = [
+    "CatalogSource",
+    "FullRebuild",
+    "IncrementalRun",
+    "IndexerConfig",
+    "MySqlConfig",
+    "RunOptions",
+    "connect",
+    "create_build_index",
+    "delete_old_versions",
+    "finish_build_index",
+    "load_indexer_config",
+    "load_mysql_config",
+    "swap_alias",
+]
