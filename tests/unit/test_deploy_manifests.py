@@ -1,9 +1,8 @@
 """Offline checks of deploy/kubernetes: the indexer's CronJobs and the search API's Deployment.
 
-Runs deploy/validate.py (the Kubernetes 1.29 schema vendored in deploy/kubernetes/schemas/, the settings,
-security, references, schedules and cross-file agreement) on the real files, shows that it fails on
-broken copies of them, and checks the key properties once more by reading the YAML directly.
-kubernetes-validate and croniter (the complete `deploy/validate.py` run) are not needed here.
+Runs deploy/validate.py (kubernetes-validate's strict schemas of 1.29, 1.31 and 1.37, the settings,
+security, references, schedules read by croniter, and cross-file agreement) on the real files, shows that
+it fails on broken copies of them, and checks the key properties once more by reading the YAML directly.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -78,11 +78,14 @@ def test_validation_passes():
     assert report.passed > 200
 
 
-def test_command_line_offline(capsys):
-    assert validate.main(["--vendored-schema-only"]) == 0
+def test_command_line(capsys):
+    assert validate.main([]) == 0
     out = capsys.readouterr().out
     assert "0 problem(s)" in out
-    assert "searchapi.yaml: Deployment/imgsearch-api valid against the Kubernetes 1.29.0 schema" in out
+    for version in ("1.29.0", "1.37.0"):
+        assert (
+            f"searchapi.yaml: Deployment/imgsearch-api valid against the Kubernetes {version} schema" in out
+        )
 
 
 # --- the validation fails on broken copies --------------------------------------------------------------
@@ -230,6 +233,12 @@ BREAKAGES = {
         "images-indexer-incremental (deadlines + lock TTL) never overlaps images-indexer-full",
     ),
     "bad cron expression": (INDEXER, '"15 2 * * *"', '"15 25 * * *"', "schedule '15 25 * * *' parses"),
+    "seconds field in the schedule": (
+        INDEXER,
+        '"15 2 * * *"',
+        '"0 15 2 * * *"',
+        "schedule '0 15 2 * * *' parses: '0 15 2 * * *': expected 5 fields, got 6",
+    ),
     "retried exit code": (INDEXER, "values: [2, 3, 4]", "values: [2, 3]", "fail the Job without retry"),
     "unknown field (schema)": (
         API,
@@ -242,6 +251,18 @@ BREAKAGES = {
         "startingDeadlineSeconds: 900",
         'startingDeadlineSeconds: "soon"',
         "CronJob/images-indexer-incremental valid against the Kubernetes 1.29.0 schema",
+    ),
+    "unknown field (newest schema)": (
+        API,
+        "            periodSeconds: 20\n",
+        "            periodSecond: 20\n",
+        "Deployment/imgsearch-api valid against the Kubernetes 1.37.0 schema",
+    ),
+    "unknown field in the partitioned variant (schema)": (
+        INDEXER,
+        "#       completionMode: Indexed\n",
+        "#       completionMode: Indexed\n#       completionModes: Indexed\n",
+        "partitioned variant: CronJob/images-indexer-full [partitioned variant] valid against the Kubernetes",
     ),
 }
 
@@ -383,17 +404,15 @@ def test_secrets_are_empty_placeholders():
             assert set(secret["stringData"].values()) == {""}
 
 
-# --- the cron parser and the vendored schema ------------------------------------------------------------
+# --- the schedules (croniter) and the schemas (kubernetes-validate) ------------------------------------
 
 
-def test_cron_parser():
+def test_cron_schedules():
     origin = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
     until = datetime(2026, 2, 1, tzinfo=UTC)
 
     def runs(expression: str, count: int = 3) -> list[str]:
-        return [f"{moment:%a %m-%d %H:%M}" for moment in validate.parse_cron(expression).runs(origin, until)][
-            :count
-        ]
+        return [f"{moment:%a %m-%d %H:%M}" for moment in validate.runs(expression, origin, until)][:count]
 
     assert runs("15 2 * * *") == ["Thu 01-01 02:15", "Fri 01-02 02:15", "Sat 01-03 02:15"]
     assert runs("0 4 * * 0") == ["Sun 01-04 04:00", "Sun 01-11 04:00", "Sun 01-18 04:00"]
@@ -420,17 +439,26 @@ def test_cron_parser():
         "0 0 * * 7",
         "*/0 * * * *",
         "5-1 * * * *",
+        "0 15 2 * * *",  # croniter would read a sixth field as seconds; Kubernetes refuses it
+        "0 0 31 2 *",  # never runs
     ):
         with pytest.raises(ValueError):
-            validate.parse_cron(bad)
+            validate.runs(bad, origin, until)
+        assert validate.parse_problem(bad).startswith(": "), bad
+    assert validate.parse_problem("15 2 * * *") == ""
+    assert "expected 5 fields, got 4" in validate.parse_problem("15 2 * *")
+    assert "out of range" in validate.parse_problem("15 25 * * *")
 
 
-def test_vendored_schema_is_strict():
-    schema = validate.json.loads(validate.SCHEMA.read_text())
+def test_schemas_are_strict():
+    assert set(validate.KUBERNETES_VERSIONS) <= set(kubernetes_validate.utils.all_versions())
     (service,) = [doc for doc in documents(API) if doc["kind"] == "Service"]
-    assert validate.schema_errors(schema, service) == []
-    assert validate.schema_errors(schema, {**service, "extra": 1})
-    assert validate.schema_errors(schema, {**service, "spec": {**service["spec"], "type": 3}})
-    assert validate.schema_errors(schema, {"apiVersion": "v1", "kind": "Pod", "metadata": {}}) == [
-        "kind v1 Pod is not in the vendored schema (--write-schema)"
-    ]
+    for version in validate.KUBERNETES_VERSIONS:
+        assert validate.schema_error(service, version) is None
+        assert "'extra' was unexpected" in validate.schema_error({**service, "extra": 1}, version)
+        wrong_type = validate.schema_error({**service, "spec": {**service["spec"], "type": 3}}, version)
+        assert wrong_type.startswith("spec.type: 3 is not of type 'string'"), wrong_type
+        unknown = validate.schema_error(
+            {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}}, version
+        )
+        assert unknown.startswith("Couldn't find schema for kind Widget"), unknown
