@@ -1,4 +1,4 @@
-"""Elasticsearch and model configuration shared by the indexer and the API, validated at start-up."""
+"""Elasticsearch and model settings (ES_*, VGG16_*) shared by the indexer and the API."""
 
 from __future__ import annotations
 
@@ -6,12 +6,25 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
+from pydantic import field_validator, model_validator
+
 from imgsearch.compute import COMPILE_MODES, PRECISIONS
-from imgsearch.settings import ConfigError, env_choice, env_float, env_int, env_str
+from imgsearch.settings import (
+    KEEP_SPACES,
+    ConfigError,
+    EnvSettings,
+    choice,
+    env_var,
+    flag,
+    integer,
+    matches,
+    number,
+    read,
+)
 
 VECTOR_INDEX_TYPES = (
     "hnsw",
@@ -23,98 +36,181 @@ VECTOR_INDEX_TYPES = (
     "int4_flat",
     "bbq_flat",
 )
-_ALIAS = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+ALIAS = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+ALIAS_RULE = matches(ALIAS, "must be a lowercase index/alias name, got {!r}")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
-@dataclass(frozen=True)
-class ElasticConfig:
-    """Where the index lives and how it is built."""
+class ElasticConfig(EnvSettings):
+    """Where the index lives and how it is built; credentials and TLS (ES_*)."""
 
-    url: str
-    alias: str
-    request_timeout: float
-    vector_index_type: str
-    replicas: int
-    shards: int
+    url: str = env_var(
+        "ES_URL",
+        "http://127.0.0.1:9200",
+        "Elasticsearch URL, http:// or https:// (no credentials: it is logged)",
+    )
+    alias: Annotated[str, ALIAS_RULE] = env_var(
+        "ES_INDEX", "images", "alias the shop searches; versions are named <ES_INDEX>-<UTC timestamp>"
+    )
+    request_timeout: Annotated[float, number(0.1)] = env_var(
+        "ES_REQUEST_TIMEOUT", 30.0, "seconds per Elasticsearch request (indexer)"
+    )
+    vector_index_type: Annotated[str, choice(*VECTOR_INDEX_TYPES)] = env_var(
+        "ES_VECTOR_INDEX_TYPE", "int8_hnsw", "dense_vector index_options.type"
+    )
+    replicas: Annotated[int, integer(0, 10)] = env_var(
+        "ES_NUMBER_OF_REPLICAS", 1, "replicas of the serving index (0 on a single node)"
+    )
+    shards: Annotated[int, integer(1, 64)] = env_var(
+        "ES_NUMBER_OF_SHARDS", 1, "shards of a new index version"
+    )
     # Authentication: an API key (the base64 `encoded` form) or a username and password, never both.
-    api_key: str | None = field(default=None, repr=False)
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    api_key: str | None = env_var(
+        "ES_API_KEY",
+        None,
+        "API key (the `encoded` value, or id:api_key) with the component's role",
+        secret=True,
+    )
+    username: str | None = env_var("ES_USERNAME", None, "instead of an API key: a user, with ES_PASSWORD")
+    password: Annotated[str | None, KEEP_SPACES] = env_var(
+        "ES_PASSWORD", None, "password of ES_USERNAME", secret=True
+    )
     # TLS for https URLs: a CA file, or a pinned certificate fingerprint, else the system trust store.
-    ca_certs: str | None = None
-    ssl_fingerprint: str | None = None
-    verify_certs: bool = True
-    # The variables the credentials came from, for error messages ("ES_API_KEY"); empty when none.
-    credentials_from: str = ""
+    ca_certs: str | None = env_var(
+        "ES_CA_CERTS",
+        None,
+        "PEM file of the CA of the cluster's HTTP certificate (neither it nor ES_SSL_FINGERPRINT: the "
+        "system trust store)",
+    )
+    ssl_fingerprint: str | None = env_var(
+        "ES_SSL_FINGERPRINT",
+        None,
+        "instead of ES_CA_CERTS: SHA-256 of the server's (or its CA's) certificate",
+    )
+    verify_certs: Annotated[bool, flag()] = env_var(
+        "ES_VERIFY_CERTS", True, "false: certificates are not verified (never in production); needs https"
+    )
 
     @property
     def uses_tls(self) -> bool:
         return urlsplit(self.url).scheme == "https"
 
+    @property
+    def credentials_from(self) -> str:
+        """The variables the credentials came from, for error messages ("ES_API_KEY"); empty when none."""
+        if self.api_key:
+            return self.variable("api_key")
+        if self.username:
+            return f"{self.variable('username')}/{self.variable('password')}"
+        return ""
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which VGG16 weights to load, and how to compute (auto: chosen from the hardware)."""
+    @field_validator("url")
+    @classmethod
+    def check_url(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            has_credentials = parts.username is not None or parts.password is not None
+        except ValueError:
+            parts, has_credentials = None, False
+        if parts is None or parts.scheme not in ("http", "https"):
+            raise ConfigError(f"ES_URL must be an http(s) URL, got {url!r}")
+        if has_credentials:
+            raise ConfigError(
+                "ES_URL must not contain credentials (it is logged); "
+                "use ES_API_KEY or ES_USERNAME/ES_PASSWORD"
+            )
+        return url
 
-    weights: str
-    seed: int
-    precision: str = "auto"
-    compile_mode: str = "auto"
+    @field_validator("api_key")
+    @classmethod
+    def check_api_key(cls, api_key: str) -> str:
+        return normalise_api_key(api_key, cls.variable("api_key"))
+
+    @field_validator("ssl_fingerprint")
+    @classmethod
+    def check_fingerprint(cls, raw: str) -> str:
+        fingerprint = raw.replace(":", "").lower()
+        if not _SHA256_HEX.match(fingerprint):
+            raise ConfigError(
+                "ES_SSL_FINGERPRINT must be the SHA-256 fingerprint of the server's (or its CA's) "
+                "certificate: 64 hex digits, colons allowed"
+            )
+        return fingerprint
+
+    @model_validator(mode="after")
+    def check_combinations(self) -> ElasticConfig:
+        check_credentials(self)
+        check_tls(self)
+        return self
 
 
-def load_elastic_config(env: Mapping[str, str], prefix: str = "ES_") -> ElasticConfig:
-    """The Elasticsearch variables; `prefix` names the credential variables (ES_ADMIN_ for the
-    security script), so errors always name the variable that was actually read."""
-    url = env_str(env, "ES_URL", "http://127.0.0.1:9200")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"ES_URL must be an http(s) URL, got {url!r}")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError(
-            "ES_URL must not contain credentials (it is logged); use ES_API_KEY or ES_USERNAME/ES_PASSWORD"
-        )
-    alias = env_str(env, "ES_INDEX", "images")
-    if not _ALIAS.match(alias):
-        raise ConfigError(f"ES_INDEX must be a lowercase index/alias name, got {alias!r}")
-    api_key, username, password, credentials_from = load_credentials(env, prefix)
-    ca_certs, fingerprint, verify_certs = load_tls(env, parts.scheme)
-    return ElasticConfig(
-        url=url,
-        alias=alias,
-        request_timeout=env_float(env, "ES_REQUEST_TIMEOUT", 30.0, minimum=0.1),
-        vector_index_type=env_choice(env, "ES_VECTOR_INDEX_TYPE", "int8_hnsw", VECTOR_INDEX_TYPES),
-        replicas=env_int(env, "ES_NUMBER_OF_REPLICAS", 1, minimum=0, maximum=10),
-        shards=env_int(env, "ES_NUMBER_OF_SHARDS", 1, minimum=1, maximum=64),
-        api_key=api_key,
-        username=username,
-        password=password,
-        ca_certs=ca_certs,
-        ssl_fingerprint=fingerprint,
-        verify_certs=verify_certs,
-        credentials_from=credentials_from,
+class AdminElasticConfig(ElasticConfig):
+    """The admin login of `python -m deploy.elasticsearch.security` (ES_ADMIN_*), with the ES_* connection."""
+
+    api_key: str | None = env_var(
+        "ES_ADMIN_API_KEY", None, "security script only: an admin API key (manage_security)", secret=True
+    )
+    username: str | None = env_var(
+        "ES_ADMIN_USERNAME", None, "security script only: an admin user (manage_security), e.g. elastic"
+    )
+    password: Annotated[str | None, KEEP_SPACES] = env_var(
+        "ES_ADMIN_PASSWORD", None, "password of ES_ADMIN_USERNAME", secret=True
     )
 
 
-def load_credentials(env: Mapping[str, str], prefix: str) -> tuple[str | None, str | None, str | None, str]:
-    """(api_key, username, password, the variables they came from): one method or none, never both."""
-    key_var, user_var, password_var = f"{prefix}API_KEY", f"{prefix}USERNAME", f"{prefix}PASSWORD"
-    api_key = env.get(key_var, "").strip()
-    username = env.get(user_var, "").strip()
-    password = env.get(password_var, "")  # a password may legitimately start or end with spaces
-    if api_key and (username or password):
+class ModelConfig(EnvSettings):
+    """Which VGG16 weights to load, and how to compute (auto: chosen from the hardware)."""
+
+    weights: str = env_var(
+        "VGG16_WEIGHTS",
+        "imagenet",
+        "imagenet | random (seeded; tests, offline) | path to an .h5 file (the indexer's and the API's "
+        "must match)",
+    )
+    seed: Annotated[int, integer(0)] = env_var("VGG16_SEED", 1234, "seed for VGG16_WEIGHTS=random")
+    precision: Annotated[str, choice(*PRECISIONS)] = env_var(
+        "VGG16_PRECISION",
+        "auto",
+        "auto: bfloat16 where the CPU (AMX, AVX512_BF16) or GPU computes it natively, else float32; "
+        "vectors stay float32 unit vectors either way",
+    )
+    compile_mode: Annotated[str, choice(*COMPILE_MODES)] = env_var(
+        "VGG16_COMPILE", "auto", "auto: TensorFlow's graph, XLA for float32 on a CPU without AVX-512"
+    )
+
+
+def check_credentials(config: ElasticConfig) -> None:
+    """One method or none: an API key, or a username with a password."""
+    key_var, user_var, password_var = (config.variable(f) for f in ("api_key", "username", "password"))
+    if config.api_key and (config.username or config.password):
         raise ConfigError(f"set either {key_var} or {user_var}/{password_var}, not both")
-    if api_key:
-        return normalise_api_key(api_key, key_var), None, None, key_var
-    if username and not password:
+    if config.username and not config.password:
         raise ConfigError(f"{user_var} is set but {password_var} is empty")
-    if password and not username:
+    if config.password and not config.username:
         raise ConfigError(f"{password_var} is set but {user_var} is empty")
-    if username:
-        return None, username, password, f"{user_var}/{password_var}"
-    return None, None, None, ""
+
+
+def check_tls(config: ElasticConfig) -> None:
+    """TLS settings need an https ES_URL; a CA file or a fingerprint, not both; neither with verify off."""
+    given = [
+        name
+        for name, present in (
+            ("ES_CA_CERTS", config.ca_certs),
+            ("ES_SSL_FINGERPRINT", config.ssl_fingerprint),
+            ("ES_VERIFY_CERTS", not config.verify_certs),
+        )
+        if present
+    ]
+    if given and not config.uses_tls:
+        raise ConfigError(f"{given[0]} is set but ES_URL is not https://; TLS settings need an https URL")
+    if config.ca_certs and config.ssl_fingerprint:
+        raise ConfigError("set either ES_CA_CERTS or ES_SSL_FINGERPRINT, not both")
+    if not config.verify_certs and (config.ca_certs or config.ssl_fingerprint):
+        raise ConfigError(
+            f"ES_VERIFY_CERTS=false contradicts {given[0]}: a CA or fingerprint is for verifying"
+        )
+    if config.ca_certs:
+        check_ca_file(config.ca_certs)
 
 
 def normalise_api_key(value: str, name: str) -> str:
@@ -126,47 +222,12 @@ def normalise_api_key(value: str, name: str) -> str:
             decoded = ""
         value = decoded
     key_id, _, secret = value.partition(":")
-    if not key_id or not secret or any(c.isspace() for c in value):
+    if not key_id or not secret or any(c.isspace() for c in value) or not value.isascii():
         raise ConfigError(
             f"{name} must be the `encoded` value returned when the key was created "
             "(base64 of id:api_key), or id:api_key"
         )
     return base64.b64encode(value.encode("ascii")).decode("ascii")
-
-
-def load_tls(env: Mapping[str, str], scheme: str) -> tuple[str | None, str | None, bool]:
-    """(ca_certs, fingerprint, verify_certs) for an https ES_URL; any TLS setting with http is an error."""
-    ca_certs = env.get("ES_CA_CERTS", "").strip() or None
-    raw_fingerprint = env.get("ES_SSL_FINGERPRINT", "").strip()
-    verify_certs = env_flag(env, "ES_VERIFY_CERTS", True)
-    given = [
-        name
-        for name, present in (
-            ("ES_CA_CERTS", ca_certs),
-            ("ES_SSL_FINGERPRINT", raw_fingerprint),
-            ("ES_VERIFY_CERTS", not verify_certs),
-        )
-        if present
-    ]
-    if given and scheme != "https":
-        raise ConfigError(f"{given[0]} is set but ES_URL is not https://; TLS settings need an https URL")
-    if ca_certs and raw_fingerprint:
-        raise ConfigError("set either ES_CA_CERTS or ES_SSL_FINGERPRINT, not both")
-    if not verify_certs and (ca_certs or raw_fingerprint):
-        raise ConfigError(
-            f"ES_VERIFY_CERTS=false contradicts {given[0]}: a CA or fingerprint is for verifying"
-        )
-    if ca_certs:
-        check_ca_file(ca_certs)
-    fingerprint = None
-    if raw_fingerprint:
-        fingerprint = raw_fingerprint.replace(":", "").lower()
-        if not _SHA256_HEX.match(fingerprint):
-            raise ConfigError(
-                "ES_SSL_FINGERPRINT must be the SHA-256 fingerprint of the server's (or its CA's) "
-                "certificate: 64 hex digits, colons allowed"
-            )
-    return ca_certs, fingerprint, verify_certs
 
 
 def check_ca_file(path: str) -> None:
@@ -178,21 +239,16 @@ def check_ca_file(path: str) -> None:
         raise ConfigError(f"ES_CA_CERTS: {path!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
 
 
-def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+CREDENTIAL_PREFIXES: dict[str, type[ElasticConfig]] = {"ES_": ElasticConfig, "ES_ADMIN_": AdminElasticConfig}
+
+
+def load_elastic_config(env: Mapping[str, str], prefix: str = "ES_") -> ElasticConfig:
+    """The Elasticsearch variables; `prefix` names the credential variables (ES_ADMIN_ for the
+    security script), so errors always name the variable that was actually read."""
+    if prefix not in CREDENTIAL_PREFIXES:
+        raise ValueError(f"credential prefix must be one of {sorted(CREDENTIAL_PREFIXES)}, got {prefix!r}")
+    return read(CREDENTIAL_PREFIXES[prefix], env)
 
 
 def load_model_config(env: Mapping[str, str]) -> ModelConfig:
-    return ModelConfig(
-        weights=env_str(env, "VGG16_WEIGHTS", "imagenet"),
-        seed=env_int(env, "VGG16_SEED", 1234),
-        precision=env_choice(env, "VGG16_PRECISION", "auto", PRECISIONS),
-        compile_mode=env_choice(env, "VGG16_COMPILE", "auto", COMPILE_MODES),
-    )
+    return read(ModelConfig, env)

@@ -9,6 +9,7 @@ import sys
 
 from imgsearch.logsetup import configure_logging
 from imgsearch.settings import ConfigError, environ
+from indexer.config import environment_help
 from indexer.partition import Partition
 
 EXIT_OK = 0
@@ -17,30 +18,8 @@ EXIT_CONFIG = 2
 EXIT_VALIDATION = 3
 EXIT_LOCKED = 4
 
-ENVIRONMENT_HELP = """\
-configuration (environment variables, see env.example):
-  ES_URL                 Elasticsearch URL (default http://127.0.0.1:9200)
-  ES_INDEX               alias the shop searches (default images); versions are ES_INDEX-<UTC time>
-  ES_VECTOR_INDEX_TYPE   dense_vector index_options.type (default int8_hnsw)
-  ES_NUMBER_OF_REPLICAS  replicas of the serving index (default 1; 0 on a single node)
-  MYSQL_URL              mysql://user:password@host:port/database (required)
-  MYSQL_TABLE, MYSQL_ID_COLUMN, MYSQL_RELATION_COLUMN, MYSQL_PHOTO_COLUMN, MYSQL_UPDATED_COLUMN
-  IMAGE_BASE_URL         base URL or folder that relative `photo` values are resolved against
-  VGG16_WEIGHTS          imagenet (default) | random (tests, offline) | path to an .h5 file
-  VGG16_PRECISION        auto (default: bfloat16 where the CPU has AMX/AVX512_BF16 or the GPU bf16 tensor
-                         cores, else float32) | float32 | bfloat16; vectors stay float32, unit length
-  VGG16_COMPILE          auto (default: graph, XLA for float32 on CPUs without AVX-512) | graph | xla
-  MYSQL_DELETED_COLUMN   optional soft-delete column: rows where it is set are removed from the index
-  ES_API_KEY             API key (the `encoded` value) with the indexer role; or ES_USERNAME + ES_PASSWORD
-  ES_CA_CERTS            PEM CA file for an https ES_URL; or ES_SSL_FINGERPRINT (SHA-256 of the server's
-                         certificate or its CA); neither: the system trust store (ES_VERIFY_CERTS=false: none)
-  INDEXER_KEEP_VERSIONS  index versions kept for rollback (default 2)
-  INDEXER_REPORT_DIR     where run reports are also written as JSON (default ./reports)
-  INDEXER_LOCK_TTL       seconds a dead run's lock blocks others (default 600; renewed while alive)
-  INDEXER_CHECKPOINT_SECONDS  how often progress is checkpointed (default 10)
-  INDEXER_CHANGE_LAG_SECONDS  incremental ignores rows changed in the last N seconds (default 60, min 1)
-  INDEXER_ES_RETRY_SECONDS    how long an unreachable Elasticsearch is waited out (default 300)
-  MYSQL_RECONNECT_SECONDS     how long an unreachable database is waited out (default 120)
+ENVIRONMENT_HELP = f"""\
+{environment_help()}
 
 state: checkpoints and locks live in <ES_INDEX>-indexer-state, run reports in <ES_INDEX>-runs.
 

@@ -24,25 +24,65 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
+
+from pydantic import field_validator, model_validator
+
+from imgsearch.config import ALIAS, ALIAS_RULE
+from imgsearch.settings import KEEP_SPACES, ConfigError, EnvSettings, env_var, help_text, matches, read
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("saved_objects.ndjson")
 TEMPLATE_ALIAS = "images"
 ID_PREFIX = "imgsearch-"
-# Same rule as ES_INDEX in indexer/config.py.
-ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+ALIAS_RE = ALIAS  # the rule of ES_INDEX
 SPACE_RE = re.compile(r"^[a-z0-9_-]{1,100}$")
+SPACE_RULE = matches(SPACE_RE, "must be a space id (a-z, 0-9, _ and -), got {!r}")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-ENVIRONMENT_HELP = """\
-environment:
-  KIBANA_URL                     Kibana base URL (default http://127.0.0.1:5601)
-  KIBANA_SPACE                   Kibana space id (default: the default space)
-  KIBANA_USERNAME, KIBANA_PASSWORD   basic authentication, or
-  KIBANA_API_KEY                 an Elasticsearch API key (the `encoded` form) sent as `ApiKey`
-  KIBANA_CA_CERTS                CA file for an https KIBANA_URL
-  ES_INDEX                       the alias the objects are for (default images)
+
+class KibanaSettings(EnvSettings):
+    """Where the objects go and how to log in (KIBANA_*), and the alias they are for (ES_INDEX)."""
+
+    url: str = env_var("KIBANA_URL", "http://127.0.0.1:5601", "Kibana base URL")
+    space: Annotated[str | None, SPACE_RULE] = env_var(
+        "KIBANA_SPACE", None, "space id (unset: the default space)"
+    )
+    username: str | None = env_var(
+        "KIBANA_USERNAME", None, "a user with Saved Objects Management (all), with KIBANA_PASSWORD"
+    )
+    password: Annotated[str | None, KEEP_SPACES] = env_var(
+        "KIBANA_PASSWORD", None, "password of KIBANA_USERNAME", secret=True
+    )
+    api_key: str | None = env_var(
+        "KIBANA_API_KEY",
+        None,
+        "instead of a user: an API key (the `encoded` form), sent as `ApiKey`",
+        secret=True,
+    )
+    ca_certs: str | None = env_var("KIBANA_CA_CERTS", None, "CA file for an https KIBANA_URL")
+    alias: Annotated[str, ALIAS_RULE] = env_var(
+        "ES_INDEX", TEMPLATE_ALIAS, "the image alias the objects are for"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def check_url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"KIBANA_URL must be an http(s) URL, got {url!r}")
+        return url
+
+    @model_validator(mode="after")
+    def check_credentials(self) -> KibanaSettings:
+        if self.api_key and (self.username or self.password):
+            raise ConfigError("set either KIBANA_API_KEY or KIBANA_USERNAME/KIBANA_PASSWORD, not both")
+        if bool(self.username) != bool(self.password):
+            raise ConfigError("KIBANA_USERNAME and KIBANA_PASSWORD must be set together")
+        return self
+
+
+ENVIRONMENT_HELP = f"""\
+{help_text(KibanaSettings, "environment (a command-line option wins over its variable):")}
 
 exit codes: 0 imported; 1 Kibana unreachable, refused the request, or reported errors for objects;
 2 bad arguments, environment or saved-objects file."""
@@ -129,18 +169,12 @@ def import_url(kibana_url: str, space: str | None) -> str:
     return f"{base}{prefix}/api/saved_objects/_import?overwrite=true"
 
 
-def auth_header(env: Mapping[str, str]) -> dict[str, str]:
+def auth_header(settings: KibanaSettings) -> dict[str, str]:
     """Authorization from KIBANA_API_KEY or KIBANA_USERNAME/KIBANA_PASSWORD (none: security off)."""
-    api_key = env.get("KIBANA_API_KEY", "").strip()
-    user, password = env.get("KIBANA_USERNAME", ""), env.get("KIBANA_PASSWORD", "")
-    if api_key and (user or password):
-        raise SetupError("set either KIBANA_API_KEY or KIBANA_USERNAME/KIBANA_PASSWORD, not both", EXIT_USAGE)
-    if api_key:
-        return {"Authorization": f"ApiKey {api_key}"}
-    if bool(user) != bool(password):
-        raise SetupError("KIBANA_USERNAME and KIBANA_PASSWORD must be set together", EXIT_USAGE)
-    if user:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    if settings.api_key:
+        return {"Authorization": f"ApiKey {settings.api_key}"}
+    if settings.username:
+        token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
     return {}
 
@@ -260,7 +294,7 @@ def ssl_context(url: str, ca_certs: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca_certs or None)
 
 
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kibana.setup",
         description="Import the imgsearch Kibana saved objects (data views on the image alias and on "
@@ -269,13 +303,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--kibana-url", default=env.get("KIBANA_URL") or "http://127.0.0.1:5601")
-    parser.add_argument("--space", default=env.get("KIBANA_SPACE") or None, help="Kibana space id")
-    parser.add_argument(
-        "--alias", default=env.get("ES_INDEX") or TEMPLATE_ALIAS, help="image alias (ES_INDEX)"
-    )
+    parser.add_argument("--kibana-url", help="Kibana base URL (default: KIBANA_URL)")
+    parser.add_argument("--space", help="Kibana space id (default: KIBANA_SPACE)")
+    parser.add_argument("--alias", help="image alias (default: ES_INDEX)")
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="saved objects NDJSON (template)")
-    parser.add_argument("--ca-certs", default=env.get("KIBANA_CA_CERTS") or None, help="CA file for https")
+    parser.add_argument("--ca-certs", help="CA file for https (default: KIBANA_CA_CERTS)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     parser.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS", help="retry while Kibana is down or starting"
@@ -288,37 +320,42 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
+def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> KibanaSettings:
+    """The variables, each overridden by its command-line option when that is given."""
+    options = {"KIBANA_URL": args.kibana_url, "KIBANA_SPACE": args.space, "ES_INDEX": args.alias}
+    options["KIBANA_CA_CERTS"] = args.ca_certs
+    try:
+        return read(KibanaSettings, {**env, **{k: v for k, v in options.items() if v is not None}})
+    except ConfigError as exc:
+        raise SetupError(str(exc), EXIT_USAGE) from None
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
-    if args.space is not None and not SPACE_RE.match(args.space):
-        raise SetupError(
-            f"KIBANA_SPACE must be a space id (a-z, 0-9, _ and -), got {args.space!r}", EXIT_USAGE
-        )
-    if urlsplit(args.kibana_url).scheme not in ("http", "https"):
-        raise SetupError(f"KIBANA_URL must be an http(s) URL, got {args.kibana_url!r}", EXIT_USAGE)
+    settings = load_settings(args, env)
     try:
         text = args.file.read_text(encoding="utf-8")
     except OSError as exc:
         raise SetupError(f"cannot read {args.file}: {exc}", EXIT_USAGE) from None
-    objects = for_alias(load_objects(text, str(args.file)), args.alias)
+    objects = for_alias(load_objects(text, str(args.file)), settings.alias)
     payload = to_ndjson(objects)
     if args.print:
         sys.stdout.write(payload.decode())
         return None
-    body, content_type = multipart_file("file", f"imgsearch-{args.alias}.ndjson", payload)
-    headers = {"kbn-xsrf": "true", "Content-Type": content_type, **auth_header(env)}
-    url = import_url(args.kibana_url, args.space)
-    context = ssl_context(url, args.ca_certs)
+    body, content_type = multipart_file("file", f"imgsearch-{settings.alias}.ndjson", payload)
+    headers = {"kbn-xsrf": "true", "Content-Type": content_type, **auth_header(settings)}
+    url = import_url(settings.url, settings.space)
+    context = ssl_context(url, settings.ca_certs)
     answer = send_with_wait(url, body, headers, args.timeout, context, args.wait)
-    done = check_answer(answer, url, args.space, len(objects))
+    done = check_answer(answer, url, settings.space, len(objects))
     dashboards = [obj["id"] for obj in objects if obj["type"] == "dashboard"]
-    space_path = f"/s/{args.space}" if args.space else ""
-    links = [f"{args.kibana_url.rstrip('/')}{space_path}/app/dashboards#/view/{oid}" for oid in dashboards]
-    return "\n".join([f"{done} for alias {args.alias}", *(f"  dashboard: {link}" for link in links)])
+    space_path = f"/s/{settings.space}" if settings.space else ""
+    links = [f"{settings.url.rstrip('/')}{space_path}/app/dashboards#/view/{oid}" for oid in dashboards]
+    return "\n".join([f"{done} for alias {settings.alias}", *(f"  dashboard: {link}" for link in links)])
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    args = build_parser(env).parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         summary = run(args, env)
     except SetupError as exc:

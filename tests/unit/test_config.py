@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import base64
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from imgsearch.config import load_elastic_config
+from imgsearch.config import ElasticConfig, load_elastic_config
 from imgsearch.settings import ConfigError
 from indexer.config import load_indexer_config, parse_mysql_url
+from searchapi.config import load_search_config
 
 BASE = {"MYSQL_URL": "mysql://u:p%40ss@db.example:3307/shop"}
 
@@ -162,3 +168,135 @@ def test_the_admin_prefix_reads_and_names_its_own_variables():
     assert config.credentials_from == "ES_ADMIN_USERNAME/ES_ADMIN_PASSWORD"
     with pytest.raises(ConfigError, match="ES_ADMIN_USERNAME is set but ES_ADMIN_PASSWORD is empty"):
         load_elastic_config({"ES_ADMIN_USERNAME": "elastic"}, "ES_ADMIN_")
+
+
+# --- the settings models: every error at once, process environment, exit code 2 ----------------------
+
+
+def test_every_invalid_variable_is_named_at_once():
+    env = {**BASE, "ES_INDEX": "Bad", "VGG16_COMPILE": "jit", "IMAGE_MAX_BYTES": "12", "MYSQL_TABLE": "a b"}
+    with pytest.raises(ConfigError) as raised:
+        load_indexer_config(env)
+    message = str(raised.value)
+    for expected in (
+        "ES_INDEX must be a lowercase index/alias name, got 'Bad'",
+        "VGG16_COMPILE must be one of auto, graph, xla; got 'jit'",
+        "IMAGE_MAX_BYTES must be >= 1024, got 12",
+        "MYSQL_TABLE must be a plain SQL identifier (letters, digits, _), got 'a b'",
+    ):
+        assert expected in message
+    assert "required" not in message  # the nested models are not reported as missing fields
+
+
+def test_a_missing_required_variable_is_named_once():
+    with pytest.raises(ConfigError) as raised:
+        load_indexer_config({})
+    assert str(raised.value) == "MYSQL_URL is required but not set (see env.example)"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ES_REQUEST_TIMEOUT", "0", "ES_REQUEST_TIMEOUT must be >= 0.1, got 0.0"),
+        ("ES_NUMBER_OF_SHARDS", "65", "ES_NUMBER_OF_SHARDS must be >= 1 and <= 64, got 65"),
+        ("ES_NUMBER_OF_REPLICAS", "one", "ES_NUMBER_OF_REPLICAS must be an integer, got 'one'"),
+        ("ES_VECTOR_INDEX_TYPE", "lsh", "ES_VECTOR_INDEX_TYPE must be one of hnsw, int8_hnsw"),
+        ("VGG16_SEED", "-1", "VGG16_SEED must be >= 0, got -1"),
+        ("IMAGE_FETCH_RETRIES", "11", "IMAGE_FETCH_RETRIES must be >= 0 and <= 10, got 11"),
+        ("IMAGE_MAX_PIXELS", "9999", "IMAGE_MAX_PIXELS must be >= 10000, got 9999"),
+        ("MYSQL_DELETED_COLUMN", "deleted-at", "MYSQL_DELETED_COLUMN must be a plain SQL identifier"),
+        ("MYSQL_RECONNECT_SECONDS", "-1", "MYSQL_RECONNECT_SECONDS must be >= 0.0, got -1.0"),
+        ("INDEXER_KEEP_VERSIONS", "101", "INDEXER_KEEP_VERSIONS must be >= 1 and <= 100, got 101"),
+        ("INDEXER_LOCK_TTL", "0.5", "INDEXER_LOCK_TTL must be >= 1.0, got 0.5"),
+        ("INDEXER_CHANGE_LAG_SECONDS", "0", "INDEXER_CHANGE_LAG_SECONDS must be >= 1.0, got 0.0"),
+        ("MYSQL_URL", "mysql://u:p@h:99999/db", "MYSQL_URL has an invalid port"),
+        ("MYSQL_URL", "mysql://u:p@[::1/db", "MYSQL_URL: Invalid IPv6 URL"),  # was a traceback
+        ("ES_URL", "http://[::1", "ES_URL must be an http(s) URL, got 'http://[::1'"),  # was a traceback
+        ("ES_API_KEY", "ключ:секрет", "ES_API_KEY must be the `encoded` value"),  # was a traceback
+    ],
+)
+def test_each_rule_names_its_variable(variable, value, message):
+    with pytest.raises(ConfigError) as raised:
+        load_indexer_config({**BASE, variable: value})
+    assert message in str(raised.value)
+
+
+def test_blank_values_take_the_default_and_values_are_stripped():
+    config = load_indexer_config(
+        {**BASE, "ES_INDEX": "   ", "INDEXER_KEEP_VERSIONS": " 3 ", "MYSQL_TABLE": ""}
+    )
+    assert (config.elastic.alias, config.keep_versions, config.mysql.table) == ("images", 3, "images")
+    assert config.mysql.deleted_column is None and config.fetch.base_url == ""
+
+
+def test_lists_are_comma_separated_never_json():
+    assert load_search_config({"SEARCH_FILTER_FIELDS": " status , photo ,"}).filter_fields == (
+        "status",
+        "photo",
+    )
+    assert load_search_config({"SEARCH_FILTER_FIELDS": " , "}).filter_fields == ("relation_id",)
+    with pytest.raises(ConfigError, match="SEARCH_FILTER_FIELDS"):
+        load_search_config({"SEARCH_FILTER_FIELDS": '["status"]'})
+
+
+def test_settings_are_frozen_and_read_the_process_environment(monkeypatch):
+    monkeypatch.setenv("ES_INDEX", "from-process")
+    config = ElasticConfig()
+    assert config.alias == "from-process"
+    with pytest.raises(ValueError, match="frozen"):
+        config.alias = "other"
+
+
+def test_the_mysql_connection_comes_from_the_url():
+    config = load_indexer_config({**BASE, "MYSQL_DELETED_COLUMN": "deleted_at"})
+    assert (config.mysql.host, config.mysql.port, config.mysql.user, config.mysql.database) == (
+        "db.example",
+        3307,
+        "u",
+        "shop",
+    )
+    assert config.mysql.deleted_column == "deleted_at"
+    assert "p%40ss" not in repr(config) and "p@ss" not in repr(config)
+
+
+def test_only_the_two_credential_prefixes_exist():
+    with pytest.raises(ValueError, match="ES_OTHER_"):
+        load_elastic_config({}, "ES_OTHER_")
+
+
+def clean_environment(**variables: str) -> dict[str, str]:
+    """The test process's environment without the project's variables, plus `variables`."""
+    project = re.compile(r"^(ES|SEARCH|INDEXER|IMAGE|MYSQL|VGG16|KIBANA)_")
+    return {**{k: v for k, v in os.environ.items() if not project.match(k)}, **variables}
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "message"),
+    [
+        (["indexer", "status"], {"ES_INDEX": "Bad"}, "ES_INDEX must be a lowercase index/alias name"),
+        (["indexer", "full"], {}, "MYSQL_URL is required but not set"),
+        (
+            ["searchapi"],
+            {"SEARCH_CORS_ORIGINS": "ftp://x"},
+            "SEARCH_CORS_ORIGINS: 'ftp://x' is not an origin",
+        ),
+        (
+            ["deploy.elasticsearch.security", "roles"],
+            {"ES_ADMIN_USERNAME": "elastic"},
+            "ES_ADMIN_USERNAME is set but ES_ADMIN_PASSWORD is empty",
+        ),
+        (["kibana.setup", "--print"], {"KIBANA_SPACE": "Bad Space"}, "KIBANA_SPACE must be a space id"),
+    ],
+)
+def test_programs_exit_2_with_the_message(command, env, message):
+    done = subprocess.run(
+        [sys.executable, "-m", *command],
+        env=clean_environment(**env),
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
