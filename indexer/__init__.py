@@ -1,14 +1,13 @@
-"""Batch indexer: MySQL catalog rows → VGG16 features → Elasticsearch kNN index.
+"""Batch indexer: MySQL catalog rows → VGG16 features → Elasticsearch kNN index."""
 
-The names below are its public surface, the only ones bench/, demo/ and deploy/ may use.
-"""
+# The names below are its public surface, the only ones bench/, demo/ and deploy/ may use.
 
 from indexer.config import IndexerConfig, MySqlConfig, load_indexer_config, load_mysql_config
 from indexer.full import FullRebuild
 from indexer.incremental import IncrementalRun
 from indexer.pipeline import RunOptions
-from indexer.sink import create_build_index, delete_old_versions, finish_build_index, swap_alias
 from indexer.source import CatalogSource, connect
+from indexer.versions import create_build_index, delete_old_versions, finish_build_index, swap_alias
 
 __all__ = [
     "CatalogSource",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from elasticsearch import Elasticsearch
 
 from imgsearch.indices import aliased_indices, list_versions, version_summary
-from indexer.sink import swap_alias
 from indexer.state import StateStore
+from indexer.versions import swap_alias
 
 
 class RollbackImpossible(RuntimeError):

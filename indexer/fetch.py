@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import os
-import random
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -13,6 +11,7 @@ from urllib3.util import Retry, Timeout
 
 from imgsearch.download import DownloadFailure, download_failure, read_capped
 from imgsearch.errors import RowFailure, RowStatus
+from imgsearch.retry import Backoff, download_retrying, parse_retry_after
 from indexer.config import FetchConfig
 
 MAX_REDIRECTS = 5
@@ -53,27 +52,6 @@ def _path_under(base_dir: str, photo: str) -> str:
     return path
 
 
-def backoff_delay(attempt: int, base: float) -> float:
-    """Exponential backoff with jitter: base·2^attempt, stretched by up to 50%, capped."""
-    return min(base * 2**attempt * random.uniform(1.0, 1.5), MAX_BACKOFF_SECONDS)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/invalid."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(moment.timestamp() - time.time(), 0.0)
-
-
 class ImageFetcher:
     """Thread-safe downloader; one connection pool shared by all worker threads.
 
@@ -85,7 +63,7 @@ class ImageFetcher:
 
     def __init__(self, config: FetchConfig, pool_size: int = 8, backoff: float = BACKOFF_SECONDS) -> None:
         self.config = config
-        self.backoff = backoff
+        self.backoff = Backoff(backoff, MAX_BACKOFF_SECONDS)
         # urllib3 only follows redirects; retrying is ours (it covers the body too, and caps waits).
         retry = Retry(
             total=None,
@@ -114,29 +92,12 @@ class ImageFetcher:
 
     def _fetch_http(self, url: str) -> bytes:
         deadline = time.monotonic() + self.config.timeout * (self.config.retries + 2)
-        attempt = 0
-        while True:
-            try:
-                return self._attempt(url, deadline)
-            except DownloadFailure as failure:
-                delay = self._retry_delay(failure, attempt, deadline)
-                if delay is None:
-                    if attempt:
-                        failure.message += f" (after {attempt + 1} attempts)"
-                    raise
-            time.sleep(delay)
-            attempt += 1
-
-    def _retry_delay(self, failure: DownloadFailure, attempt: int, deadline: float) -> float | None:
-        """Seconds to wait before the next attempt, or None when this failure is final."""
-        if not failure.transient or attempt >= self.config.retries:
-            return None
-        delay = max(backoff_delay(attempt, self.backoff), failure.retry_after or 0.0)
-        if time.monotonic() + delay >= deadline:
-            if failure.retry_after:
-                failure.message += f"; Retry-After {failure.retry_after:g} s ends past the download deadline"
-            return None
-        return delay
+        retrying = download_retrying(self.config.retries, self.backoff, deadline)
+        try:
+            return retrying(self._attempt, url, deadline)
+        except DownloadFailure as failure:
+            explain_final(failure, retrying.statistics["attempt_number"], self.config.retries, deadline)
+            raise
 
     def _attempt(self, url: str, deadline: float) -> bytes:
         """One GET (redirects followed) and its capped body; raises DownloadFailure."""
@@ -183,6 +144,15 @@ class ImageFetcher:
             raise download_failure("not_found", f"no such file: {path}") from None
         except OSError as exc:
             raise download_failure("io_error", f"cannot read {path}: {exc}") from None
+
+
+def explain_final(failure: DownloadFailure, attempts: int, retries: int, deadline: float) -> None:
+    """Say in the row's message why the download stopped: a Retry-After past the deadline, the attempts."""
+    wanted_more = failure.transient and attempts <= retries
+    if wanted_more and failure.retry_after and time.monotonic() + failure.retry_after >= deadline:
+        failure.message += f"; Retry-After {failure.retry_after:g} s ends past the download deadline"
+    if attempts > 1:
+        failure.message += f" (after {attempts} attempts)"
 
 
 def status_failure(url: str, response: urllib3.BaseHTTPResponse) -> DownloadFailure:

@@ -13,10 +13,16 @@ from elasticsearch.helpers import bulk
 from imgsearch import indices
 from imgsearch.documents import iso
 from imgsearch.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowStatus
-from indexer import reuse, sink
-from indexer.pipeline import CompletionTracker, LockedRun, ValidationFailed
+from imgsearch.features import FeatureExtractor
+from indexer import reuse, versions
+from indexer.config import IndexerConfig
+from indexer.lockedrun import LockedRun, ValidationFailed
+from indexer.pipeline import CompletionTracker, RunOptions
+from indexer.progress import Progress
 from indexer.report import RunReport, Stopwatch
+from indexer.source import CatalogSource
 from indexer.state import StateConflict, Versioned
+from indexer.stop import StopToken
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +42,17 @@ class FullRebuild(LockedRun):
 
     mode = "full"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: IndexerConfig,
+        es: Elasticsearch,
+        source: CatalogSource,
+        extractor: FeatureExtractor,
+        options: RunOptions = RunOptions(),
+        progress: Progress | None = None,
+        stop: StopToken | None = None,
+    ) -> None:
+        super().__init__(config, es, source, extractor, options, progress, stop)
         self.build_id = f"build:{self.partition.count}"
         self.checkpoint_id = f"checkpoint:full:{self.partition.key}"
         self.carried: Counter = Counter()
@@ -104,7 +119,7 @@ class FullRebuild(LockedRun):
         if self.es.indices.exists(index=index):
             return
         try:
-            sink.create_build_index(self.es, index, self._definition())
+            versions.create_build_index(self.es, index, self._definition())
         except Exception:
             if not self.es.indices.exists(index=index):  # another partition created it first: fine
                 raise
@@ -194,16 +209,16 @@ class FullRebuild(LockedRun):
         statuses = sum((Counter(part["statuses"]) for part in done.values()), Counter())
         rows_seen = sum(int(part["rows_seen"]) for part in done.values())
         with Stopwatch(self.report, "finalize"):
-            sink.finish_build_index(self.es, index, self._definition())
+            versions.finish_build_index(self.es, index, self._definition())
             try:
                 validate_build(self.es, index, statuses, rows_seen, self.options.max_failure_ratio)
             except ValidationFailed:
                 self._forget_build(build)
                 raise
-            self.report.previous_indices = sink.swap_alias(self.es, self.alias, index)
+            self.report.previous_indices = versions.swap_alias(self.es, self.alias, index)
             self._rebase_incremental(build)
             self._forget_build(build)
-            self.report.deleted_indices = sink.delete_old_versions(
+            self.report.deleted_indices = versions.delete_old_versions(
                 self.es, self.alias, self.config.keep_versions
             )
         self.report.finish("succeeded", f"alias {self.alias} now points to {index}")

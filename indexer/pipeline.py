@@ -18,34 +18,18 @@ from imgsearch.documents import CatalogRow, delete_action, failed_document, inde
 from imgsearch.errors import RowFailure, RowStatus
 from imgsearch.features import MIN_FEATURE_NORM, FeatureExtractor
 from imgsearch.imaging import decode_image
-from indexer import reuse, sink
+from indexer import reuse
+from indexer.bulk import BulkWriter
 from indexer.config import IndexerConfig
 from indexer.fetch import ImageFetcher, resolve_photo
 from indexer.partition import WHOLE, Partition
 from indexer.progress import NoProgress, Progress
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogSource
-from indexer.state import RunLock, StateStore
+from indexer.stop import StopToken
 
 log = logging.getLogger(__name__)
 
-
-STOP_REQUESTED = threading.Event()
 _DONE = object()
-
-
-class Interrupted(RuntimeError):
-    """SIGTERM/SIGINT was received: the run stops at the next row, releasing its lock on the way out."""
-
-
-def stop_requested(signal_name: str) -> None:
-    """Ask running pipelines to stop at a safe point (never inside TensorFlow or a bulk request)."""
-    STOP_REQUESTED.set()
-    Interrupted.signal_name = signal_name  # type: ignore[attr-defined]
-
-
-class ValidationFailed(RuntimeError):
-    """The run's result is not fit to serve (full: the alias was left where it was)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +114,7 @@ class RowIndexer:
         options: RunOptions,
         progress: Progress | None = None,
         still_allowed: Callable[[], None] = lambda: None,
+        stop: StopToken | None = None,
     ) -> None:
         self.config = config
         self.es = es
@@ -138,6 +123,7 @@ class RowIndexer:
         self.options = options
         self.progress = progress or NoProgress()
         self.still_allowed = still_allowed
+        self.stop = stop or StopToken()
         self.batch_size = options.batch_size or extractor.compute.batch_size
         self.fetcher = ImageFetcher(config.fetch, pool_size=options.workers)
         self.failed_ids: set[int] = set()
@@ -154,7 +140,7 @@ class RowIndexer:
     ) -> CompletionTracker:
         """Index every row into `target`; call `checkpoint` every few seconds and once all is written."""
         self._tracker = CompletionTracker()
-        writer = sink.BulkWriter(self.es, self._on_bulk_result, self.config.run.es_retry_seconds).start()
+        writer = BulkWriter(self.es, self._on_bulk_result, self.config.run.es_retry_seconds).start()
         try:
             self._index_rows(rows, target, position, writer, checkpoint)
         finally:
@@ -174,8 +160,7 @@ class RowIndexer:
             ThreadPoolExecutor(1, thread_name_prefix="model") as model,
         ):
             for prepared in timed(prefetch(rows, pool, self.prepare, ahead), self.report, "wait_for_rows"):
-                if STOP_REQUESTED.is_set():
-                    raise Interrupted(getattr(Interrupted, "signal_name", "a signal"))
+                self.stop.check()
                 self.still_allowed()
                 self.report.rows_seen += 1
                 self._tracker.started(str(prepared.row.id), position(prepared.row))
@@ -194,7 +179,7 @@ class RowIndexer:
             self._write_batch(in_flight, writer, target)
 
     def _start_batch(
-        self, model: ThreadPoolExecutor, in_flight: Future | None, writer: sink.BulkWriter, target: str, batch
+        self, model: ThreadPoolExecutor, in_flight: Future | None, writer: BulkWriter, target: str, batch
     ) -> Future:
         """Queue `batch` for the model first, then write the batch before it: the model never waits."""
         started = model.submit(self._embed, batch)
@@ -233,7 +218,7 @@ class RowIndexer:
             vectors, norms = self.extractor.extract(np.stack([p.pixels for p in batch]))
         return batch, vectors, norms
 
-    def _write_batch(self, in_flight: Future | None, writer: sink.BulkWriter, target: str) -> None:
+    def _write_batch(self, in_flight: Future | None, writer: BulkWriter, target: str) -> None:
         """Wait for a batch's vectors and hand its documents to the bulk writer (zero vectors fail)."""
         if in_flight is None:
             return
@@ -248,7 +233,7 @@ class RowIndexer:
 
     def _submit(
         self,
-        writer: sink.BulkWriter,
+        writer: BulkWriter,
         target: str,
         prepared: PreparedRow,
         vector: np.ndarray | list[float] | None,
@@ -289,52 +274,3 @@ class RowIndexer:
             self.report.record_success(outcome)
             status = outcome
         self._tracker.finished(doc_id, status.value)
-
-
-class LockedRun:
-    """What `full` and `incremental` share: the report, the state store, the lock and the row indexer."""
-
-    mode = "run"
-
-    def __init__(
-        self,
-        config: IndexerConfig,
-        es: Elasticsearch,
-        source: CatalogSource,
-        extractor: FeatureExtractor,
-        options: RunOptions = RunOptions(),
-        progress: Progress | None = None,
-    ) -> None:
-        self.config = config
-        self.es = es
-        self.source = source
-        self.extractor = extractor
-        self.options = options
-        self.partition = options.partition
-        self.progress = progress or NoProgress()
-        self.alias = config.elastic.alias
-        self.report = RunReport(mode=self.mode, alias=self.alias, partition=str(self.partition))
-        self.report.model = extractor.info.as_meta()
-        self.store = StateStore(es, self.alias, config.run.es_retry_seconds)
-        self.lock = RunLock(self.store, self.partition, self.report.run_id, self.mode, config.run.lock_ttl)
-        self.rows = RowIndexer(
-            config, es, extractor, self.report, options, self.progress, self.lock.ensure_held
-        )
-        self.report.compute = extractor.compute.as_meta() | {"batch_size": self.rows.batch_size}
-
-    def run(self) -> RunReport:
-        """Run to the end under the lock; raises on a run-level failure (the alias is then untouched)."""
-        self.store.ensure()
-        with self.lock:
-            try:
-                return self._run_locked()
-            finally:
-                self.progress.close()
-
-    def _run_locked(self) -> RunReport:
-        raise NotImplementedError
-
-    def owned_ids(self, index: str, query: dict[str, object] | None = None) -> Iterator[int]:
-        """Ids of documents matching query that belong to this run's partition, ascending."""
-        ids = sink.iter_document_ids(self.es, index, query, self.config.run.es_retry_seconds)
-        return (doc_id for doc_id in ids if self.partition.owns(doc_id))

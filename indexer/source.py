@@ -4,35 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 import mysql.connector
 from mysql.connector import errors as mysql_errors
 
 from imgsearch.documents import CatalogRow
+from imgsearch.retry import mysql_retrying
 from indexer.config import MySqlConfig
 from indexer.partition import WHOLE, Partition
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 ID_PAGE_SIZE = 10_000
-# Connection-level failures (server restarting, network cut) are waited out; SQL errors are not.
-# Client error codes: 2002/2003 can't connect, 2006 server gone away, 2013 lost connection, 2055 lost (SSL).
-RECONNECTABLE_ERRNOS = frozenset({2002, 2003, 2005, 2006, 2013, 2055})
-# Server error codes while starting or stopping: 1053 shutdown in progress, 1927 connection killed.
-RESTARTING_ERRNOS = frozenset({1053, 1927})
-
-
-def is_reconnectable(exc: BaseException) -> bool:
-    """True for a lost or refused connection (worth waiting out), false for SQL and permission errors."""
-    if isinstance(exc, (mysql_errors.OperationalError, mysql_errors.InterfaceError)):
-        return True
-    return isinstance(exc, mysql_errors.Error) and exc.errno in RECONNECTABLE_ERRNOS | RESTARTING_ERRNOS
 
 
 @dataclass(frozen=True)
@@ -152,34 +138,25 @@ class CatalogSource:
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         """Run one read query; wait out a lost connection (restart, network) up to reconnect_seconds."""
-        return self._reconnecting(lambda: self._execute(sql, params))
+        return mysql_retrying(self.config.reconnect_seconds)(self._execute, sql, params)
 
     def _execute(self, sql: str, params: Sequence[object]) -> list[tuple]:
+        """One attempt on the current connection (opened when needed); any database error drops it."""
         if self._connection is not None and not self._connection.is_connected():
             log.warning("catalog database connection lost; reconnecting at the same keyset position")
             self._drop_connection()
-        if self._connection is None:
-            self._connection = connect(self.config)
-        cursor = self._connection.cursor()
         try:
-            cursor.execute(sql, tuple(params))
-            return cursor.fetchall()
-        finally:
-            cursor.close()
-
-    def _reconnecting(self, call: Callable[[], T]) -> T:
-        give_up = time.monotonic() + self.config.reconnect_seconds
-        delay = 0.5
-        while True:
+            if self._connection is None:
+                self._connection = connect(self.config)
+            cursor = self._connection.cursor()
             try:
-                return call()
-            except mysql_errors.Error as exc:
-                self._drop_connection()
-                if not is_reconnectable(exc) or time.monotonic() + delay > give_up:
-                    raise
-                log.warning("catalog database unavailable (%s); reconnecting in %.1f s", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                cursor.execute(sql, tuple(params))
+                return cursor.fetchall()
+            finally:
+                cursor.close()
+        except mysql_errors.Error:
+            self._drop_connection()
+            raise
 
     def _drop_connection(self) -> None:
         if self._connection is not None:

@@ -20,9 +20,9 @@ from elasticsearch import (
 )
 
 from imgsearch.indices import last_runs, runs_index
+from imgsearch.retry import retry_elasticsearch
 from indexer.partition import Partition
 from indexer.report import ROW_COUNTS
-from indexer.sink import retrying
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class StateStore:
 
     def get(self, doc_id: str) -> Versioned | None:
         try:
-            response = retrying(
+            response = retry_elasticsearch(
                 lambda: self.es.get(index=self.index, id=doc_id), "read state", self.retry_seconds
             )
         except NotFoundError:
@@ -183,7 +183,7 @@ class StateStore:
                 raise StateConflict(f"state document {doc_id} appeared concurrently")
             return created
         try:
-            response = retrying(
+            response = retry_elasticsearch(
                 lambda: self.es.index(
                     index=self.index,
                     id=doc_id,
@@ -201,7 +201,7 @@ class StateStore:
 
     def put(self, doc_id: str, body: dict[str, Any]) -> None:
         """Overwrite unconditionally."""
-        retrying(
+        retry_elasticsearch(
             lambda: self.es.index(index=self.index, id=doc_id, document=body, refresh=True),
             f"save {doc_id}",
             self.retry_seconds,
@@ -221,7 +221,7 @@ class StateStore:
 
     def record_run(self, report: dict[str, Any]) -> None:
         """Index one run report into `<alias>-runs` (for `status` and Kibana)."""
-        retrying(
+        retry_elasticsearch(
             lambda: self.es.index(
                 index=runs_index(self.alias), id=report["run_id"], document=report, refresh=True
             ),

@@ -17,7 +17,6 @@ import os
 import re
 import ssl
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -30,6 +29,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import field_validator, model_validator
 
 from imgsearch.config import ALIAS, ALIAS_RULE
+from imgsearch.retry import NotReady, kibana_retrying
 from imgsearch.settings import KEEP_SPACES, ConfigError, EnvSettings, env_var, help_text, matches, read
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("saved_objects.ndjson")
@@ -212,22 +212,24 @@ def send_with_wait(
     wait_seconds: float,
     retry_interval: float = 5.0,
 ) -> Answer:
-    """POST once, or keep retrying for wait_seconds while Kibana is unreachable or answers 503."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            answer = post(url, body, headers, timeout, context)
-            problem = None if answer.status != 503 else f"HTTP 503: {message_of(answer.body)}"
-        except (urllib.error.URLError, OSError) as exc:
-            answer, problem = None, f"{getattr(exc, 'reason', exc)}"
-        if problem is None and answer is not None:
-            return answer
-        if time.monotonic() + retry_interval > deadline:
-            if answer is not None:
-                return answer
-            raise SetupError(f"cannot reach Kibana at {origin(url)}: {problem}")
-        print(f"kibana-setup: Kibana not ready ({problem}); retrying", file=sys.stderr)
-        time.sleep(retry_interval)
+    """POST once, or keep retrying for wait_seconds while Kibana is unreachable or answers 503
+    (backoff up to retry_interval seconds); the last answer, or SetupError when none came."""
+
+    def attempt() -> Answer:
+        answer = post(url, body, headers, timeout, context)
+        if answer.status == 503:
+            raise NotReady(f"HTTP 503: {message_of(answer.body)}", answer)
+        return answer
+
+    def announce(line: str) -> None:
+        print(f"kibana-setup: {line}", file=sys.stderr)
+
+    try:
+        return kibana_retrying(wait_seconds, retry_interval, announce)(attempt)
+    except NotReady as exc:
+        return exc.answer
+    except (urllib.error.URLError, OSError) as exc:
+        raise SetupError(f"cannot reach Kibana at {origin(url)}: {getattr(exc, 'reason', exc)}") from None
 
 
 def origin(url: str) -> str:

@@ -8,7 +8,7 @@ from elasticsearch.helpers import bulk
 
 from imgsearch.config import load_elastic_config
 from imgsearch.indices import load_index_definition
-from indexer.sink import create_build_index, finish_build_index, swap_alias
+from indexer.versions import create_build_index, finish_build_index, swap_alias
 from searchapi.search import find_similar
 
 pytestmark = [pytest.mark.integration]

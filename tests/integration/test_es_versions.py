@@ -14,7 +14,7 @@ from elasticsearch.helpers import bulk, scan
 from imgsearch.config import load_elastic_config
 from imgsearch.esversion import VECTORS_LEFT_OUT_OF_SOURCE_FROM, parse_version
 from imgsearch.indices import load_index_definition, server_version
-from indexer.sink import swap_alias
+from indexer.versions import swap_alias
 from tests.integration.helpers import photo_entries, run_full, seed
 
 pytestmark = [pytest.mark.integration]

@@ -9,7 +9,7 @@ import pytest
 
 from demo.catalog import CatalogEntry
 from imgsearch import indices
-from indexer.pipeline import ValidationFailed
+from indexer.lockedrun import ValidationFailed
 from tests.integration.helpers import photo_entries, run_cli, run_full, seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("drop_table")]

@@ -9,11 +9,17 @@ import time
 import pytest
 
 from imgsearch.errors import RowFailure, RowStatus
+from imgsearch.retry import Backoff, parse_retry_after
 from indexer.config import load_fetch_config
-from indexer.fetch import ImageFetcher, backoff_delay, parse_retry_after, resolve_photo
+from indexer.fetch import MAX_BACKOFF_SECONDS, ImageFetcher, resolve_photo
 from tests.support.imageserver import serve_faults, serve_folder
 
 BODY = os.urandom(3000)
+
+
+def backoff_delay(attempt: int, base: float) -> float:
+    """The wait before retry `attempt` of a download whose backoff starts at `base` seconds."""
+    return Backoff(base, MAX_BACKOFF_SECONDS).delay(attempt)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import email.policy
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -299,7 +300,7 @@ def test_other_http_errors_and_bodies_without_success(kibana, capsys):
 
 def test_waits_for_a_starting_kibana(kibana, monkeypatch):
     kibana.answers.append(boom(503, "Service Unavailable", "Kibana server is not ready yet"))
-    monkeypatch.setattr(setup.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
     assert run(kibana, "--wait", "30") == 0
     assert len(kibana.requests) == 2
 

@@ -1,8 +1,8 @@
 """The completion tracker: the resumable position only passes rows whose every predecessor is written."""
 
+from indexer.bulk import bulk_item_ok
 from indexer.incremental import missing_ids
 from indexer.pipeline import CompletionTracker
-from indexer.sink import bulk_item_ok
 
 
 def test_checkpoint_waits_for_the_slowest_earlier_row():

@@ -5,9 +5,10 @@ import datetime
 import pytest
 from mysql.connector import errors
 
+from imgsearch.retry import is_mysql_reconnectable as is_reconnectable
 from indexer.config import MySqlConfig
 from indexer.partition import Partition
-from indexer.source import SqlBuilder, is_deleted_flag, is_reconnectable, to_row
+from indexer.source import SqlBuilder, is_deleted_flag, to_row
 
 CONFIG = MySqlConfig("h", 3306, "u", "p", "db", "images", "id", "relation_id", "photo", "updated_at")
 
