@@ -177,18 +177,25 @@ def flag(description: str) -> Any:
     return Annotated[bool, Field(description=description), BeforeValidator(bool_value)]
 
 
+PageSize = bounded_int(1, MAX_SIZE, "Products per page")
+Offset = bounded_int(0, MAX_FROM, "Offset in products", alias="from")
+Collapse = flag("One hit per product (relation_id); false returns images")
+IncludeOwnProduct = flag("Keep the stored image's own product in the results")
+ImageId = bounded_int(1, MAX_IMAGE_ID, "The catalog row's primary key (the document id)")
+
+
 @dataclass(frozen=True, config=ConfigDict(validate_by_name=True, validate_by_alias=True))
 class SearchOptions:
     """Paging, cut-off, filter and collapse of a similarity search (query string, form or JSON body)."""
 
-    size: bounded_int(1, MAX_SIZE, "Products per page") = 10
-    from_: bounded_int(0, MAX_FROM, "Offset in products", alias="from") = 0
+    size: PageSize = 10
+    from_: Offset = 0
     min_score: Annotated[
         Annotated[float, Field(ge=0, le=1)] | SkipJsonSchema[None],
         Field(description=SCORE_DESCRIPTION),
         BeforeValidator(score_value),
     ] = None
-    collapse: flag("One hit per product (relation_id); false returns images") = True
+    collapse: Collapse = True
     filters: Annotated[
         dict[str, FilterValues],
         Field(alias="filter", description="kNN pre-filter: field -> value(s) (JSON text in a query/form)"),
@@ -200,7 +207,7 @@ class SearchOptions:
 class SimilarOptions(SearchOptions):
     """The options of "more like this" (GET /images/{image_id}/similar)."""
 
-    include_own_product: flag("Keep the stored image's own product in the results") = False
+    include_own_product: IncludeOwnProduct = False
 
 
 class ImageQuery(BaseModel):
@@ -249,7 +256,7 @@ class ImageWrite(BaseModel):
 
     required_hints: ClassVar[dict[str, str]] = {"id": "the catalog row's integer primary key"}
 
-    id: bounded_int(1, MAX_IMAGE_ID, "The catalog row's primary key (the document id)")
+    id: ImageId
     relation_id: Annotated[
         str,
         Field(min_length=1, max_length=MAX_RELATION_ID_LENGTH, description="The product"),
@@ -289,7 +296,7 @@ def parse(model: type, params: Mapping[str, object], context: Mapping[str, objec
     """The model validated from `params` (blank values dropped); its first error as a 400."""
     given = {name: value for name, value in params.items() if not is_blank(value)}
     try:
-        return adapter(model).validate_python(given, context=context)
+        return adapter(model).validate_python(given, context=context, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise to_api_error(exc.errors(include_url=False)[0], model) from None
 

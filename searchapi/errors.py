@@ -100,6 +100,18 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return response
 
 
+def http_error_response(exc: HTTPException, upload_limit: int | None):
+    """Werkzeug's routing and request errors (404, 405, 413...) as our JSON errors."""
+    if exc.code == 413:
+        return error_response(
+            413, "payload_too_large", f"request body exceeds the limit of {upload_limit} bytes"
+        )
+    code = (exc.name or "error").lower().replace(" ", "_")
+    # Keep werkzeug's headers, e.g. the `Allow` of a 405 (RFC 9110); our JSON body replaces theirs.
+    headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    return error_response(exc.code or 500, code, exc.description or exc.name, headers)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Map every exception to a JSON body; unknown ones become a logged, opaque 500."""
 
@@ -109,15 +121,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = (exc.name or "error").lower().replace(" ", "_")
-        if exc.code == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            return error_response(
-                413, "payload_too_large", f"request body exceeds the limit of {limit} bytes"
-            )
-        # e.g. `Allow` of a 405 (RFC 9110), `WWW-Authenticate` of a 401; our body replaces theirs
-        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
-        return error_response(exc.code or 500, code, exc.description or exc.name, headers)
+        return http_error_response(exc, app.config.get("MAX_CONTENT_LENGTH"))
 
     @app.errorhandler(EsConnectionError)
     @app.errorhandler(ConnectionTimeout)

@@ -59,6 +59,9 @@ class Schemas:
         self.filter_fields = filter_fields
 
     def ref(self, model: type, mode: str) -> dict[str, Any]:
+        """A reference to the model's component (a plain type such as `dict` is inlined)."""
+        if not hasattr(model, "__pydantic_fields__"):
+            return self.schema(model, mode)
         name = model.__name__
         if name not in self.components:
             schema = self.schema(model, mode)
