@@ -8,6 +8,7 @@ from elastic_transport import ConnectionError as EsConnectionError
 from elastic_transport import ConnectionTimeout, TlsError
 from elasticsearch import ApiError as EsApiError
 from flask import Flask, jsonify
+from pydantic import BaseModel, Field
 from werkzeug.exceptions import HTTPException
 
 from imgsearch.config import ElasticConfig
@@ -79,11 +80,36 @@ def not_found(image_id: str, answer) -> ApiError:
     return ApiError(404, "image_not_found", f"no image with id {image_id!r} in the index")
 
 
+class ErrorDetail(BaseModel):
+    status: int
+    code: str = Field(description="Machine-readable, e.g. invalid_parameter, image_not_found")
+    message: str = Field(description="For people; a bad parameter's message starts with its name")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a status, a machine code and a message, never a stack trace."""
+
+    error: ErrorDetail
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
-    response = jsonify({"error": {"status": status, "code": code, "message": message}})
+    body = ErrorBody(error=ErrorDetail(status=status, code=code, message=message))
+    response = jsonify(body.model_dump())
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+def http_error_response(exc: HTTPException, upload_limit: int | None):
+    """Werkzeug's routing and request errors (404, 405, 413...) as our JSON errors."""
+    if exc.code == 413:
+        return error_response(
+            413, "payload_too_large", f"request body exceeds the limit of {upload_limit} bytes"
+        )
+    code = (exc.name or "error").lower().replace(" ", "_")
+    # Keep werkzeug's headers, e.g. the `Allow` of a 405 (RFC 9110); our JSON body replaces theirs.
+    headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    return error_response(exc.code or 500, code, exc.description or exc.name, headers)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -95,13 +121,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = (exc.name or "error").lower().replace(" ", "_")
-        if exc.code == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            return error_response(
-                413, "payload_too_large", f"request body exceeds the limit of {limit} bytes"
-            )
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        return http_error_response(exc, app.config.get("MAX_CONTENT_LENGTH"))
 
     @app.errorhandler(EsConnectionError)
     @app.errorhandler(ConnectionTimeout)

@@ -11,13 +11,11 @@ from werkzeug.datastructures import MultiDict
 
 from imgsearch.errors import RowFailure
 from imgsearch.imaging import decode_image
+from searchapi.contract import ImageQuery, bad_parameter, parse
 from searchapi.errors import ApiError
 from searchapi.metrics import stage
-from searchapi.params import bad_parameter
 from searchapi.services import Services
 from searchapi.urlfetch import fetch_image_url
-
-IMAGE_FIELDS = ("image", "image_url", "image_base64")
 
 
 def services() -> Services:
@@ -43,26 +41,22 @@ def request_parameters() -> Mapping[str, object]:
     return params
 
 
+def request_query() -> Mapping[str, object]:
+    """The query string alone (a GET's parameters), first value of each name."""
+    return request.args.to_dict()
+
+
 def query_image_bytes(params: Mapping[str, object]) -> bytes:
-    """Exactly one of: multipart file `image`, `image_url`, `image_base64`."""
-    upload = request.files.get("image")
-    given = [name for name in IMAGE_FIELDS if (upload if name == "image" else params.get(name))]
-    if len(given) != 1:
-        raise ApiError(
-            400,
-            "missing_image" if not given else "ambiguous_image",
-            "send exactly one of: multipart file `image`, `image_url`, `image_base64`",
-        )
-    if upload:
-        return upload.read()
-    if params.get("image_url"):
-        return download(params["image_url"])
-    return decode_base64(params["image_base64"])
+    """Exactly one of: multipart file `image`, `image_url`, `image_base64` (see ImageQuery)."""
+    query: ImageQuery = parse(ImageQuery, {**params, "image": request.files.get("image")})
+    if query.image:
+        return query.image.read()
+    if query.image_url:
+        return download(query.image_url)
+    return decode_base64(query.image_base64)
 
 
-def download(image_url: object) -> bytes:
-    if not isinstance(image_url, str):
-        raise bad_parameter("image_url", "must be a string")
+def download(image_url: str) -> bytes:
     config = services().config
     with stage("fetch"):
         return fetch_image_url(
@@ -73,9 +67,7 @@ def download(image_url: object) -> bytes:
         )
 
 
-def decode_base64(value: object) -> bytes:
-    if not isinstance(value, str):
-        raise bad_parameter("image_base64", "must be a string")
+def decode_base64(value: str) -> bytes:
     if value.startswith("data:") and "," in value:
         value = value.split(",", 1)[1]
     limit = services().config.max_upload_bytes

@@ -1,361 +1,177 @@
-"""The OpenAPI 3.1 description of every route (served at GET /openapi.json)."""
+"""GET /openapi.json (OpenAPI 3.1), assembled from the app's routes and the request/response models."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from pydantic import TypeAdapter
+
 from searchapi.config import SearchConfig
-from searchapi.params import MAX_FROM, MAX_SIZE
+from searchapi.contract import SCORE_DESCRIPTION, ImageUpload
+from searchapi.errors import ErrorBody
 
-SCORE_DESCRIPTION = (
-    "Similarity in [0, 1]. Vectors are L2-normalised and the field uses dot_product, so "
-    "score = (1 + cosine) / 2: 1.0 is the same image, 0.5 is orthogonal (unrelated). "
-    "Pick a min_score cut-off from your own catalog: search with known near-duplicates and known "
-    "unrelated products and take a value between their score distributions."
-)
+IMAGE_MEDIA_TYPES = "image/jpeg, image/png, image/gif, image/webp, image/bmp, image/tiff"
+ERROR_MEANINGS = {
+    400: "Invalid parameter or image (the message names it)",
+    401: "Missing or invalid API key",
+    403: "Write endpoints are disabled (SEARCH_API_KEYS is empty)",
+    404: "Unknown image id",
+    409: "The image's row failed to index, so it has no vector",
+    413: "Request body or image larger than the limit",
+    415: "Unsupported Content-Type",
+    502: "Elasticsearch rejected the query",
+    503: "Elasticsearch unreachable or busy, index missing, or index built by another model",
+}
+SECURITY = [{"apiKey": []}, {"bearer": []}]
+Answer = type | str  # a model (JSON), or the media type of a text answer
 
 
-def ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+@dataclass(frozen=True)
+class Operation:
+    """What /openapi.json says about one route; the models are the ones the route validates with."""
+
+    summary: str
+    answers: Mapping[int, tuple[str, Answer]]
+    errors: tuple[int, ...] = ()
+    query: type | None = None
+    body: Mapping[str, tuple[type, ...]] = field(default_factory=dict)
+    secured: bool = False
 
 
-def json_content(schema: dict[str, object]) -> dict[str, object]:
-    return {"application/json": {"schema": schema}}
+def operation(summary: str, answers: Mapping[int, tuple[str, Answer]], **details: Any) -> Callable:
+    """Attach the route's description to its view function (read by `openapi_document`)."""
+
+    def describe(view: Callable) -> Callable:
+        view.openapi = Operation(summary, answers, **details)
+        return view
+
+    return describe
 
 
-def error_responses(*statuses: int) -> dict[str, object]:
-    meaning = {
-        400: "Invalid parameter or image (the message names it)",
-        401: "Missing or invalid API key",
-        403: "Write endpoints are disabled (SEARCH_API_KEYS is empty)",
-        404: "Unknown image id",
-        409: "The image's row failed to index, so it has no vector",
-        413: "Request body or image larger than the limit",
-        415: "Unsupported Content-Type",
-        502: "Elasticsearch rejected the query",
-        503: "Elasticsearch unreachable or busy, index missing, or index built by another model",
+class Schemas:
+    """Collects the JSON Schemas of the models into `components.schemas` and hands out references."""
+
+    def __init__(self, filter_fields: tuple[str, ...]) -> None:
+        self.components: dict[str, Any] = {}
+        self.filter_fields = filter_fields
+
+    def ref(self, model: type, mode: str) -> dict[str, Any]:
+        """A reference to the model's component (a plain type such as `dict` is inlined)."""
+        if not hasattr(model, "__pydantic_fields__"):
+            return self.schema(model, mode)
+        name = model.__name__
+        if name not in self.components:
+            schema = self.schema(model, mode)
+            self.components.update(schema.pop("$defs", {}))
+            self.components[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def merged(self, models: tuple[type, ...], mode: str) -> dict[str, Any]:
+        """One object with the fields of all `models` (flat, so that form tools see every part)."""
+        merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+        for model in models:
+            schema = self.schema(model, mode)
+            self.components.update(schema.pop("$defs", {}))
+            merged["properties"].update(schema["properties"])
+            merged["required"] += schema.get("required", [])
+            merged.update({key: schema[key] for key in ("oneOf",) if key in schema})
+        merged["description"] = " ".join(model.__doc__ or "" for model in models)
+        return merged
+
+    def schema(self, model: type, mode: str) -> dict[str, Any]:
+        schema = TypeAdapter(model).json_schema(mode=mode, ref_template="#/components/schemas/{model}")
+        return self.tidy(schema)
+
+    def tidy(self, schema: Any) -> Any:
+        """Drop pydantic's titles and null defaults; name the fields a `filter` object may use."""
+        if isinstance(schema, list):
+            return [self.tidy(item) for item in schema]
+        if not isinstance(schema, dict):
+            return schema
+        tidied = {
+            key: self.tidy(value)
+            for key, value in schema.items()
+            if not (key == "title" and isinstance(value, str)) and not (key == "default" and value is None)
+        }
+        properties = tidied.get("properties")
+        if isinstance(properties, dict) and "filter" in properties:
+            properties["filter"]["propertyNames"] = {"enum": list(self.filter_fields)}
+            properties["filter"]["description"] += "; fields: " + ", ".join(self.filter_fields)
+        return tidied
+
+    def query_parameters(self, model: type) -> list[dict[str, Any]]:
+        schema = self.schema(model, "validation")
+        required = set(schema.get("required", ()))
+        parameters = []
+        for name, prop in schema["properties"].items():
+            parameter = {"name": name, "in": "query", "required": name in required}
+            if "description" in prop:
+                parameter["description"] = prop.pop("description")
+            if prop.get("type") == "object":  # sent as JSON text
+                parameter["content"] = {"application/json": {"schema": prop}}
+            else:
+                parameter["schema"] = prop
+            parameters.append(parameter)
+        return parameters
+
+
+def content(schemas: Schemas, media_type: str, models: tuple[type, ...], mode: str) -> dict[str, Any]:
+    schema = schemas.ref(models[0], mode) if len(models) == 1 else schemas.merged(models, mode)
+    entry: dict[str, Any] = {"schema": schema}
+    if ImageUpload in models:
+        entry["encoding"] = {"image": {"contentType": IMAGE_MEDIA_TYPES}}
+    return {media_type: entry}
+
+
+def answer(schemas: Schemas, description: str, model: Answer) -> dict[str, Any]:
+    if isinstance(model, str):
+        return {"description": description, "content": {model: {"schema": {"type": "string"}}}}
+    return {
+        "description": description,
+        "content": content(schemas, "application/json", (model,), "serialization"),
     }
-    return {str(s): {"description": meaning[s], "content": json_content(ref("Error"))} for s in statuses}
 
 
-def search_parameters(config: SearchConfig) -> list[dict[str, object]]:
-    return [
-        {
-            "name": "size",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE, "default": 10},
-            "description": "Products per page",
-        },
-        {
-            "name": "from",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_FROM, "default": 0},
-            "description": "Offset in products",
-        },
-        {
-            "name": "min_score",
-            "in": "query",
-            "schema": {"type": "number", "minimum": 0, "maximum": 1},
-            "description": SCORE_DESCRIPTION,
-        },
-        {
-            "name": "collapse",
-            "in": "query",
-            "schema": {"type": "boolean", "default": True},
-            "description": "One hit per product (relation_id); false returns images",
-        },
-        {
-            "name": "filter",
-            "in": "query",
-            "schema": {"type": "string"},
-            "description": "JSON object of field -> value or values; fields: "
-            + ", ".join(config.filter_fields),
-        },
+def describe(schemas: Schemas, op: Operation, path_names: list[str]) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for name in path_names
     ]
+    if op.query is not None:
+        parameters += schemas.query_parameters(op.query)
+    responses = {str(status): answer(schemas, *described) for status, described in op.answers.items()}
+    for status in op.errors:
+        responses[str(status)] = answer(schemas, ERROR_MEANINGS[status], ErrorBody)
+    described: dict[str, Any] = {"summary": op.summary, "parameters": parameters, "responses": responses}
+    if op.body:
+        body: dict[str, Any] = {}
+        for media_type, models in op.body.items():
+            body.update(content(schemas, media_type, models, "validation"))
+        described["requestBody"] = {"required": True, "content": body}
+    if op.secured:
+        described["security"] = SECURITY
+    return described
 
 
-def schemas(config: SearchConfig) -> dict[str, object]:
-    string_or_strings = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["status", "code", "message"],
-                    "properties": {
-                        "status": {"type": "integer"},
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                    },
-                }
-            },
-        },
-        "Hit": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "relation_id": {"type": "string"},
-                "image_url": {"type": ["string", "null"]},
-                "score": {"type": "number", "description": SCORE_DESCRIPTION},
-            },
-        },
-        "Model": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "weights": {"type": "string"},
-                "fingerprint": {"type": "string"},
-                "dims": {"type": "integer"},
-                "warning": {"type": "string"},
-            },
-        },
-        "SearchResult": {
-            "type": "object",
-            "properties": {
-                "hits": {"type": "array", "items": ref("Hit")},
-                "from": {"type": "integer"},
-                "size": {"type": "integer"},
-                "has_more": {"type": "boolean", "description": "Another page exists"},
-                "collapse": {"type": "boolean"},
-                "took_ms": {"type": "number"},
-                "timings_ms": {
-                    "type": "object",
-                    "additionalProperties": {"type": "number"},
-                    "description": "fetch, decode, model, elasticsearch",
-                },
-                "model": ref("Model"),
-            },
-        },
-        "SearchJson": {
-            "type": "object",
-            "description": "Exactly one of image_url, image_base64",
-            "properties": {
-                "image_url": {"type": "string", "format": "uri"},
-                "image_base64": {"type": "string", "description": "Base64, optionally a data: URL"},
-                "size": {"type": "integer"},
-                "from": {"type": "integer"},
-                "min_score": {"type": "number"},
-                "collapse": {"type": "boolean"},
-                "filter": {
-                    "type": "object",
-                    "additionalProperties": string_or_strings,
-                    "description": "Fields: " + ", ".join(config.filter_fields),
-                },
-            },
-        },
-        "SearchUpload": {
-            "type": "object",
-            "required": ["image"],
-            "properties": {"image": {"type": "string", "format": "binary"}},
-        },
-        "Image": {
-            "type": "object",
-            "properties": {
-                name: {"type": ["string", "null"]}
-                for name in (
-                    "id",
-                    "relation_id",
-                    "photo",
-                    "image_url",
-                    "status",
-                    "error_reason",
-                    "error_message",
-                    "updated_at",
-                    "indexed_at",
-                )
-            }
-            | {"searchable": {"type": "boolean"}},
-        },
-        "ImageWrite": {
-            "type": "object",
-            "required": ["id", "relation_id"],
-            "description": "Exactly one of image (multipart), image_url, image_base64",
-            "properties": {
-                "id": {"type": "integer", "minimum": 1},
-                "relation_id": {"type": "string"},
-                "photo": {"type": "string"},
-                "image_url": {"type": "string", "format": "uri"},
-                "image_base64": {"type": "string"},
-                "image": {"type": "string", "format": "binary"},
-            },
-        },
-        "WriteResult": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "relation_id": {"type": "string"},
-                "result": {"type": "string"},
-                "index": {"type": "string"},
-                "timings_ms": {"type": "object"},
-            },
-        },
-        "Ready": {
-            "type": "object",
-            "properties": {
-                "ready": {"type": "boolean"},
-                "reason": {"type": "string"},
-                "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-                "compute": ref("Compute"),
-            },
-        },
-        "Compute": {
-            "type": "object",
-            "description": "How this process computes vectors (VGG16_PRECISION, VGG16_COMPILE) and why",
-            "properties": {
-                "precision": {"type": "string", "enum": ["float32", "bfloat16"]},
-                "compile": {"type": "string", "enum": ["graph", "xla"]},
-                "batch_size": {
-                    "type": "integer",
-                    "description": "images per model call an indexer would use here (a search sends one)",
-                },
-                "reason": {"type": "string"},
-            },
-        },
-        "Stats": {
-            "type": "object",
-            "properties": {
-                "alias": {"type": "string"},
-                "documents": {"type": "integer"},
-                "indices": {"type": "array", "items": {"type": "object"}},
-                "model": ref("Model"),
-                "compute": ref("Compute"),
-                "model_matches": {"type": "boolean"},
-                "last_run": {"type": ["object", "null"]},
-            },
-        },
-    }
+def paths(app: Flask, schemas: Schemas) -> dict[str, Any]:
+    """Every route whose view carries an `operation`, under its OpenAPI path (`{image_id}`)."""
+    documented: dict[str, Any] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
+        op = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        if op is None:
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        names = [name for name in rule.arguments]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            documented.setdefault(path, {})[method.lower()] = describe(schemas, op, names)
+    return documented
 
 
-def image_id_parameter() -> dict[str, object]:
-    return {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def paths(config: SearchConfig) -> dict[str, object]:
-    secured = [{"apiKey": []}, {"bearer": []}]
-    ok_json = {"description": "OK", "content": json_content({"type": "object"})}
-    return {
-        "/search": {
-            "post": {
-                "summary": "Similar products for a query image (upload, image_url or image_base64)",
-                "parameters": search_parameters(config),
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {"schema": ref("SearchUpload")},
-                        "application/json": {"schema": ref("SearchJson")},
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "A page of similar products",
-                        "content": json_content(ref("SearchResult")),
-                    },
-                    **error_responses(400, 413, 415, 502, 503),
-                },
-            }
-        },
-        "/images/{image_id}/similar": {
-            "get": {
-                "summary": "More like this: similar products from a stored image's vector (no model call)",
-                "parameters": [
-                    image_id_parameter(),
-                    *search_parameters(config),
-                    {
-                        "name": "include_own_product",
-                        "in": "query",
-                        "schema": {"type": "boolean", "default": False},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "A page of similar products",
-                        "content": json_content(ref("SearchResult")),
-                    },
-                    **error_responses(400, 404, 409, 502, 503),
-                },
-            }
-        },
-        "/images/{image_id}": {
-            "get": {
-                "summary": "One indexed image (without its vector)",
-                "parameters": [image_id_parameter()],
-                "responses": {
-                    "200": {"description": "The image", "content": json_content(ref("Image"))},
-                    **error_responses(404, 503),
-                },
-            },
-            "delete": {
-                "summary": "Remove an image from the live index (the next indexer run re-adds it "
-                "if its row is still in the catalog)",
-                "security": secured,
-                "parameters": [image_id_parameter()],
-                "responses": {"200": ok_json, **error_responses(401, 403, 404, 503)},
-            },
-        },
-        "/images": {
-            "post": {
-                "summary": "Index one catalog image now, before the next indexer run",
-                "security": secured,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {"schema": ref("ImageWrite")},
-                        "application/json": {"schema": ref("ImageWrite")},
-                    },
-                },
-                "responses": {
-                    "201": {"description": "Created", "content": json_content(ref("WriteResult"))},
-                    "200": {"description": "Replaced", "content": json_content(ref("WriteResult"))},
-                    **error_responses(400, 401, 403, 413, 415, 503),
-                },
-            }
-        },
-        "/stats": {
-            "get": {
-                "summary": "Alias, live index, documents per status, models, last indexing run",
-                "responses": {
-                    "200": {"description": "Statistics", "content": json_content(ref("Stats"))},
-                    **error_responses(503),
-                },
-            }
-        },
-        "/health": {"get": {"summary": "Liveness (no dependency checked)", "responses": {"200": ok_json}}},
-        "/ready": {
-            "get": {
-                "summary": "Readiness: Elasticsearch reachable, model warm, same model as the index",
-                "responses": {
-                    "200": {"description": "Ready", "content": json_content(ref("Ready"))},
-                    "503": {
-                        "description": "Not ready, with the reason",
-                        "content": json_content(ref("Ready")),
-                    },
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics: latency per endpoint and per stage",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok_json}}},
-        "/": {
-            "get": {
-                "summary": "The search page (HTML)",
-                "responses": {
-                    "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
-                },
-            }
-        },
-    }
-
-
-def openapi_document(config: SearchConfig) -> dict[str, object]:
+def openapi_document(app: Flask, config: SearchConfig) -> dict[str, object]:
+    schemas = Schemas(config.filter_fields)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -364,9 +180,9 @@ def openapi_document(config: SearchConfig) -> dict[str, object]:
             "description": "Find similar products by image over an Elasticsearch kNN index. "
             + SCORE_DESCRIPTION,
         },
-        "paths": paths(config),
+        "paths": paths(app, schemas),
         "components": {
-            "schemas": schemas(config),
+            "schemas": schemas.components,
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "bearer": {"type": "http", "scheme": "bearer"},

@@ -5,24 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from flask import Blueprint, current_app, jsonify, request, send_from_directory
+from flask import Blueprint, render_template
 
 from imgsearch.features import RANDOM_WEIGHTS_WARNING
+from searchapi.contract import ImageQuery, ImageUpload, SearchOptions, SimilarOptions, parse
 from searchapi.errors import ApiError, not_found
-from searchapi.inputs import query_vector, request_parameters, services
+from searchapi.inputs import query_vector, request_parameters, request_query, services
 from searchapi.metrics import stage, stage_timings_ms
-from searchapi.params import SearchOptions, bool_parameter, search_options
+from searchapi.openapi import operation
+from searchapi.responses import Hit, ModelInfo, SearchResult
 from searchapi.search import find_similar
 
 bp = Blueprint("search", __name__)
 
+SIMILAR_PRODUCTS = {200: ("A page of similar products", SearchResult)}
 
-def model_info() -> dict[str, object]:
+
+def model_info() -> ModelInfo:
     info = services().extractor.info
-    payload = info.as_meta()
-    if info.is_random:
-        payload["warning"] = RANDOM_WEIGHTS_WARNING
-    return payload
+    return ModelInfo(**info.as_meta(), warning=RANDOM_WEIGHTS_WARNING if info.is_random else None)
 
 
 def search_response(vector: Sequence[float], options: SearchOptions, started: float, exclude=None):
@@ -40,25 +41,34 @@ def search_response(vector: Sequence[float], options: SearchOptions, started: fl
             filters=options.filters,
             collapse=options.collapse,
         )
-    return jsonify(
-        {
-            "hits": [hit.as_dict() for hit in page.hits],
-            "from": options.from_,
-            "size": options.size,
-            "has_more": page.has_more,
-            "collapse": options.collapse,
-            "took_ms": round((time.perf_counter() - started) * 1000, 1),
-            "timings_ms": stage_timings_ms(),
-            "model": model_info(),
-        }
-    )
+    return SearchResult(
+        hits=[Hit(**hit.as_dict()) for hit in page.hits],
+        from_=options.from_,
+        size=options.size,
+        has_more=page.has_more,
+        collapse=options.collapse,
+        took_ms=round((time.perf_counter() - started) * 1000, 1),
+        timings_ms=stage_timings_ms(),
+        model=model_info(),
+    ).response()
+
+
+def filter_context() -> dict[str, object]:
+    return {"filter_fields": services().config.filter_fields}
 
 
 @bp.post("/search")
+@operation(
+    "Similar products for a query image (upload, image_url or image_base64)",
+    SIMILAR_PRODUCTS,
+    errors=(400, 413, 415, 502, 503),
+    query=SearchOptions,
+    body={"multipart/form-data": (ImageUpload,), "application/json": (SearchOptions, ImageQuery)},
+)
 def search():
     started = time.perf_counter()
     params = request_parameters()
-    options = search_options(params, services().config.filter_fields)
+    options = parse(SearchOptions, params, filter_context())
     return search_response(query_vector(params), options, started)
 
 
@@ -78,15 +88,21 @@ def stored_vector(image_id: str) -> tuple[list[float], str | None]:
 
 
 @bp.get("/images/<image_id>/similar")
+@operation(
+    "More like this: similar products from a stored image's vector (no model call)",
+    SIMILAR_PRODUCTS,
+    errors=(400, 404, 409, 502, 503),
+    query=SimilarOptions,
+)
 def similar(image_id: str):
     started = time.perf_counter()
-    params = request.args.to_dict()
-    options = search_options(params, services().config.filter_fields)
-    include_own = bool_parameter(params, "include_own_product", False)
+    options = parse(SimilarOptions, request_query(), filter_context())
     vector, relation_id = stored_vector(image_id)
-    return search_response(vector, options, started, None if include_own else relation_id)
+    return search_response(vector, options, started, None if options.include_own_product else relation_id)
 
 
 @bp.get("/")
+@operation("The search page (HTML)", {200: ("HTML", "text/html")})
 def index_page():
-    return send_from_directory(current_app.static_folder, "index.html")
+    info = services().extractor.info
+    return render_template("index.html", warning=RANDOM_WEIGHTS_WARNING if info.is_random else None)

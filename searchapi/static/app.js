@@ -108,6 +108,7 @@
   // ---- requests -------------------------------------------------------------------------------
 
   function start(query, previewUrl, caption) {
+    $("start").hidden = true;
     state.query = query;
     state.nextFrom = 0;
     state.shown = 0;
@@ -143,10 +144,7 @@
     const size = pageSize();
     const from = append ? state.nextFrom : 0;
     hideError();
-    if (!append) {
-      clearResults();
-      $("warning").hidden = true;
-    }
+    if (!append) clearResults();
     $("more").hidden = true;
     setBusy(true);
     setStatus(append ? "Loading more results…" : "Searching…");

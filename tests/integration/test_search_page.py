@@ -274,6 +274,17 @@ def test_upload_shows_the_grid_of_products_with_thumbnails_scores_and_warning(
     save_docs_screenshot(page)
 
 
+def test_the_first_view_warns_about_random_weights_and_says_where_to_start(page, site):
+    page.goto(site + "/")
+    warning = page.locator("#warning")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("VGG16_WEIGHTS=random")
+    expect(page.locator("#start")).to_contain_text("upload it, drop or paste it here, or give its URL")
+    api = page.get_by_role("link", name="/openapi.json")
+    expect(api).to_have_attribute("href", "/openapi.json")
+    assert api_get(site, "/openapi.json")["openapi"] == "3.1.0"
+
+
 def test_clicking_a_result_searches_more_like_it_and_the_link_reloads(page, site, photo_folder):
     page.goto(site + "/")
     photo = photo_folder / "p001-astronaut-front.jpg"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from searchapi.contract import SearchOptions, bool_parameter, filter_parameter, search_options
 from searchapi.errors import ApiError
-from searchapi.params import SearchOptions, bool_parameter, filter_parameter, search_options
 
 FIELDS = ("relation_id", "status")
 
