@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 from bench import harness
 from bench.harness import say
 from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image
+from bench.searchside import SERVER
 from tests.support.apiserver import ApiServer, Layout, running_api
 from tests.support.catalog import drop_catalog
 from tests.support.imageserver import serve_folder_process
@@ -56,8 +57,8 @@ class Source:
 # name, (columns, rows) of tiles; the motorcycle's second view is the other camera of the stereo pair
 GRIDS = {"astronaut": (2, 2), "motorcycle_left": (3, 2), "coffee": (3, 2), "rocket": (3, 2), "camera": (2, 2)}
 GRIDS |= {"ihc": (2, 2), "hubble_deep_field": (4, 3), "retina": (3, 3), "moon": (2, 2)}
-NAMES = "astronaut chelsea motorcycle_left coins coffee horse rocket camera page color ihc logo hubble_deep_field "
-NAMES += "clock_motion retina text moon phantom cell brick grass gravel"
+NAMES = "astronaut chelsea motorcycle_left coins coffee horse rocket camera page color ihc logo "
+NAMES += "hubble_deep_field clock_motion retina text moon phantom cell brick grass gravel"
 SOURCES = tuple(
     Source(name, GRIDS.get(name, (1, 1)), "motorcycle_right" if name == "motorcycle_left" else None)
     for name in NAMES.split()
@@ -548,19 +549,13 @@ def agreement(results: list[QueryResult]) -> dict[str, Any]:
 def options() -> harness.Options:
     opts = harness.Options("quality", "Near-duplicate product retrieval through the search API, per edit.")
     opts.add(
-        "--products",
-        type=int,
-        help=f"use the first N products (default all, about 68; --smoke {SMOKE_PRODUCTS})",
+        "--products", type=int, help=f"the first N products (default all, ~68; --smoke {SMOKE_PRODUCTS})"
     )
     opts.add(
         "--edits",
-        help=f"comma-separated edits (default all; --smoke {','.join(SMOKE_EDITS)}): {', '.join(EDIT_NAMES)}",
+        help=f"comma-separated, default all (--smoke {','.join(SMOKE_EDITS)}): {', '.join(EDIT_NAMES)}",
     )
-    opts.add(
-        "--index-type",
-        default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw",
-        help="index_options.type",
-    )
+    opts.add("--index-type", default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw", help="index type")
     opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
     opts.model(int(os.environ.get("VGG16_SEED") or 1234), "VGG16_SEED and the seed of the second views")
     return opts
@@ -568,37 +563,29 @@ def options() -> harness.Options:
 
 def index_catalog(env: dict[str, str], extractor, products: list[Product]) -> dict[str, Any]:
     """Rows 2i+1 (the photo) and 2i+2 (the second view) of product i, then `indexer full` in-process."""
-    rows = [
-        (2 * n + view + 1, p.relation_id, name)
-        for n, p in enumerate(products)
-        for view, name in enumerate(catalog_file_names(p))
-    ]
-    harness.seed_catalog(env, rows)
+    names = [(p.relation_id, name) for p in products for name in catalog_file_names(p)]
+    harness.seed_catalog(env, [(number, *pair) for number, pair in enumerate(names, 1)])
     report, meter = harness.indexer_run(env, extractor)
     statuses = dict(report.statuses)
-    if report.outcome != "succeeded" or statuses.get("indexed", 0) != len(rows):
-        raise RuntimeError(f"indexer full {report.outcome}: {report.message}; {statuses} of {len(rows)} rows")
+    if report.outcome != "succeeded" or statuses.get("indexed", 0) != len(names):
+        raise RuntimeError(
+            f"indexer full {report.outcome}: {report.message}; {statuses} of {len(names)} rows"
+        )
     return {"index": report.index, "statuses": statuses, "seconds": round(meter.wall, 1)}
 
 
-def measure(
-    args, folder: Path, products: list[Product], queries: list[Query], results: list[QueryResult]
-) -> dict:
+def measure(args, folder: Path, products: list[Product], queries: list[Query], results: list) -> dict:
     """Index the catalog, every query through the API, then the in-process baseline; clean up."""
     from imgsearch.features import FeatureExtractor
 
-    name, seconds = uuid.uuid4().hex[:10], {}
-    with serve_folder_process(folder / "photos") as server:
-        extra = {
-            "ES_VECTOR_INDEX_TYPE": args.index_type,
-            "MYSQL_DELETED_COLUMN": "",
-            "VGG16_SEED": str(args.seed),
-        }
-        extra |= {
-            "VGG16_PRECISION": args.precision,
-            "VGG16_COMPILE": args.compile,
-            "INDEXER_REPORT_DIR": str(folder / "reports"),
-        }
+    name, seconds, photos = uuid.uuid4().hex[:10], {}, folder / "photos"
+    extra = {
+        "ES_VECTOR_INDEX_TYPE": args.index_type,
+        "MYSQL_DELETED_COLUMN": "",
+        "VGG16_SEED": str(args.seed),
+    }
+    extra |= {"VGG16_PRECISION": args.precision, "VGG16_COMPILE": args.compile}
+    with serve_folder_process(photos) as server:
         env = harness.throwaway_env(
             f"bench-quality-{name}", f"bench_quality_{name}", server.url, args.weights, **extra
         )
@@ -606,7 +593,7 @@ def measure(
             extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
             extractor.warm_up()
             say("indexing (indexer full, in-process) ...")
-            build = index_catalog(env, extractor, products)
+            build = index_catalog(env | {"INDEXER_REPORT_DIR": str(folder / "reports")}, extractor, products)
             say(f"querying the API ({len(queries)} uploads) ...")
             with running_api(
                 env | {"SEARCH_ACCESS_LOG": "0"}, folder, Layout.default(), args.api_start_timeout
@@ -616,27 +603,24 @@ def measure(
             seconds["api_queries"], started = round(time.perf_counter() - started, 1), time.perf_counter()
             say("in-process baseline ...")
             stored = stored_vectors(env, list(range(1, 2 * len(products) + 1)))
-            files = [(folder / "photos" / n).read_bytes() for p in products for n in catalog_file_names(p)]
+            files = [(photos / n).read_bytes() for p in products for n in catalog_file_names(p)]
             vectors = vector_agreement(stored, extract_all(extractor, files))
             run_baseline(extract_all(extractor, [q.data for q in queries]), stored, products, results)
             seconds |= {"baseline": round(time.perf_counter() - started, 1), "index": build["seconds"]}
         finally:
             drop_catalog(env)
     settings = harness.pick(args, "smoke weights seed index_type") | {"model": extractor.info.as_meta()}
+    settings |= {"model_device": extractor.device, "compute": extractor.compute.as_meta()}
     settings |= {
-        "model_device": extractor.device,
-        "compute": extractor.compute.as_meta(),
         "alias": env["ES_INDEX"],
-    }
-    settings |= {
         "table": env["MYSQL_TABLE"],
         "index": build,
         "page_size": PAGE_SIZE,
-        "catalog_jpeg_quality": CATALOG_QUALITY,
     }
-    settings["server"] = (
-        f"gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()', {Layout.default().name} (gthread)"
-    )
+    settings |= {
+        "catalog_jpeg_quality": CATALOG_QUALITY,
+        "server": f"{SERVER}, {Layout.default().name} (gthread)",
+    }
     return {"settings": settings, "api_stats": stats, "stored_vs_recomputed": vectors, "seconds": seconds}
 
 
@@ -664,45 +648,43 @@ def run(args, argv: list[str], folder: Path) -> dict[str, Any]:
         "images": 2 * len(products),
         "sources": len({p.source for p in products}),
     }
-    return (
-        harness.envelope("quality", argv, before)
-        | measured
-        | {
-            "weights": f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})",
-            "note": RANDOM_NOTE if args.weights == "random" else None,
-            "corpus": corpus | {"list": [product.describe() for product in products]},
-            "edits": [
-                {"name": e.name, "family": e.family, "what": e.what, "quality": e.quality}
-                for e in args.edit_list
-            ],
-            "summary": summarise(results, args.edit_list, {p.relation_id: p.source for p in products}),
-            "agreement": agreement(results),
-            "queries": [asdict(result) for result in results],
-        }
-    )
+    measured["weights"] = f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})"
+    measured["note"] = RANDOM_NOTE if args.weights == "random" else None
+    measured["corpus"] = corpus | {"list": [product.describe() for product in products]}
+    measured["edits"] = [
+        {"name": e.name, "family": e.family, "what": e.what, "quality": e.quality} for e in args.edit_list
+    ]
+    measured["summary"] = summarise(results, args.edit_list, {p.relation_id: p.source for p in products})
+    measured |= {"agreement": agreement(results), "queries": [asdict(result) for result in results]}
+    return harness.envelope("quality", argv, before) | measured
 
 
 def context(results: dict[str, Any]) -> list[str]:
-    settings, agree, vectors = results["settings"], results["agreement"], results["stored_vs_recomputed"]
+    settings, corpus, matches = (
+        results["settings"],
+        results["corpus"],
+        results["api_stats"].get("model_matches"),
+    )
     return [
         *([f"> **!!! {results['note']} !!!**"] if results["note"] else []),
         f"Weights: **{results['weights']}** (from the API's `GET /stats`; model matches the index: "
-        f"{results['api_stats'].get('model_matches')}). Index type `{settings['index_type']}`, "
-        f"{results['corpus']['images']} documents of {results['corpus']['products']} products; API {settings['server']}; "
-        f"model on {settings['model_device']}.",
-        f"API vs in-process baseline (exact cosine over the stored vectors): {agree}. Stored vectors vs recomputed "
-        f"from the catalog files: {vectors}. Seconds: {results['seconds']}.",
+        f"{matches}). Index type `{settings['index_type']}`, {corpus['images']} documents of "
+        f"{corpus['products']} products; API {settings['server']}; model on {settings['model_device']}.",
+        f"API vs in-process baseline (exact cosine over the stored vectors): {results['agreement']}. Stored "
+        f"vectors vs recomputed from the catalog: {results['stored_vs_recomputed']}. "
+        f"Seconds: {results['seconds']}.",
     ]
+
+
+def per(key: str) -> Callable[[dict], list[dict]]:
+    return lambda results: [*results["summary"][key], results["summary"]["overall"]]
 
 
 REPORT = harness.Report(
     "Near-duplicate product retrieval through the search API",
     [
-        (
-            "per edit (top-k: the query's product among the first k)",
-            lambda r: [*r["summary"]["by_edit"], r["summary"]["overall"]],
-        ),
-        ("per family", lambda r: [*r["summary"]["by_family"], r["summary"]["overall"]]),
+        ("per edit (top-k: the query's product among the first k)", per("by_edit")),
+        ("per family", per("by_family")),
         "edits",
     ],
     context,

@@ -486,26 +486,19 @@ def run_size(es, args, real: np.ndarray, model: dict[str, Any], size: int) -> di
 
 
 def settings_of(args, real_source: str, model: dict[str, Any]) -> dict[str, Any]:
-    settings = harness.pick(
-        args, "smoke sizes queries types page_size k api_num_candidates num_candidates real_photos"
-    )
-    settings |= harness.pick(args, "geometry weights seed") | {
-        "variants": [variant.name for variant in args.variants]
-    }
+    names = "smoke sizes queries types page_size k api_num_candidates num_candidates real_photos geometry"
+    settings = harness.pick(args, names + " weights seed") | {"variants": [v.name for v in args.variants]}
     request = knn_request([0.0], args.page_size, args.k, args.api_num_candidates, Variant("bbq_hnsw", 3.0))
     request["knn"]["query_vector"] = f"<{DIMS} floats>"
-    return settings | {
-        "real_vectors": real_source,
-        "geometry_description": GEOMETRIES[args.geometry],
-        "model": model,
-        "request": request,
-        "queries_description": f"{args.queries} held-out vectors per size: the corpus generator with seed "
-        f"{args.seed + QUERY_SEED_OFFSET} (other products round the same real photos, other image noise), real "
-        "photos' own vectors excluded, so no query is in the index",
-        "truth": "exact top k by numpy dot product (float32) of the vectors as indexed (6 decimals)",
-        "recommendation_rule": RULE,
-        "docs": DOCS,
-    }
+    settings |= {"real_vectors": real_source, "geometry_description": GEOMETRIES[args.geometry]}
+    settings |= {"model": model, "request": request, "recommendation_rule": RULE, "docs": DOCS}
+    settings["queries_description"] = (
+        f"{args.queries} held-out vectors per size: the corpus generator with seed "
+        f"{args.seed + QUERY_SEED_OFFSET} (other products round the same real photos, other image noise), "
+        "real photos' own vectors excluded, so no query is in the index"
+    )
+    settings["truth"] = "exact top k by numpy dot product (float32) of the vectors as indexed (6 decimals)"
+    return settings
 
 
 def run(args, argv: list[str]) -> dict[str, Any]:
@@ -551,17 +544,31 @@ def storage(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def context(results: dict[str, Any]) -> list[str]:
-    settings, api = results["settings"], results["recommendation"]
+    settings, api, sweep = (
+        results["settings"],
+        results["recommendation"],
+        results["recommendation_any_num_candidates"],
+    )
     return [
-        f"Elasticsearch {results['elasticsearch_version']}. Geometry `{settings['geometry']}`: {settings['geometry_description']}; "
-        f"photo vectors {settings['real_vectors']}. Queries: {settings['queries_description']}. Truth: {settings['truth']}.",
+        f"Elasticsearch {results['elasticsearch_version']}. Geometry `{settings['geometry']}`: "
+        f"{settings['geometry_description']}; photo vectors {settings['real_vectors']}. Queries: "
+        f"{settings['queries_description']}. Truth: {settings['truth']}.",
         f"Request (recall from the first {settings['page_size']} hits): `{json.dumps(settings['request'])}`.",
         f"**Recommendation: {api['choice'] or 'none'}** (rule: {RULE}; at the API's num_candidates "
-        f"{settings['api_num_candidates']}); over every num_candidates: "
-        f"**{results['recommendation_any_num_candidates']['choice'] or 'none'}**.",
+        f"{settings['api_num_candidates']}); over every num_candidates: **{sweep['choice'] or 'none'}**.",
         "\n".join(f"- {reason}" for reason in api["reasons"]),
         "Docs relied on: " + ", ".join(f"[{name}]({url})" for name, url in DOCS.items()) + ".",
     ]
+
+
+def sweep(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"vectors": entry["size"]} | row for entry in results["sizes"] for row in entry["rows"]]
+
+
+def machine_use(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Who used the cores while each size was measured (the index builds are not counted)."""
+    keys = ("size", "cpu", "other_es_ops", "load_average", "corpus_stats", "query_stats")
+    return [{key: entry[key] for key in keys} for entry in results["sizes"]]
 
 
 REPORT = harness.Report(
@@ -569,20 +576,8 @@ REPORT = harness.Report(
     [
         ("at the API's k and num_candidates", api_rows),
         ("storage", storage),
-        (
-            "num_candidates sweep",
-            lambda r: [{"vectors": e["size"]} | row for e in r["sizes"] for row in e["rows"]],
-        ),
-        (
-            "machine use while measuring",
-            lambda r: [
-                {
-                    k: e[k]
-                    for k in ("size", "cpu", "other_es_ops", "load_average", "corpus_stats", "query_stats")
-                }
-                for e in r["sizes"]
-            ],
-        ),
+        ("num_candidates sweep", sweep),
+        ("machine use while measuring", machine_use),
     ],
     context,
 )
@@ -593,9 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     args = resolve(options().parse(argv))
     results = run(args, argv)
     harness.write_results(results, REPORT, args.results_dir, args.smoke)
-    print(
-        f"recommendation: {results['recommendation']['choice'] or 'none'} ({results['recommendation']['reasons'][-1]})"
-    )
+    chosen = results["recommendation"]
+    print(f"recommendation: {chosen['choice'] or 'none'} ({chosen['reasons'][-1]})")
     return 0
 
 

@@ -465,12 +465,12 @@ def context(results: dict[str, Any]) -> list[str]:
     built = "reused" if index["reused"] else f"built now ({index['seconds']} s)"
     return [
         f"Elasticsearch {results['elasticsearch']['version']}; model on {settings['model_device']}. Server: "
-        f"{settings['server']}, {results['server_rss_mib']} MiB resident after the runs. Index `{index['index']}` "
-        f"behind `{index['alias']}`: {index['docs']} documents, {settings['index_type']}, {index['segments']} "
-        f"segment(s), {index['store_bytes'] / 2**20:.0f} MiB, {built}. Corpus: {settings['corpus']}. "
-        f"Sample: {index['corpus']}.",
-        f"Requests: {settings['query_photos']} for uploads, random ids for by id, page size {settings['page_size']}; "
-        f"the API's Elasticsearch request: `{settings['es_request']}`.",
+        f"{settings['server']}, {results['server_rss_mib']} MiB resident after the runs. Index "
+        f"`{index['index']}` behind `{index['alias']}`: {index['docs']} documents, {settings['index_type']}, "
+        f"{index['segments']} segment(s), {index['store_bytes'] / 2**20:.0f} MiB, {built}. Corpus: "
+        f"{settings['corpus']}. Sample: {index['corpus']}.",
+        f"Requests: {settings['query_photos']} for uploads, random ids for by id, page size "
+        f"{settings['page_size']}; the API's Elasticsearch request: `{settings['es_request']}`.",
     ]
 
 

@@ -9,6 +9,7 @@ from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image, timed_h
 from tests.support.apiserver import ApiServer
 
 QUERY_SIZE = ((600, 450), (680, 510))  # query photos: "640x480-ish" JPEGs
+SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
 
 
 def upload_request(jpeg: bytes, size: int) -> HttpRequest:

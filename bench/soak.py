@@ -39,6 +39,8 @@ KINDS = ("by id", "upload")
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
 REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
 ERROR_EXAMPLES = 5
+REPORT_KEYS = "run_id index outcome message elapsed_seconds rows_seen statuses errors previous_indices "
+REPORT_KEYS += "deleted_indices stage_seconds"
 __all__ = ["Sample", "timed_sample"]  # one request's record, and how it is taken (bench.loadgen's)
 
 
@@ -52,13 +54,8 @@ def options() -> harness.Options:
     opts.add("--upload-share", type=float, default=0.25, help="clients that upload, the others search by id")
     opts.add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild")
     opts.add("--swap-window", type=float, default=2.0, help="half width of the window round a swap, seconds")
-    opts.add(
-        "--rebuilds",
-        nargs="+",
-        choices=sorted(REBUILDS),
-        default=["reuse", "recompute"],
-        help="`indexer full` runs during the load, in order",
-    )
+    rebuilds = {"nargs": "+", "choices": sorted(REBUILDS), "default": ["reuse", "recompute"]}
+    opts.add("--rebuilds", **rebuilds, help="`indexer full` runs during the load, in order")
     opts.add("--keep-versions", type=int, default=1, help="INDEXER_KEEP_VERSIONS of the runs")
     opts.add("--poll-interval", type=float, default=0.1, help="seconds between alias polls")
     opts.add("--size", type=int, default=5, help="results per search")
@@ -70,6 +67,167 @@ def options() -> harness.Options:
     return opts
 
 
+class LoadRunner:
+    """One run_load per kind (its own closed-loop clients) in background threads; they share a request
+    budget (--max-requests) and stop together, at any moment."""
+
+    def __init__(self, port: int, pools: list[tuple[int, Callable]], max_requests: int, size: int) -> None:
+        self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.started_at = self.closed_at = self.ended_at = 0.0
+        self.results: list[LoadResult] = []
+        self.error: BaseException | None = None
+        self.taken, self.lock, self.budget, self.warm = (
+            0,
+            threading.Lock(),
+            max_requests,
+            id_request("1", size),
+        )
+        self.worker = http_worker("127.0.0.1", port)
+        self.threads = [
+            threading.Thread(target=self.main, args=pool, daemon=True) for pool in pools if pool[0]
+        ]
+        self.running = len(self.threads)
+
+    def take(self, job: Callable[[int], HttpRequest]) -> HttpRequest | None:
+        with self.lock:
+            if not self.started.is_set():
+                self.started_at = time.perf_counter()
+                self.started.set()
+            if self.stop.is_set() or self.taken >= self.budget:
+                self.closed_at = self.closed_at or time.perf_counter()
+                return None
+            self.taken += 1
+            number = self.taken
+        return job(number)
+
+    def main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
+        try:
+            feed = JobFeed(make_job=lambda _: self.take(job))
+            self.results.append(run_load(self.worker, feed, clients, self.warm))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+            self.stop.set()
+        finally:
+            with self.lock:
+                self.ended_at, self.running = time.perf_counter(), self.running - 1
+                if self.running == 0:
+                    self.done.set()
+
+    def __enter__(self) -> LoadRunner:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=180)
+
+
+class AliasWatcher(threading.Thread):
+    """Polls `<alias>-*/_alias` every `interval` s and records every change (AliasEvent)."""
+
+    def __init__(self, es, alias: str, interval: float) -> None:
+        from imgsearch.indices import version_pattern
+
+        super().__init__(name="soak-alias", daemon=True)
+        self.es, self.alias, self.interval, self.pattern = es, alias, interval, version_pattern(alias)
+        self.events: list[AliasEvent] = []
+        self.polls, self.poll_errors, self.halt = 0, [], threading.Event()
+        self.state = self.poll()
+
+    def poll(self) -> dict[str, bool]:
+        found = self.es.indices.get_alias(index=f"{self.alias}-*").body
+        return {
+            name: self.alias in body.get("aliases", {})
+            for name, body in found.items()
+            if self.pattern.match(name)
+        }
+
+    def run(self) -> None:
+        since = time.perf_counter()
+        while not self.halt.wait(self.interval):
+            try:
+                state = self.poll()
+            except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, the next one retried
+                self.poll_errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            seen = time.perf_counter()
+            self.polls += 1
+            self.events += alias_events(self.state, state, since, seen)
+            self.state, since = state, seen
+
+    def __enter__(self) -> AliasWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.halt.set()
+        self.join(timeout=10)
+
+
+def rebuild_name(kind: str) -> str:
+    return {"recompute": "full --recompute", "reuse": "full (reuse)"}.get(kind, "initial full")
+
+
+def run_indexer(
+    kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups
+) -> dict[str, Any]:
+    """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file, CPU meanwhile (the
+    indexer, a reaped child, taken out of the others); what it reported and what was wrong."""
+    name, slug = rebuild_name(kind), f"{kind}-{uuid.uuid4().hex[:6]}"
+    reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
+    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
+    say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
+    children = children_cpu_seconds()
+    with open(log_path, "wb") as log, CpuMeter(groups) as meter:
+        start = time.perf_counter()
+        env = {**env, "INDEXER_REPORT_DIR": str(reports)}
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            process.terminate()  # the indexer stops cleanly and releases its lock; SIGKILL after 30 s
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        end = time.perf_counter()
+    found = sorted(reports.glob("report-*.json"))
+    report = json.loads(found[-1].read_text()) if found else None
+    problems = run_problems(code, report, "reused" if kind == "reuse" else "indexed", rows)
+    problems += [] if code is not None else [f"timed out after {timeout} s"]
+    say(f"  {time.strftime('%H:%M:%S')} {name}: exit {code} in {end - start:.1f} s {problems or ''}")
+    times = {"start_s": start, "end_s": end, "wall_s": round(end - start, 3), "exit_code": code}
+    return {
+        "name": name,
+        "command": shlex.join(command),
+        **times,
+        "ok": not problems,
+        "problems": problems,
+    } | {
+        "report": {key: (report or {}).get(key) for key in REPORT_KEYS.split()},
+        "cpu": cpu_with_indexer(meter, children_cpu_seconds() - children),
+        "log_tail": "\n".join(log_path.read_text(errors="replace").splitlines()[-15:]),
+    }
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
+    """CpuMeter's cores with the indexer subprocess taken out of `others`."""
+    cpu = meter.as_dict()
+    cpu["indexer_cores"] = round(indexer_seconds / (meter.wall or 1.0), 3)
+    cpu["other_cores"] = round(max(cpu["other_cores"] - cpu["indexer_cores"], 0.0), 3)
+    return cpu
+
+
 def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
     """(by-id clients, upload clients): round(concurrency x share) upload, at least one when the share
     is above 0 and at least one client left for by id when it is below 1."""
@@ -79,76 +237,6 @@ def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
     if upload_share < 1:
         uploads = min(uploads, concurrency - 1)
     return concurrency - uploads, uploads
-
-
-def job_makers(args, jpegs: list[bytes]) -> dict[str, Callable[[int], HttpRequest]]:
-    """Per kind, request number n: by id of a random catalog id, or an upload of the next JPEG."""
-    ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
-    return {
-        "by id": lambda n: id_request(ids[n % len(ids)], args.size),
-        "upload": lambda n: upload_request(jpegs[n % len(jpegs)], args.size),
-    }
-
-
-class LoadRunner:
-    """One run_load per kind (its own closed-loop clients) in background threads; they share a request
-    budget (--max-requests) and stop together, at any moment."""
-
-    def __init__(
-        self, host: str, port: int, pools: dict[str, tuple[int, Callable]], max_requests: int, size: int
-    ):
-        self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
-        self.started_at = self.closed_at = self.ended_at = 0.0
-        self.results: list[LoadResult] = []
-        self.error: BaseException | None = None
-        self._taken, self._lock, self._budget = 0, threading.Lock(), max_requests
-        self._threads = [
-            threading.Thread(
-                target=self._main,
-                args=(http_worker(host, port), clients, job, id_request("1", size)),
-                daemon=True,
-            )
-            for clients, job in pools.values()
-            if clients > 0
-        ]
-        self._running = len(self._threads)
-
-    def _take(self, job: Callable[[int], HttpRequest]) -> Callable[[int], HttpRequest | None]:
-        def take(_: int) -> HttpRequest | None:
-            with self._lock:
-                if not self.started.is_set():
-                    self.started_at = time.perf_counter()
-                    self.started.set()
-                if self.stop.is_set() or self._taken >= self._budget:
-                    self.closed_at = self.closed_at or time.perf_counter()
-                    return None
-                self._taken += 1
-                number = self._taken
-            return job(number)
-
-        return take
-
-    def _main(self, worker, clients: int, job: Callable[[int], HttpRequest], warm: HttpRequest) -> None:
-        try:
-            self.results.append(run_load(worker, JobFeed(make_job=self._take(job)), clients, warm))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            self.error = exc
-            self.stop.set()
-        finally:
-            with self._lock:
-                self.ended_at, self._running = time.perf_counter(), self._running - 1
-                if self._running == 0:
-                    self.done.set()
-
-    def __enter__(self) -> LoadRunner:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(timeout=180)
 
 
 @dataclass(frozen=True)
@@ -182,101 +270,6 @@ def alias_events(
     return events
 
 
-class AliasWatcher:
-    """Polls `<alias>-*/_alias` every `interval` s in a thread and records every change."""
-
-    def __init__(self, es, alias: str, interval: float) -> None:
-        from imgsearch.indices import version_pattern
-
-        self.es, self.alias, self.interval = es, alias, interval
-        self.pattern = version_pattern(alias)
-        self.events: list[AliasEvent] = []
-        self.polls = 0
-        self.poll_errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="soak-alias", daemon=True)
-        self.state = self.poll()
-
-    def poll(self) -> dict[str, bool]:
-        found = self.es.indices.get_alias(index=f"{self.alias}-*").body
-        return {
-            name: self.alias in body.get("aliases", {})
-            for name, body in found.items()
-            if self.pattern.match(name)
-        }
-
-    def _main(self) -> None:
-        since = time.perf_counter()
-        while not self._stop.wait(self.interval):
-            try:
-                state = self.poll()
-            except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, the next one retried
-                self.poll_errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                continue
-            seen = time.perf_counter()
-            self.polls += 1
-            self.events += alias_events(self.state, state, since, seen)
-            self.state, since = state, seen
-
-    def __enter__(self) -> AliasWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-@dataclass
-class IndexerRun:
-    """One `python -m indexer full` subprocess: when, how it ended, its run report, what was wrong."""
-
-    name: str
-    command: list[str]
-    start: float
-    end: float
-    exit_code: int | None
-    report: dict[str, Any] | None
-    log_tail: str
-    cpu: dict[str, float] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_dict(self, zero: float) -> dict[str, Any]:
-        report = self.report or {}
-        keys = ("run_id", "index", "outcome", "message", "elapsed_seconds", "rows_seen", "statuses", "errors")
-        return {
-            "name": self.name,
-            "command": shlex.join(self.command),
-            "start_s": round(self.start - zero, 3),
-            "end_s": round(self.end - zero, 3),
-            "wall_s": round(self.end - self.start, 3),
-            "exit_code": self.exit_code,
-            "ok": self.ok,
-            "problems": self.problems,
-            "report": {key: report.get(key) for key in keys}
-            | {
-                "previous_indices": report.get("previous_indices"),
-                "deleted_indices": report.get("deleted_indices"),
-                "stage_seconds": report.get("stage_seconds"),
-            },
-            "cpu": self.cpu,
-            "log_tail": self.log_tail,
-        }
-
-
-def rebuild_name(kind: str) -> str:
-    return "full --recompute" if kind == "recompute" else "full (reuse)"
-
-
-def expected_status(kind: str) -> str:
-    """The row status every row must end with: reused vectors, or computed ones."""
-    return "reused" if kind == "reuse" else "indexed"
-
-
 def run_problems(code: int | None, report: dict[str, Any] | None, status: str, rows: int) -> list[str]:
     """Why a run does not count as a success (empty when it does)."""
     problems = [] if code == 0 else [f"exit code {code}"]
@@ -300,70 +293,6 @@ def watch_problems(report: dict[str, Any] | None, events: list[AliasEvent]) -> l
     problems = [] if report.get("index") in swapped_to else [f"swap to {report.get('index')} not seen"]
     missing = sorted(set(report.get("deleted_indices") or []) - deleted)
     return problems + ([f"deletion of {', '.join(missing)} not seen"] if missing else [])
-
-
-def read_report(folder: Path) -> dict[str, Any] | None:
-    found = sorted(folder.glob("report-*.json"))
-    return json.loads(found[-1].read_text()) if found else None
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM (the indexer stops cleanly and releases its lock), SIGKILL after 30 s."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_indexer(
-    kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups
-) -> IndexerRun:
-    """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file; CPU meanwhile."""
-    name = rebuild_name(kind) if kind != "initial" else "initial full"
-    slug = f"{kind}-{uuid.uuid4().hex[:6]}"
-    reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
-    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
-    say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
-    children = children_cpu_seconds()
-    with open(log_path, "wb") as log_file, CpuMeter(groups) as meter:
-        start, output = time.perf_counter(), {"stdout": log_file, "stderr": subprocess.STDOUT}
-        process = subprocess.Popen(
-            command, cwd=REPO, env={**env, "INDEXER_REPORT_DIR": str(reports)}, **output
-        )
-        try:
-            code: int | None = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        finally:
-            stop_process(process)
-        end = time.perf_counter()
-    report = read_report(reports)
-    status = "indexed" if kind == "initial" else expected_status(kind)
-    problems = run_problems(code, report, status, rows) + (
-        [] if code is not None else [f"timed out after {timeout} s"]
-    )
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-    cpu = cpu_with_indexer(meter, children_cpu_seconds() - children)
-    say(f"  {time.strftime('%H:%M:%S')} {name}: exit {code} in {end - start:.1f} s {problems or ''}")
-    return IndexerRun(name, command, start, end, code, report, tail, cpu, problems)
-
-
-def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
-    """CpuMeter's cores with the indexer subprocess (a reaped child) taken out of `others`."""
-    cpu = meter.as_dict()
-    wall = meter.wall or 1.0
-    cpu["indexer_cores"] = round(indexer_seconds / wall, 3)
-    cpu["other_cores"] = round(max(cpu["other_cores"] - cpu["indexer_cores"], 0.0), 3)
-    return cpu
 
 
 def in_window(samples: list[Sample], lo: float, hi: float, overlap: bool = False) -> list[Sample]:
@@ -487,18 +416,12 @@ class Collected:
     load_end: float = 0.0
     samples: list[Sample] = field(default_factory=list)
     reconnects: int = 0
-    initial: IndexerRun | None = None
-    runs: list[IndexerRun] = field(default_factory=list)
-    events: list[AliasEvent] = field(default_factory=list)
-    polls: int = 0
-    poll_errors: list[str] = field(default_factory=list)
+    initial: dict[str, Any] | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    watcher: AliasWatcher | None = None
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     cleanup: dict[str, Any] = field(default_factory=dict)
     extended_s: float = 0.0
-
-
-def wait_until(moment: float, stop: threading.Event) -> None:
-    stop.wait(max(moment - time.perf_counter(), 0.0))
 
 
 def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Path, got: Collected) -> None:
@@ -507,19 +430,16 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
         raise RuntimeError(f"the load did not start: {load.error}")
     deadline = load.started_at + args.seconds
     with CpuMeter(groups) as meter:
-        wait_until(load.started_at + args.baseline_seconds, load.done)
+        load.done.wait(max(load.started_at + args.baseline_seconds - time.perf_counter(), 0.0))
     got.cpu["before rebuilds"] = cpu_with_indexer(meter, 0.0)
     for kind in args.rebuilds:
-        run = run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups)
-        got.runs.append(run)
-        got.cpu[f"during {run.name}"] = run.cpu
+        got.runs.append(run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups))
+        got.cpu[f"during {got.runs[-1]['name']}"] = got.runs[-1]["cpu"]
     stop_at = max(deadline, time.perf_counter() + args.tail_seconds)
     got.extended_s = max(stop_at - deadline, 0.0)
     with CpuMeter(groups) as meter:
-        wait_until(stop_at, load.done)
+        load.done.wait(max(stop_at - time.perf_counter(), 0.0))
     got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
-    load.stop.set()
-    load.done.wait(timeout=180)
 
 
 def prepare(args, folder: Path, stack: ExitStack, got: Collected) -> tuple[dict[str, str], list[bytes]]:
@@ -532,13 +452,11 @@ def prepare(args, folder: Path, stack: ExitStack, got: Collected) -> tuple[dict[
     extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env = harness.throwaway_env(got.alias, got.table, server.url, args.weights, **extra)
     stack.callback(lambda: got.cleanup.update(drop_catalog(env)))
-    harness.seed_catalog(
-        env, [(n, f"product-{(n - 1) // 3 + 1:04d}", p.name) for n, p in enumerate(photos, 1)]
-    )
+    harness.seed_catalog(env, photos)
     got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
-    if not got.initial.ok:
+    if not got.initial["ok"]:
         raise RuntimeError(
-            f"the initial `indexer full` failed: {got.initial.problems}\n{got.initial.log_tail}"
+            f"the initial `indexer full` failed: {got.initial['problems']}\n{got.initial['log_tail']}"
         )
     return env, [path.read_bytes() for path in queries]
 
@@ -556,22 +474,22 @@ def measure(args, folder: Path, got: Collected) -> None:
         warm_api(api, jpegs[0], "1", args.size)
         es = make_client(load_elastic_config(env), max_retries=1)
         groups = {"api": api.pids(), "elasticsearch": elasticsearch_pids(es)}
-        watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
+        got.watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
         say(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...")
-        jobs = job_makers(args, jpegs)
+        ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
         by_id, uploads = client_split(args.concurrency, args.upload_share)
-        pools = {"by id": (by_id, jobs["by id"]), "upload": (uploads, jobs["upload"])}
-        load = stack.enter_context(LoadRunner(api.host, api.port, pools, args.max_requests, args.size))
+        jobs = [(by_id, lambda n: id_request(ids[n % len(ids)], args.size))]
+        jobs += [(uploads, lambda n: upload_request(jpegs[n % len(jpegs)], args.size))]
+        load = stack.enter_context(LoadRunner(api.port, jobs, args.max_requests, args.size))
         try:
             drive(args, env, load, groups, folder, got)
         finally:
             load.stop.set()
             load.done.wait(timeout=180)
-            watcher.__exit__()
+            got.watcher.__exit__()
             got.load_start, got.load_end = load.started_at, load.closed_at or load.ended_at
             got.samples = [sample for result in load.results for sample in result.outcomes]
             got.reconnects = sum(result.reconnects for result in load.results)
-            got.events, got.polls, got.poll_errors = watcher.events, watcher.polls, watcher.poll_errors
         if load.error:
             raise RuntimeError(f"the load generator failed: {load.error!r}")
 
@@ -579,89 +497,78 @@ def measure(args, folder: Path, got: Collected) -> None:
 # --- results ----------------------------------------------------------------------------------------
 
 
-def relative(got: Collected) -> tuple[list[Sample], list[AliasEvent], float]:
-    """Samples and events with times relative to the load start, and the load's length."""
-    zero = got.load_start
-    samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
-    return samples, [event.shifted(zero) for event in got.events], got.load_end - zero
-
-
-def swap_rows(
-    events: list[AliasEvent], runs: list[dict[str, Any]], windows: list[dict[str, Any]]
-) -> list[dict]:
+def swap_rows(events: list[AliasEvent], runs: list[dict[str, Any]], windows: list[dict]) -> list[dict]:
     """Each swap: when, from and to, how precisely seen, the old index's deletion, its run, its window."""
-    swaps = [e for e in events if e.kind == "swap"]
-    deletions = {e.index: e for e in events if e.kind == "deleted"}
-    rows = []
-    for number, swap in enumerate(swaps, start=1):
+    deletions, rows = {e.index: e for e in events if e.kind == "deleted"}, []
+    for number, swap in enumerate((e for e in events if e.kind == "swap"), start=1):
         deleted = deletions.get(swap.previous)
         run = next((r["name"] for r in runs if r["start_s"] <= swap.at <= r["end_s"] + 1), None)
-        rows.append(
-            {
-                "swap": number,
-                "at_s": round(swap.at, 3),
-                "seen_within_ms": round((swap.seen - swap.since) * 500, 1),
-                "from": swap.previous,
-                "to": swap.index,
-                "run": run,
-                "old_index_deleted_at_s": round(deleted.at, 3) if deleted else None,
-                "deleted_after_swap_ms": round((deleted.at - swap.at) * 1000, 1) if deleted else None,
-                "window": windows[number - 1] if number <= len(windows) else {},
-            }
-        )
+        row = {
+            "swap": number,
+            "at_s": round(swap.at, 3),
+            "seen_within_ms": round((swap.seen - swap.since) * 500, 1),
+        }
+        row |= {"from": swap.previous, "to": swap.index, "run": run}
+        row["old_index_deleted_at_s"] = round(deleted.at, 3) if deleted else None
+        row["deleted_after_swap_ms"] = round((deleted.at - swap.at) * 1000, 1) if deleted else None
+        rows.append(row | {"window": windows[number - 1] if number <= len(windows) else {}})
     return rows
 
 
+def shifted(run: dict[str, Any], zero: float, events: list[AliasEvent]) -> dict[str, Any]:
+    """A run with times from the load start, and what the watcher did not see of its report's claims."""
+    problems = run["problems"] + watch_problems(run["report"], events)
+    times = {"start_s": round(run["start_s"] - zero, 3), "end_s": round(run["end_s"] - zero, 3)}
+    return run | times | {"ok": not problems, "problems": problems}
+
+
 def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
-    samples, events, load_end = relative(got)
-    zero = got.load_start
-    for run in got.runs:
-        run.problems += watch_problems(run.report, got.events)
-    runs = [run.as_dict(zero) for run in got.runs]
+    """Windows before, during and after the rebuilds and round each swap; the verdict; everything else."""
+    zero, load_end, watcher = got.load_start, got.load_end - got.load_start, got.watcher
+    samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
+    events = [event.shifted(zero) for event in watcher.events]
+    runs = [shifted(run, zero, watcher.events) for run in got.runs]
     swaps = [e.at for e in events if e.kind == "swap"]
     spans = [(run["name"], run["start_s"], run["end_s"]) for run in runs]
     windows = {
         name: window_stats(samples, lo, hi, args.size) for name, lo, hi in phase_windows(load_end, spans)
     }
-    around = [
-        (name, window_stats(samples, lo, hi, args.size, overlap=True))
+    around = {
+        name: window_stats(samples, lo, hi, args.size, True)
         for name, lo, hi in swap_windows(swaps, args.swap_window)
-    ]
-    windows |= dict(around)
-    total = windows["whole run"]["all"]
-    errors = sum(1 for s in samples if s.failed)
-    reasons = verdict(
-        errors, [run.ok for run in got.runs], swaps_under_load(swaps, load_end), len(args.rebuilds)
+    }
+    total, errors, loaded = (
+        windows["whole run"]["all"],
+        sum(1 for s in samples if s.failed),
+        swaps_under_load(swaps, load_end),
     )
+    reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
+    summary = {"requests": len(samples), "errors": errors} | {
+        key: total[key] for key in ("non_2xx", "connection_errors", "statuses")
+    }
+    summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
+    summary |= {
+        "per_second": round(len(samples) / load_end, 2) if load_end > 0 else None,
+        "load_seconds": round(load_end, 3),
+    }
+    summary |= {
+        "load_extended_s": round(got.extended_s, 3),
+        "max_requests_reached": len(samples) >= args.max_requests,
+    }
+    summary |= {"swaps": len(swaps), "swaps_under_load": loaded}
+    summary["indexer_runs_ok"] = all(run["ok"] for run in runs) and len(runs) == len(args.rebuilds)
     return {
-        "summary": {
-            "requests": len(samples),
-            "errors": errors,
-            "non_2xx": total["non_2xx"],
-            "connection_errors": total["connection_errors"],
-            "statuses": total["statuses"],
-            "reconnects": got.reconnects,
-            "short_pages": total["short_pages"],
-            "per_second": round(len(samples) / load_end, 2) if load_end > 0 else None,
-            "load_seconds": round(load_end, 3),
-            "load_extended_s": round(got.extended_s, 3),
-            "max_requests_reached": len(samples) >= args.max_requests,
-            "swaps": len(swaps),
-            "swaps_under_load": swaps_under_load(swaps, load_end),
-            "indexer_runs_ok": all(run.ok for run in got.runs) and len(got.runs) == len(args.rebuilds),
-            "passed": not reasons,
-            "failure_reasons": reasons,
-        },
-        "windows": windows,
-        "swaps": swap_rows(events, runs, [stats for _, stats in around]),
+        "summary": summary | {"passed": not reasons, "failure_reasons": reasons},
+        "windows": windows | around,
+        "swaps": swap_rows(events, runs, list(around.values())),
         "alias_events": [
             {"event": e.kind, "index": e.index, "at_s": round(e.at, 3), "previous": e.previous}
             for e in events
         ],
-        "alias_polls": got.polls,
-        "alias_poll_errors": got.poll_errors[:20],
+        "alias_polls": watcher.polls,
+        "alias_poll_errors": watcher.poll_errors[:20],
         "indexer_runs": runs,
-        "initial_run": got.initial.as_dict(zero) if got.initial else None,
+        "initial_run": shifted(got.initial, zero, []) if got.initial else None,
         "error_examples": error_examples(samples, swaps),
         "cpu": got.cpu,
         "disturbed_phases": [name for name, cpu in got.cpu.items() if harness.is_disturbed(cpu)],
@@ -672,10 +579,8 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
 
 def settings_of(args, got: Collected) -> dict[str, Any]:
     names = "smoke seconds max_requests concurrency upload_share images baseline_seconds tail_seconds "
-    settings = harness.pick(
-        args, names + "swap_window:swap_window_s keep_versions poll_interval:poll_interval_s"
-    )
-    settings |= harness.pick(args, "size:page_size weights") | {"alias": got.alias, "table": got.table}
+    names += "swap_window:swap_window_s keep_versions poll_interval:poll_interval_s size:page_size weights"
+    settings = harness.pick(args, names) | {"alias": got.alias, "table": got.table}
     settings["clients"] = dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True))
     settings |= {
         "products": (args.images + 2) // 3,
@@ -690,11 +595,10 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
 
 
 def run(args, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
-    run_id = uuid.uuid4().hex[:8]
-    got = Collected(alias=f"bench-soak-{run_id}", table=f"bench_soak_{run_id}")
+    got = Collected(alias=f"bench-soak-{(name := uuid.uuid4().hex[:8])}", table=f"bench_soak_{name}")
     before = harness.load_before(args.wait_idle)
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as name:
-        measure(args, Path(name), got)
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
+        measure(args, Path(folder), got)
     analysed, samples = analyse(args, got)
     started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
     results = harness.envelope("soak", argv, before) | {
@@ -705,8 +609,7 @@ def run(args, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
 
 def write_requests(samples: list[Sample], stem: Path) -> Path:
     """Every request: start and end (s from the load start), kind, status, hits, error or body."""
-    path = Path(f"{stem}-requests.csv.gz")
-    with gzip.open(path, "wt", newline="") as handle:
+    with gzip.open(path := Path(f"{stem}-requests.csv.gz"), "wt", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["start_s", "end_s", "kind", "status", "hits", "error"])
         for s in samples:
@@ -715,17 +618,15 @@ def write_requests(samples: list[Sample], stem: Path) -> Path:
 
 
 def context(results: dict[str, Any]) -> list[str]:
-    summary, run = results["summary"], results["settings"]
+    summary, run, cleaned = results["summary"], results["settings"], results["cleanup"]
     verdict_text = (
         "**passed**" if summary["passed"] else f"**FAILED**: {'; '.join(summary['failure_reasons'])}"
     )
-    cleaned = results["cleanup"]
     return [
-        f"Server: {run['server']}. Catalog: {run['images']} rows, {run['products']} products ({run['catalog_photos']}), "
-        f"weights `{run['weights']}`. Load: {run['concurrency']} closed-loop clients on loopback ({run['clients']}; "
-        f"uploads of {run['query_photos']}), size {run['page_size']}; rebuilds after {run['baseline_seconds']:.0f} s: "
-        f"{', '.join(run['rebuilds'])}, INDEXER_KEEP_VERSIONS={run['keep_versions']}; alias polled every "
-        f"{run['poll_interval_s'] * 1000:.0f} ms.",
+        f"Server: {run['server']}. Catalog: {run['images']} rows ({run['catalog_photos']}), weights "
+        f"`{run['weights']}`. Load: {run['clients']} closed-loop clients on loopback, uploads of "
+        f"{run['query_photos']}, size {run['page_size']}; rebuilds after {run['baseline_seconds']:.0f} s: "
+        f"{', '.join(run['rebuilds'])}, INDEXER_KEEP_VERSIONS={run['keep_versions']}.",
         f"Verdict: {verdict_text}. Cleaned up: indices {cleaned.get('deleted_indices')}, table "
         f"{cleaned.get('dropped_table')}; left over: {cleaned.get('left_over')}.",
     ]
@@ -733,28 +634,17 @@ def context(results: dict[str, Any]) -> list[str]:
 
 def windows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Per window and kind: requests that started in it (swap windows: in flight at any moment of it)."""
+    keys = ("requests", "per_second", "non_2xx", "connection_errors", "p50_ms", "p95_ms", "p99_ms", "max_ms")
     return [
-        {"window": name, "from_s": w["from_s"], "to_s": w["to_s"], "kind": kind}
-        | {
-            key: w[kind].get(key)
-            for key in (
-                "requests",
-                "per_second",
-                "non_2xx",
-                "connection_errors",
-                "p50_ms",
-                "p95_ms",
-                "p99_ms",
-                "max_ms",
-            )
-        }
-        for name, w in results["windows"].items()
+        {"window": name, "from_s": window["from_s"], "to_s": window["to_s"], "kind": kind}
+        | {key: window[kind].get(key) for key in keys}
+        for name, window in results["windows"].items()
         for kind in KINDS
     ]
 
 
 def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = ("name", "exit_code", "wall_s", "ok", "problems")
+    keys = ("name", "exit_code", "wall_s", "problems")
     return [
         {key: run[key] for key in keys} | run["report"]
         for run in [results["initial_run"], *results["indexer_runs"]]
@@ -767,10 +657,10 @@ REPORT = harness.Report(
     [
         "summary",
         ("latency of successful requests per window", windows),
-        ("swaps", lambda r: [{k: v for k, v in s.items() if k != "window"} for s in r["swaps"]]),
+        ("swaps", lambda results: [{k: v for k, v in s.items() if k != "window"} for s in results["swaps"]]),
         ("indexer runs", runs),
-        ("cores per phase", lambda r: r["cpu"]),
-        ("first failed requests", lambda r: r["error_examples"]),
+        "cpu",
+        "error_examples",
     ],
     context,
 )
