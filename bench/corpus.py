@@ -205,16 +205,15 @@ def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint:
 def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seconds: dict) -> dict[str, Any]:
     """The physical index behind the bench alias and how it came to be."""
     stats = es.indices.stats(index=index, metric="docs,store,segments").body["indices"][index]["primaries"]
-    return {
+    counts = {"docs": stats["docs"]["count"], "segments": stats["segments"]["count"]}
+    facts = {
         "alias": alias,
         "index": index,
         "reused": reused,
-        "docs": stats["docs"]["count"],
-        "segments": stats["segments"]["count"],
+        **counts,
         "store_bytes": stats["store"]["size_in_bytes"],
-        "seconds": seconds,
-        "corpus": indices.index_meta(es, index).get("bench_stats", {}),
     }
+    return facts | {"seconds": seconds, "corpus": indices.index_meta(es, index).get("bench_stats", {})}
 
 
 def ensure_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photos: Path, rebuild: bool) -> dict:

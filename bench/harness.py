@@ -32,9 +32,8 @@ class Options:
 
     def __init__(self, name: str, summary: str) -> None:
         self.presets: dict[str, tuple[Any, Any]] = {}
-        self.parser = argparse.ArgumentParser(
-            f"python -m bench.{name}", description=f"{summary} See bench/README.md."
-        )
+        prog, summary = f"python -m bench.{name}", f"{summary} See bench/README.md."
+        self.parser = argparse.ArgumentParser(prog, description=summary)
         self.add("--smoke", action="store_true", help=f"a quick run of every phase; results {name}-smoke-*")
         self.add("--results-dir", type=Path, default=RESULTS_DIR, help="where results go (bench/results)")
         idle = f"first wait up to SECONDS for the 1-minute load average to drop below {IDLE_LOAD}"
@@ -59,9 +58,8 @@ class Options:
             self.add("--seed", type=int, default=seed, help=f"{seed_text} (default {seed})")
         for flag, choices in (("precision", PRECISIONS), ("compile", COMPILE_MODES)):
             name = f"VGG16_{flag.upper()}"
-            self.add(
-                f"--{flag}", choices=choices, default=os.environ.get(name, "auto"), help=f"{name} (auto)"
-            )
+            default = os.environ.get(name, "auto")
+            self.add(f"--{flag}", choices=choices, default=default, help=f"{name} (default auto)")
 
     def parse(self, argv: Sequence[str]) -> argparse.Namespace:
         args = self.parser.parse_args(argv)
@@ -115,16 +113,13 @@ def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, *
     from imgsearch.esclient import make_client
     from indexer import CatalogSource, FullRebuild, IncrementalRun, RunOptions, load_indexer_config
 
-    config, runner = (
-        load_indexer_config(env),
-        IncrementalRun if options.pop("incremental", False) else FullRebuild,
-    )
+    config = load_indexer_config(env)
+    runner = IncrementalRun if options.pop("incremental", False) else FullRebuild
     source = CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
     try:
         with meter or CpuMeter() as meter:
-            return runner(
-                config, make_client(config.elastic), source, extractor, RunOptions(**options)
-            ).run(), meter
+            run = runner(config, make_client(config.elastic), source, extractor, RunOptions(**options))
+            return run.run(), meter
     finally:
         source.close()
 
@@ -186,11 +181,10 @@ class CpuMeter:
     def sample(self) -> list[float]:
         with open("/proc/stat") as handle:
             ticks = [int(value) for value in handle.readline().split()[1:9]] + [0] * 8
-        busy = (sum(ticks[:3]) + ticks[5] + ticks[6]) / os.sysconf(
-            "SC_CLK_TCK"
-        )  # user nice system irq softirq
+        hertz = os.sysconf("SC_CLK_TCK")
+        busy = (sum(ticks[:3]) + ticks[5] + ticks[6]) / hertz  # user nice system irq softirq
         named = [sum(process_seconds(pid) for pid in pids) for pids in self.groups.values()]
-        return [time.perf_counter(), process_seconds(), busy, ticks[7] / os.sysconf("SC_CLK_TCK"), *named]
+        return [time.perf_counter(), process_seconds(), busy, ticks[7] / hertz, *named]
 
     def __enter__(self) -> CpuMeter:
         self.start = self.sample()

@@ -109,12 +109,8 @@ class Bench:
 
     def ceiling(self, extractor, label: str) -> Phase:
         batch = extractor.compute.batch_size
-        return Phase(
-            label,
-            WHAT["ceiling"].format(batch=batch),
-            len(self.pixels),
-            self.batches(extractor.extract, batch),
-        )
+        meter = self.batches(extractor.extract, batch)
+        return Phase(label, WHAT["ceiling"].format(batch=batch), len(self.pixels), meter)
 
     def model_matrix(self, rounds: int = 2) -> list[Phase]:
         """The bare model in every precision and compile mode, loaded together and measured round-robin,
@@ -189,9 +185,8 @@ class Bench:
         try:
             with self.meter() as meter:
                 page = (config.mysql.table, config.fetch.base_url, args.naive_page_size)
-                indexed = naive_index(
-                    model, es, index, connection, min(args.naive_images, args.images), *page
-                )
+                limit = min(args.naive_images, args.images)
+                indexed = naive_index(model, es, index, connection, limit, *page)
         finally:
             connection.close()
         return Phase("naive", WHAT["naive"].format(page=args.naive_page_size), indexed, meter)
@@ -208,11 +203,8 @@ def naive_index(model, es, index: str, connection, limit: int, table: str, base_
             image = keras.utils.load_img(io.BytesIO(response.read()), target_size=(224, 224))
         batch = keras.applications.vgg16.preprocess_input(keras.utils.img_to_array(image)[None])
         feature = model.predict(batch, verbose=0)[0]
-        document = {
-            "source_id": row[0],
-            "relation_id": row[1],
-            "photo": row[2],
-            "image_url": base_url + row[2],
+        document = dict(zip(("source_id", "relation_id", "photo"), row, strict=True)) | {
+            "image_url": base_url + row[2]
         }
         document |= {"status": "indexed", "feature": (feature / np.linalg.norm(feature)).tolist()}
         return {"_index": index, "_id": str(row[0]), "_source": document}
@@ -249,9 +241,8 @@ def grow_catalog(env: dict[str, str], photos: list[Path], total: int) -> None:
 
     def action(row: tuple[int, str, str]) -> dict:
         source = vectors[(row[0] - 1) % count + 1]
-        document = indexed_document(
-            CatalogRow(*row, CATALOG_UPDATED_AT), source["image_url"], source["feature"], moment
-        )
+        catalog_row = CatalogRow(*row, CATALOG_UPDATED_AT)
+        document = indexed_document(catalog_row, source["image_url"], source["feature"], moment)
         return index_action(live, row[0], document)
 
     _, errors = bulk(es, map(action, rows), chunk_size=500, max_retries=3, raise_on_error=False)
@@ -270,9 +261,8 @@ def touch_rows(env: dict[str, str], share: float, total: int) -> int:
     connection = connect(config.mysql)
     try:
         marks = ", ".join(["%s"] * count)
-        connection.cursor().execute(
-            f"UPDATE `{config.mysql.table}` SET updated_at = NOW() WHERE id IN ({marks})", ids
-        )
+        query = f"UPDATE `{config.mysql.table}` SET updated_at = NOW() WHERE id IN ({marks})"
+        connection.cursor().execute(query, ids)
     finally:
         connection.close()
     time.sleep(float(env["INDEXER_CHANGE_LAG_SECONDS"]) + 1.1)  # let the change lag pass them
@@ -305,11 +295,9 @@ class Measured:
         """Each pipeline run against the faster ceiling pass next to it, alone and combined with decoding;
         the median run against the fastest pass and the naive loop; the reuse runs against that run."""
         near = [max(self.ceilings[n].rate, self.ceilings[n + 1].rate) for n in range(len(self.pipelines))]
-        alone = [run.rate / model for run, model in zip(self.pipelines, near, strict=True)]
-        both = [
-            run.rate / combined_ceiling(m, self.decode.rate)
-            for run, m in zip(self.pipelines, near, strict=True)
-        ]
+        rates = [run.rate for run in self.pipelines]
+        alone = [rate / model for rate, model in zip(rates, near, strict=True)]
+        both = [rate / combined_ceiling(m, self.decode.rate) for rate, m in zip(rates, near, strict=True)]
         ceiling = max(phase.rate for phase in self.ceilings)
         pipeline = sorted(run.rate for run in self.pipelines)[(len(self.pipelines) - 1) // 2]  # lower median
         ratios = {"pipeline_over_ceiling": round(float(np.median(alone)), 3)}
@@ -363,9 +351,8 @@ def run(args, folder: Path) -> dict[str, Any]:
         try:
             harness.seed_catalog(env, photos)
             bench = Bench(args, env, server.pid, photos)
-            extractor = FeatureExtractor(
-                args.weights, MODEL_SEED, args.precision, args.compile, args.batch_size
-            )
+            compute = (args.precision, args.compile, args.batch_size)
+            extractor = FeatureExtractor(args.weights, MODEL_SEED, *compute)
             args.batch_size = extractor.compute.batch_size
             measured = measure(bench, extractor)
         finally:
@@ -396,9 +383,9 @@ def results_of(args, measured: Measured, settings: dict[str, Any]) -> dict[str, 
         "ratios": ratios,
         # the reuse runs are left out: Elasticsearch (counted among the others) does most of their work
         "disturbed_phases": [
-            phase["phase"]
-            for phase in map(Phase.as_dict, measured.order())
-            if harness.is_disturbed(phase["cpu"]) and phase["phase"] not in REUSE_PHASES
+            p.name
+            for p in measured.order()
+            if harness.is_disturbed(p.meter.as_dict()) and p.name not in REUSE_PHASES
         ],
         "target": {"ratio": ratio, "value": value, "met": ratios[ratio] >= value}
         | {"reuse_over_pipeline": TARGET_REUSE_SPEEDUP, "reuse_met": all(reuse) if reuse else None},

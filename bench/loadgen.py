@@ -132,9 +132,8 @@ def timed_call(kind: str, call: Callable[[], int]) -> Outcome:
     try:
         hits = call()
     except Exception as exc:  # noqa: BLE001 - a benchmark counts failures instead of stopping
-        return Outcome(
-            kind, time.perf_counter() - start, 0, error=f"{type(exc).__name__}: {exc}", start=start
-        )
+        error = f"{type(exc).__name__}: {exc}"
+        return Outcome(kind, time.perf_counter() - start, 0, error=error, start=start)
     return Outcome(kind, time.perf_counter() - start, 200, hits, start=start)
 
 

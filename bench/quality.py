@@ -82,14 +82,9 @@ class Product:
         return bool(np.abs(pixels - pixels[..., :1]).max() <= 2)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "relation_id": self.relation_id,
-            "source": self.source,
-            "box": list(self.box) if self.box else None,
-            "size": list(self.original.size),
-            "second_view": self.second_view,
-            "grayscale": self.grayscale,
-        }
+        size, box = list(self.original.size), list(self.box) if self.box else None
+        facts = {"relation_id": self.relation_id, "source": self.source, "box": box, "size": size}
+        return facts | {"second_view": self.second_view, "grayscale": self.grayscale}
 
 
 def tile_boxes(size: tuple[int, int], grid: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -378,20 +373,13 @@ def summary_row(label: str, family: str, results: list[QueryResult], sources: di
 def summarise(results: list[QueryResult], edits: list[Edit], sources: dict[str, str]) -> dict[str, Any]:
     """Rows per edit, per family, and overall (every edit but the identity control)."""
     by_edit = [
-        summary_row(edit.name, edit.family, [r for r in results if r.edit == edit.name], sources)
-        for edit in edits
+        summary_row(e.name, e.family, [r for r in results if r.edit == e.name], sources) for e in edits
     ]
     families = list(dict.fromkeys(edit.family for edit in edits))
-    by_family = [
-        summary_row(family, family, [r for r in results if r.family == family], sources)
-        for family in families
-    ]
+    by_family = [summary_row(f, f, [r for r in results if r.family == f], sources) for f in families]
     edited = [r for r in results if r.edit != "identity"]
-    return {
-        "by_edit": by_edit,
-        "by_family": by_family,
-        "overall": summary_row("overall (all edits but identity)", "", edited, sources),
-    }
+    overall = summary_row("overall (all edits but identity)", "", edited, sources)
+    return {"by_edit": by_edit, "by_family": by_family, "overall": overall}
 
 
 def check_weights(weights: str) -> None:
@@ -551,10 +539,8 @@ def options() -> harness.Options:
     opts.add(
         "--products", type=int, help=f"the first N products (default all, ~68; --smoke {SMOKE_PRODUCTS})"
     )
-    opts.add(
-        "--edits",
-        help=f"comma-separated, default all (--smoke {','.join(SMOKE_EDITS)}): {', '.join(EDIT_NAMES)}",
-    )
+    edits = f"comma-separated, default all (--smoke {','.join(SMOKE_EDITS)}): {', '.join(EDIT_NAMES)}"
+    opts.add("--edits", help=edits)
     opts.add("--index-type", default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw", help="index type")
     opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
     opts.model(int(os.environ.get("VGG16_SEED") or 1234), "VGG16_SEED and the seed of the second views")
@@ -586,9 +572,8 @@ def measure(args, folder: Path, products: list[Product], queries: list[Query], r
     }
     extra |= {"VGG16_PRECISION": args.precision, "VGG16_COMPILE": args.compile}
     with serve_folder_process(photos) as server:
-        env = harness.throwaway_env(
-            f"bench-quality-{name}", f"bench_quality_{name}", server.url, args.weights, **extra
-        )
+        alias, table = f"bench-quality-{name}", f"bench_quality_{name}"
+        env = harness.throwaway_env(alias, table, server.url, args.weights, **extra)
         try:
             extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
             extractor.warm_up()
@@ -617,10 +602,8 @@ def measure(args, folder: Path, products: list[Product], queries: list[Query], r
         "index": build,
         "page_size": PAGE_SIZE,
     }
-    settings |= {
-        "catalog_jpeg_quality": CATALOG_QUALITY,
-        "server": f"{SERVER}, {Layout.default().name} (gthread)",
-    }
+    settings["catalog_jpeg_quality"] = CATALOG_QUALITY
+    settings["server"] = f"{SERVER}, {Layout.default().name} (gthread)"
     return {"settings": settings, "api_stats": stats, "stored_vs_recomputed": vectors, "seconds": seconds}
 
 
@@ -628,16 +611,8 @@ def run(args, argv: list[str], folder: Path) -> dict[str, Any]:
     """The corpus and queries, the measurement, and the results of every query."""
     products = build_products(args.products, args.seed)
     queries = make_queries(write_catalog(products, folder / "photos"), args.edit_list)
-    results = [
-        QueryResult(
-            products[q.product].relation_id,
-            products[q.product].source,
-            q.edit.name,
-            q.edit.family,
-            len(q.data),
-        )
-        for q in queries
-    ]
+    of = [(products[q.product], q) for q in queries]
+    results = [QueryResult(p.relation_id, p.source, q.edit.name, q.edit.family, len(q.data)) for p, q in of]
     say(f"{len(products)} products, {len(queries)} queries; loading the model ...")
     before = harness.load_before(args.wait_idle)
     measured = measure(args, folder, products, queries, results)
@@ -651,20 +626,16 @@ def run(args, argv: list[str], folder: Path) -> dict[str, Any]:
     measured["weights"] = f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})"
     measured["note"] = RANDOM_NOTE if args.weights == "random" else None
     measured["corpus"] = corpus | {"list": [product.describe() for product in products]}
-    measured["edits"] = [
-        {"name": e.name, "family": e.family, "what": e.what, "quality": e.quality} for e in args.edit_list
-    ]
+    keys = ("name", "family", "what", "quality")
+    measured["edits"] = [{key: getattr(edit, key) for key in keys} for edit in args.edit_list]
     measured["summary"] = summarise(results, args.edit_list, {p.relation_id: p.source for p in products})
     measured |= {"agreement": agreement(results), "queries": [asdict(result) for result in results]}
     return harness.envelope("quality", argv, before) | measured
 
 
 def context(results: dict[str, Any]) -> list[str]:
-    settings, corpus, matches = (
-        results["settings"],
-        results["corpus"],
-        results["api_stats"].get("model_matches"),
-    )
+    settings, corpus = results["settings"], results["corpus"]
+    matches = results["api_stats"].get("model_matches")
     return [
         *([f"> **!!! {results['note']} !!!**"] if results["note"] else []),
         f"Weights: **{results['weights']}** (from the API's `GET /stats`; model matches the index: "
@@ -680,15 +651,9 @@ def per(key: str) -> Callable[[dict], list[dict]]:
     return lambda results: [*results["summary"][key], results["summary"]["overall"]]
 
 
-REPORT = harness.Report(
-    "Near-duplicate product retrieval through the search API",
-    [
-        ("per edit (top-k: the query's product among the first k)", per("by_edit")),
-        ("per family", per("by_family")),
-        "edits",
-    ],
-    context,
-)
+TABLES = [("per edit (top-k: the query's product among the first k)", per("by_edit"))]
+TABLES += [("per family", per("by_family")), "edits"]
+REPORT = harness.Report("Near-duplicate product retrieval through the search API", TABLES, context)
 
 
 def main(argv: list[str] | None = None) -> int:

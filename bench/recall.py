@@ -228,23 +228,14 @@ def options() -> harness.Options:
     opts.preset("--queries", int, 200, 100, "held-out query vectors")
     opts.preset("--real-photos", int, 240, 24, "photos whose real VGG16 vectors seed the corpus")
     opts.add("--types", default=",".join(TYPES), help="index_options.type values")
-    opts.add(
-        "--int8-oversample", default="0,2", help="rescore_vector.oversample for int8_hnsw (0: no rescore)"
-    )
+    opts.add("--int8-oversample", default="0,2", help="rescore_vector.oversample of int8_hnsw (0: none)")
     opts.add("--bbq-oversample", default="0,3,5", help="the same for bbq_hnsw (ES 8.19 maps 3 by default)")
     opts.add("--num-candidates", help="num_candidates values (default: k, the API's, 2x and 4x the API's)")
     opts.add("--page-size", type=int, default=10, help="results per page: recall@page-size, k as the API's")
-    opts.add(
-        "--cache-dir", type=Path, default=CACHE_DIR, help="cache of photo vectors of random/imagenet weights"
-    )
+    opts.add("--cache-dir", type=Path, default=CACHE_DIR, help="cache of random/imagenet photo vectors")
     opts.add("--no-cache", action="store_true", help="compute the photo vectors again")
-    opts.add(
-        "--geometry",
-        choices=sorted(GEOMETRIES),
-        default="as-is",
-        help="as-is: the model's photo vectors "
-        "(random weights pack them at ~0.98 cosine); centred: minus their mean (random pairs ~0.3)",
-    )
+    geometry = "as-is: the model's photo vectors (~0.98 apart with random weights); centred: minus their mean"
+    opts.add("--geometry", choices=sorted(GEOMETRIES), default="as-is", help=geometry)
     opts.add("--keep", action="store_true", help=f"keep the {INDEX_PREFIX}-* indices afterwards")
     opts.model(1234, "VGG16_SEED and the corpus/photo seed")
     return opts
@@ -257,10 +248,7 @@ def resolve(args):
     def numbers(text: str, kind=int) -> list:
         return [kind(part) for part in str(text).split(",") if part.strip()]
 
-    args.sizes, args.types = (
-        numbers(args.sizes),
-        [name.strip() for name in args.types.split(",") if name.strip()],
-    )
+    args.sizes, args.types = numbers(args.sizes), numbers(args.types, str.strip)
     oversamples = {
         "int8_hnsw": numbers(args.int8_oversample, float),
         "bbq_hnsw": numbers(args.bbq_oversample, float),
@@ -335,9 +323,8 @@ def elastic_config(index: str, index_type: str):
 
     harness.require("ES_URL")
     env = {key: value for key, value in os.environ.items() if key.startswith("ES_")}
-    return load_elastic_config(
-        env | {"ES_INDEX": index, "ES_NUMBER_OF_REPLICAS": "0", "ES_VECTOR_INDEX_TYPE": index_type}
-    )
+    env |= {"ES_INDEX": index, "ES_NUMBER_OF_REPLICAS": "0", "ES_VECTOR_INDEX_TYPE": index_type}
+    return load_elastic_config(env)
 
 
 def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) -> dict[str, Any]:
@@ -346,9 +333,8 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
     from imgsearch import indices
 
     meta = {"model": model, "created_at": datetime.now(UTC).isoformat(), "created_by": "bench.recall"}
-    body = indices.load_index_definition(
-        elastic_config(name, plan.vector_index_type), meta | {"bench": plan.as_meta()}
-    )
+    config = elastic_config(name, plan.vector_index_type)
+    body = indices.load_index_definition(config, meta | {"bench": plan.as_meta()})
     if es.indices.exists(index=name):  # a leftover of an interrupted run of this bench
         es.indices.delete(index=name)
     seconds = build_version(es, name, body, real, plan)
@@ -358,6 +344,7 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
     files = primaries["segments"].get("file_sizes", {})
     sizes = {ext: info["size_in_bytes"] for ext, info in files.items()}
     hot, compound = HOT_FILES[quantization_of(plan.vector_index_type)], "cfs" in sizes
+    m = mapping["index_options"].get("m", 16)
     return {
         "index": name,
         "index_type": plan.vector_index_type,
@@ -372,9 +359,7 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
         "hot_files": list(hot),
         "hot_bytes_per_vector": None if compound else round(sum(sizes.get(e, 0) for e in hot) / plan.docs, 1),
         "disk_usage": disk_usage(es, name),
-        "expected_offheap_per_vector": offheap_bytes_per_vector(
-            plan.vector_index_type, DIMS, mapping["index_options"].get("m", 16)
-        ),
+        "expected_offheap_per_vector": offheap_bytes_per_vector(config.vector_index_type, DIMS, m),
     }
 
 
@@ -451,12 +436,8 @@ def measure(es, args, names: dict[str, str], queries: np.ndarray, truth: np.ndar
     cpu = meter.as_dict()
     others = cpu.pop("other_es_ops")
     rows = [series.row(truth, args) for series in all_series]
-    return {
-        "rows": rows,
-        "load_average": {"before": load, "after": harness.load_average()},
-        "cpu": cpu,
-        "other_es_ops": others,
-    }
+    loads = {"before": load, "after": harness.load_average()}
+    return {"rows": rows, "load_average": loads, "cpu": cpu, "other_es_ops": others}
 
 
 def run_size(es, args, real: np.ndarray, model: dict[str, Any], size: int) -> dict[str, Any]:
@@ -468,20 +449,17 @@ def run_size(es, args, real: np.ndarray, model: dict[str, Any], size: int) -> di
     truth = exact_top_k(vectors, queries, args.page_size) + 1  # document ids are row + 1
     names = {index_type: f"{INDEX_PREFIX}-{size}-{index_type.replace('_', '-')}" for index_type in args.types}
     try:
-        built = {
-            kind: build_index(es, replace(plan, vector_index_type=kind), real, model, name)
-            for kind, name in names.items()
-        }
+        built = {}
+        for kind, name in names.items():
+            built[kind] = build_index(es, replace(plan, vector_index_type=kind), real, model, name)
         say(f"{size} vectors: measuring {len(args.variants)} variants ...")
         measured = measure(es, args, names, queries, truth)
     finally:
         for name in [] if args.keep else names.values():
             es.options(ignore_status=404).indices.delete(index=name)
     described = {"size": size, "corpus": replace(plan, vector_index_type="(each type)").describe()}
-    described |= {
-        "corpus_stats": corpus_stats(real, plan),
-        "query_stats": query_stats(vectors, queries, truth - 1),
-    }
+    described["corpus_stats"] = corpus_stats(real, plan)
+    described["query_stats"] = query_stats(vectors, queries, truth - 1)
     return described | {"indices": built, **measured}
 
 
@@ -528,27 +506,19 @@ def api_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def storage(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Disk after the force-merge and expected off-heap memory per vector."""
-    keys = (
-        "segments",
-        "store_bytes",
-        "compound_file",
-        "hot_bytes_per_vector",
-        "disk_usage",
-        "expected_offheap_per_vector",
-    )
+    keys = ("segments", "store_bytes", "compound_file", "hot_bytes_per_vector", "disk_usage")
+    keys += ("expected_offheap_per_vector",)
+    indices = [
+        (entry["size"], kind, facts) for entry in results["sizes"] for kind, facts in entry["indices"].items()
+    ]
     return [
-        {"vectors": e["size"], "type": kind} | {key: facts[key] for key in keys}
-        for e in results["sizes"]
-        for kind, facts in e["indices"].items()
+        {"vectors": size, "type": kind} | {key: facts[key] for key in keys} for size, kind, facts in indices
     ]
 
 
 def context(results: dict[str, Any]) -> list[str]:
-    settings, api, sweep = (
-        results["settings"],
-        results["recommendation"],
-        results["recommendation_any_num_candidates"],
-    )
+    settings, api = results["settings"], results["recommendation"]
+    sweep = results["recommendation_any_num_candidates"]
     return [
         f"Elasticsearch {results['elasticsearch_version']}. Geometry `{settings['geometry']}`: "
         f"{settings['geometry_description']}; photo vectors {settings['real_vectors']}. Queries: "
@@ -571,14 +541,14 @@ def machine_use(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [{key: entry[key] for key in keys} for entry in results["sizes"]]
 
 
+TABLES = [
+    ("at the API's k and num_candidates", api_rows),
+    ("storage", storage),
+    ("num_candidates sweep", sweep),
+]
 REPORT = harness.Report(
     "dense_vector index types: recall@10, kNN latency, disk and memory",
-    [
-        ("at the API's k and num_candidates", api_rows),
-        ("storage", storage),
-        ("num_candidates sweep", sweep),
-        ("machine use while measuring", machine_use),
-    ],
+    [*TABLES, ("machine use while measuring", machine_use)],
     context,
 )
 

@@ -7,6 +7,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,12 @@ PAUSE = 0.02  # between interleaved calls, so one process's idle TensorFlow thre
 # name: (comparison, limit); the value is the summary's figure of that name
 TARGETS = {"upload_minus_model_ms": ("<=", 20.0), "id_p50_ms": ("<", 20.0), "api_overhead_ms": ("<", 5.0)}
 TARGETS["soak_errors"] = ("<=", 0)
+KINDS = ("by id", "upload")
 SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
 
 
 def options() -> harness.Options:
-    opts = harness.Options(
-        "search", "Search API latency: upload vs bare model, by id vs raw kNN, under load."
-    )
+    opts = harness.Options("search", "Search API latency: upload vs bare model, by id vs raw kNN.")
     opts.preset("--docs", int, 100_000, 2000, "documents in the bench index")
     opts.preset("--real-photos", int, 240, 24, "photos whose real VGG16 vectors seed the corpus")
     opts.preset("--id-requests", int, 200, 40, "requests per level for by id, raw get+kNN and raw kNN")
@@ -43,15 +43,11 @@ def options() -> harness.Options:
     opts.add("--size", type=int, default=10, help="products per result page, ?size=")
     opts.add("--query-photos", type=int, default=12, help="distinct upload JPEGs")
     opts.add("--soak-concurrency", type=int, default=8, help="sustained load clients")
-    opts.add(
-        "--soak-upload-share", type=float, default=0.2, help="uploads in the sustained load, the rest by id"
-    )
+    opts.add("--soak-upload-share", type=float, default=0.2, help="uploads in the sustained load")
     opts.add("--layouts", action="store_true", help="also compare 1 worker x 8 threads with 2 workers x 4")
     opts.add("--layout-concurrency", type=int, default=4, help="client concurrency of --layouts")
     opts.add("--alias", help="bench alias (default bench-search-<docs>)")
-    opts.add(
-        "--index-type", default=os.environ.get("ES_VECTOR_INDEX_TYPE", "int8_hnsw"), help="index_options.type"
-    )
+    opts.add("--index-type", default=os.environ.get("ES_VECTOR_INDEX_TYPE", "int8_hnsw"), help="index type")
     opts.add("--rebuild", action="store_true", help="build the bench index even if a matching one exists")
     opts.add("--drop", action="store_true", help="delete the bench index after the run")
     opts.add("--drop-only", action="store_true", help="delete the bench index and exit")
@@ -67,12 +63,8 @@ def raw_client(config, connections: int):
 
     from imgsearch.esclient import connection_options
 
-    options = {
-        "request_timeout": 30,
-        "max_retries": 1,
-        "retry_on_timeout": True,
-        **connection_options(config),
-    }
+    options = {"request_timeout": 30, "max_retries": 1, "retry_on_timeout": True}
+    options |= connection_options(config)
     return Elasticsearch(config.url, connections_per_node=connections, **options)
 
 
@@ -98,18 +90,18 @@ class Workload:
     def prepare(cls, args, es, folder: Path) -> Workload:
         from imgsearch.imaging import decode_image
 
-        jpegs = [
-            path.read_bytes() for path in write_photos(folder, args.query_photos, args.seed + 7, QUERY_SIZE)
-        ]
+        photos = write_photos(folder, args.query_photos, args.seed + 7, QUERY_SIZE)
+        jpegs = [path.read_bytes() for path in photos]
         rng = np.random.default_rng(args.seed)
         ids = {c: [str(i) for i in rng.integers(1, args.docs + 1, args.id_requests)] for c in args.levels}
         wanted, stored = sorted({i for level in ids.values() for i in level}), {}
         for start in range(0, len(wanted), 500):
-            docs = es.mget(
+            found = es.mget(
                 index=args.alias, ids=wanted[start : start + 500], source=["feature", "relation_id"]
             )
             stored |= {
-                doc["_id"]: (doc["_source"]["feature"], doc["_source"]["relation_id"]) for doc in docs["docs"]
+                doc["_id"]: (doc["_source"]["feature"], doc["_source"]["relation_id"])
+                for doc in found["docs"]
             }
         soak_ids = [str(i) for i in rng.integers(1, args.docs + 1, 5000)]
         return cls(jpegs, [decode_image(data) for data in jpegs], ids, stored, soak_ids)
@@ -144,59 +136,33 @@ class Run:
         return lambda: ((lambda image_id: timed_call(kind, lambda: search(image_id))), lambda: 0)
 
     def load(
-        self, name: str, series: str, worker, jobs: list, concurrency: int, warm, layout: str = ""
+        self, name: str, series: str, worker, jobs: list, warm, concurrency: int, layout: str = ""
     ) -> dict:
-        """One closed-loop load over a fixed list of jobs, as a phase."""
+        """One closed-loop load over a fixed list of jobs, each client warmed by `warm` first: a phase."""
         with self.meter() as cpu:
             result = run_load(worker, JobFeed(jobs), concurrency, warm)
-        stats = latency_stats(result.outcomes, result.wall, self.args.size) | {
-            "reconnects": result.reconnects
-        }
+        stats = latency_stats(result.outcomes, result.wall, self.args.size)
         say(f"  {name}: p50 {stats.get('p50_ms', '-')} ms, {stats.get('per_second')} /s")
-        labels = {"phase": name, "series": series, "concurrency": concurrency} | (
-            {"layout": layout} if layout else {}
-        )
-        return labels | stats | {"cpu": cpu.as_dict()}
+        phase = {"phase": name, "series": series, "concurrency": concurrency}
+        phase |= {"layout": layout} if layout else {}
+        return phase | stats | {"reconnects": result.reconnects, "cpu": cpu.as_dict()}
 
-    def uploads(self, server: ApiServer, concurrency: int, label: str = "") -> dict:
-        args, jpegs = self.args, self.work.jpegs
-        jobs = [
-            upload_request(jpegs[n % len(jpegs)], args.size)
-            for n in range(max(args.upload_requests, concurrency))
-        ]
-        worker, warm = http_worker(server.host, server.port), upload_request(jpegs[-1], args.size)
-        return self.load(
-            f"upload c={concurrency}{label}",
-            "upload",
-            worker,
-            jobs,
-            concurrency,
-            warm,
-            label and server.layout.name,
-        )
-
-    def by_id(self, server: ApiServer, concurrency: int, label: str = "") -> dict:
-        ids, size = (
-            self.work.ids.get(concurrency, self.work.soak_ids)[: self.args.id_requests],
-            self.args.size,
-        )
-        jobs, warm = [id_request(image_id, size) for image_id in ids], id_request(self.work.soak_ids[0], size)
-        worker = http_worker(server.host, server.port)
-        return self.load(
-            f"by id c={concurrency}{label}",
-            "by id",
-            worker,
-            jobs,
-            concurrency,
-            warm,
-            label and server.layout.name,
-        )
+    def api(self, series: str, server: ApiServer, concurrency: int, label: str = "") -> dict:
+        """Uploads (--upload-requests, at least one per client) or searches by id (--id-requests)."""
+        args, work, worker = self.args, self.work, http_worker(server.host, server.port)
+        if series == "upload":
+            count, warm = max(args.upload_requests, concurrency), upload_request(work.jpegs[-1], args.size)
+            jobs = [upload_request(work.jpegs[n % len(work.jpegs)], args.size) for n in range(count)]
+        else:
+            ids, warm = work.ids.get(concurrency, work.soak_ids), id_request(work.soak_ids[0], args.size)
+            jobs = [id_request(image_id, args.size) for image_id in ids[: args.id_requests]]
+        name = f"{series} c={concurrency}{label}"
+        return self.load(name, series, worker, jobs, warm, concurrency, label and server.layout.name)
 
     def raw(self, concurrency: int, with_get: bool) -> dict:
         series, ids = "raw get+kNN" if with_get else "raw kNN", self.work.ids[concurrency]
-        return self.load(
-            f"{series} c={concurrency}", series, self.raw_worker(with_get), list(ids), concurrency, ids[0]
-        )
+        worker = self.raw_worker(with_get)
+        return self.load(f"{series} c={concurrency}", series, worker, list(ids), ids[0], concurrency)
 
     def interleaved(self, server: ApiServer) -> list[dict]:
         """Concurrency 1: model, decode+model and upload call by call, in rotating order, so the shared
@@ -205,13 +171,11 @@ class Run:
 
         args, work, extract = self.args, self.work, self.extractor.extract_one
         send, _ = http_worker(server.host, server.port)()
-        calls = {
-            "model": lambda n: timed_call("model", lambda: extract(work.pixels[n]).size),
-            "decode+model": lambda n: timed_call(
-                "decode+model", lambda: extract(decode_image(work.jpegs[n])).size
-            ),
-            "upload": lambda n: send(upload_request(work.jpegs[n], args.size)),
-        }
+        calls = {"model": lambda n: timed_call("model", lambda: extract(work.pixels[n]).size)}
+        calls["decode+model"] = lambda n: timed_call(
+            "decode+model", lambda: extract(decode_image(work.jpegs[n])).size
+        )
+        calls["upload"] = lambda n: send(upload_request(work.jpegs[n], args.size))
         outcomes: dict[str, list[Outcome]] = {kind: [] for kind in calls}
         send(upload_request(work.jpegs[0], args.size))  # warm the connection
         with self.meter() as cpu:
@@ -228,7 +192,7 @@ class Run:
         phases[-1]["paired_minus_decode_model_ms"] = paired(outcomes["upload"], outcomes["decode+model"])
         return [phase | {"cpu": cpu.as_dict()} for phase in phases]
 
-    def soak(self, server: ApiServer) -> dict[str, Any]:
+    def sustained(self, server: ApiServer) -> dict[str, Any]:
         """Mixed by-id and upload load for a fixed time; every answer counted."""
         args, work = self.args, self.work
         shares = np.random.default_rng(args.seed + 3).random(1_000_000)
@@ -243,10 +207,7 @@ class Run:
             worker, warm = http_worker(server.host, server.port), id_request(work.soak_ids[0], args.size)
             result = run_load(worker, JobFeed(make_job=job), args.soak_concurrency, warm, args.soak_seconds)
         outcomes, wall = result.outcomes, result.wall
-        by_kind = {
-            kind: latency_stats([o for o in outcomes if o.kind == kind], wall, args.size)
-            for kind in ("by id", "upload")
-        }
+        by_kind = {k: latency_stats([o for o in outcomes if o.kind == k], wall, args.size) for k in KINDS}
         total = latency_stats(outcomes, wall, args.size) | {"reconnects": result.reconnects}
         mix = {"concurrency": args.soak_concurrency, "upload_share": args.soak_upload_share}
         return mix | {"all": total, "by_kind": by_kind, "cpu": cpu.as_dict()}
@@ -254,9 +215,8 @@ class Run:
 
 def paired(first: list[Outcome], second: list[Outcome]) -> float | None:
     """Median over rounds of first - second (ms): each pair ran within a second of each other."""
-    differences = [
-        (a.seconds - b.seconds) * 1000 for a, b in zip(first, second, strict=True) if a.ok and b.ok
-    ]
+    pairs = zip(first, second, strict=True)
+    differences = [(a.seconds - b.seconds) * 1000 for a, b in pairs if a.ok and b.ok]
     return round(float(np.median(differences)), 2) if differences else None
 
 
@@ -293,24 +253,20 @@ def measure(run: Run, env: dict[str, str], folder: Path) -> dict[str, Any]:
         phases = run.interleaved(server)
         for level in args.levels:
             say(f"measuring concurrency {level} ...")
-            phases += [run.uploads(server, level)] if level > 1 else []
-            phases += [run.by_id(server, level), run.raw(level, True), run.raw(level, False)]
-        soak = run.soak(server) if args.soak_seconds > 0 else None
+            phases += [run.api("upload", server, level)] if level > 1 else []
+            phases += [run.api("by id", server, level), run.raw(level, True), run.raw(level, False)]
+        soak = run.sustained(server) if args.soak_seconds > 0 else None
         if args.layouts:
             other = Layout(2, 4) if main != Layout(2, 4) else Layout(1, 8)
             names.append(other.name)
             with running_api(env, folder, other, args.api_start_timeout) as second:
                 run.servers = [server, second]
                 warm_api(second, run.work.jpegs[0], run.work.soak_ids[0], args.size)
-                for number in range(1, LAYOUT_ROUNDS + 1):
-                    for measure_one in (run.uploads, run.by_id):
-                        for each in (server, second):
-                            say(f"layout {each.layout.name}, round {number} ...")
-                            layouts.append(
-                                measure_one(
-                                    each, args.layout_concurrency, f" [{each.layout.name}, round {number}]"
-                                )
-                            )
+                for number, series, each in product(
+                    range(1, LAYOUT_ROUNDS + 1), ("upload", "by id"), (server, second)
+                ):
+                    label = f" [{each.layout.name}, round {number}]"
+                    layouts.append(run.api(series, each, args.layout_concurrency, label))
                 rss[other.name] = round(sum(map(rss_bytes, second.pids())) / 2**20, 1)
         rss[main.name] = round(sum(map(rss_bytes, server.pids())) / 2**20, 1)
     layout = {"names": names, "concurrency": args.layout_concurrency, "server_rss_mib": rss}
@@ -330,30 +286,22 @@ def same_compute(server: ApiServer, extractor) -> None:
 
 def summary_of(measured: dict[str, Any]) -> dict[str, Any]:
     def p50(series: str) -> float | None:
-        found = (
-            p for p in measured["phases"] if p["series"] == series and p["concurrency"] == 1 and "p50_ms" in p
-        )
-        return next(found, {}).get("p50_ms")
+        phases = [p for p in measured["phases"] if p["series"] == series and p["concurrency"] == 1]
+        return next((p["p50_ms"] for p in phases if "p50_ms" in p), None)
 
     def minus(a: float | None, b: float | None) -> float | None:
         return round(a - b, 2) if a is not None and b is not None else None
 
     upload = next(p for p in measured["phases"] if p["series"] == "upload")
     soak = measured["soak"]["all"] if measured["soak"] else None
-    summary = {
-        "model_p50_ms": p50("model"),
-        "decode_model_p50_ms": p50("decode+model"),
-        "upload_p50_ms": p50("upload"),
-    }
+    summary = {"model_p50_ms": p50("model"), "decode_model_p50_ms": p50("decode+model")}
+    summary["upload_p50_ms"] = p50("upload")
     summary["upload_minus_model_ms"] = minus(p50("upload"), p50("model"))
     summary["upload_minus_decode_model_ms"] = minus(p50("upload"), p50("decode+model"))
     summary["upload_minus_model_paired_ms"] = upload.get("paired_minus_model_ms")
     summary["upload_minus_decode_model_paired_ms"] = upload.get("paired_minus_decode_model_ms")
-    summary |= {
-        "id_p50_ms": p50("by id"),
-        "raw_knn_p50_ms": p50("raw kNN"),
-        "raw_get_knn_p50_ms": p50("raw get+kNN"),
-    }
+    summary |= {"id_p50_ms": p50("by id"), "raw_knn_p50_ms": p50("raw kNN")}
+    summary["raw_get_knn_p50_ms"] = p50("raw get+kNN")
     summary["api_overhead_ms"] = minus(p50("by id"), p50("raw kNN"))
     summary["api_http_overhead_ms"] = minus(p50("by id"), p50("raw get+kNN"))
     summary["soak_errors"] = soak["non_2xx"] + soak["connection_errors"] if soak else None
@@ -362,14 +310,10 @@ def summary_of(measured: dict[str, Any]) -> dict[str, Any]:
 
 def targets_of(summary: dict[str, Any]) -> dict[str, Any]:
     checks = {"<": lambda value, limit: value < limit, "<=": lambda value, limit: value <= limit}
-    return {
-        name: {
-            "target": limit,
-            "value": summary[name],
-            "met": None if summary[name] is None else checks[op](summary[name], limit),
-        }
-        for name, (op, limit) in TARGETS.items()
-    }
+    targets = {name: {"target": limit, "value": summary[name]} for name, (_, limit) in TARGETS.items()}
+    for name, (op, limit) in TARGETS.items():
+        targets[name]["met"] = None if summary[name] is None else checks[op](summary[name], limit)
+    return targets
 
 
 def elasticsearch_facts(es, started_at: float | None, warm_requests: int) -> dict[str, Any]:
@@ -406,23 +350,16 @@ def disturbed(measured: dict[str, Any], elastic: dict[str, Any]) -> list[str]:
 def settings_of(args, plan: CorpusPlan, extractor) -> dict[str, Any]:
     from searchapi import queries
 
-    request = queries.similarity_search(
-        [0.0], size=args.size, from_=0, k=queries.initial_k(args.size, 0), exclude_relation_id="<own>"
-    )
+    k = queries.initial_k(args.size, 0)
+    request = queries.similarity_search([0.0], size=args.size, from_=0, k=k, exclude_relation_id="<own>")
     request["knn"].pop("query_vector")
     names = "smoke docs alias index_type levels id_requests:id_requests_per_level"
-    settings = harness.pick(
-        args, names + " upload_requests:upload_requests_per_level size:page_size soak_seconds"
-    )
+    names += " upload_requests:upload_requests_per_level size:page_size soak_seconds"
+    settings = harness.pick(args, names)
     settings |= harness.pick(args, "soak_concurrency soak_upload_share weights seed")
-    settings |= {
-        "corpus": plan.describe(),
-        "server": f"{SERVER}, {Layout.default().name} (gthread)",
-        "es_request": request,
-    }
-    settings["query_photos"] = (
-        f"{args.query_photos} JPEGs ~640x480 (600..680 wide, 25% portrait), quality 85-92"
-    )
+    settings |= {"corpus": plan.describe(), "server": f"{SERVER}, {Layout.default().name} (gthread)"}
+    settings["es_request"] = request
+    settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide, 25% portrait), q 85-92"
     model = {"model_device": extractor.device, "model_fingerprint": extractor.info.fingerprint}
     return settings | model | {"model_compute": extractor.compute.as_meta()}
 
@@ -474,17 +411,18 @@ def context(results: dict[str, Any]) -> list[str]:
     ]
 
 
+TABLES = [
+    "targets",
+    "summary",
+    "phases",
+    ("sustained load", lambda r: r["soak"] and {"all": r["soak"]["all"]} | r["soak"]["by_kind"]),
+]
+TABLES += [
+    ("gunicorn layouts, best round each", lambda r: r["layouts"]["summary"]),
+    ("layout rounds", lambda r: r["layouts"]["phases"]),
+]
 REPORT = harness.Report(
-    "Search API latency: upload vs bare model, by id vs raw kNN, sustained load",
-    [
-        "targets",
-        "summary",
-        "phases",
-        ("sustained load", lambda r: r["soak"] and {"all": r["soak"]["all"], **r["soak"]["by_kind"]}),
-        ("gunicorn layouts, best round each", lambda r: r["layouts"]["summary"]),
-        ("layout rounds", lambda r: r["layouts"]["phases"]),
-    ],
-    context,
+    "Search API latency: upload vs bare model, by id vs raw kNN, sustained load", TABLES, context
 )
 
 

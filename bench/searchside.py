@@ -47,12 +47,14 @@ def elasticsearch_pids(es) -> list[int]:
 def elasticsearch_ops(es, mine: str) -> dict[str, int]:
     """Searches + index/delete operations Elasticsearch has served, per index not named `mine`*."""
     stats = es.indices.stats(metric="search,indexing", filter_path="indices.*.total").body
+    totals = {
+        name: index["total"] for name, index in stats.get("indices", {}).items() if not name.startswith(mine)
+    }
     return {
-        name: index["total"]["search"]["query_total"]
-        + index["total"]["indexing"]["index_total"]
-        + index["total"]["indexing"]["delete_total"]
-        for name, index in stats.get("indices", {}).items()
-        if not name.startswith(mine)
+        name: total["search"]["query_total"]
+        + total["indexing"]["index_total"]
+        + total["indexing"]["delete_total"]
+        for name, total in totals.items()
     }
 
 

@@ -30,7 +30,7 @@ from bench.harness import CpuMeter, say
 from bench.loadgen import HttpRequest, JobFeed, LoadResult, http_worker, latency_stats, run_load
 from bench.loadgen import Outcome as Sample
 from bench.loadgen import timed_http as timed_sample
-from bench.searchside import QUERY_SIZE, elasticsearch_pids, id_request, upload_request, warm_api
+from bench.searchside import QUERY_SIZE, SERVER, elasticsearch_pids, id_request, upload_request, warm_api
 from tests.support.apiserver import REPO, Layout, running_api
 from tests.support.catalog import drop_catalog
 from tests.support.imageserver import serve_folder_process
@@ -76,16 +76,10 @@ class LoadRunner:
         self.started_at = self.closed_at = self.ended_at = 0.0
         self.results: list[LoadResult] = []
         self.error: BaseException | None = None
-        self.taken, self.lock, self.budget, self.warm = (
-            0,
-            threading.Lock(),
-            max_requests,
-            id_request("1", size),
-        )
+        self.taken, self.lock, self.budget = 0, threading.Lock(), max_requests
+        self.warm = id_request("1", size)
         self.worker = http_worker("127.0.0.1", port)
-        self.threads = [
-            threading.Thread(target=self.main, args=pool, daemon=True) for pool in pools if pool[0]
-        ]
+        self.threads = [threading.Thread(target=self.main, args=p, daemon=True) for p in pools if p[0]]
         self.running = len(self.threads)
 
     def take(self, job: Callable[[int], HttpRequest]) -> HttpRequest | None:
@@ -138,11 +132,8 @@ class AliasWatcher(threading.Thread):
 
     def poll(self) -> dict[str, bool]:
         found = self.es.indices.get_alias(index=f"{self.alias}-*").body
-        return {
-            name: self.alias in body.get("aliases", {})
-            for name, body in found.items()
-            if self.pattern.match(name)
-        }
+        live = {name: self.alias in body.get("aliases", {}) for name, body in found.items()}
+        return {name: pointed for name, pointed in live.items() if self.pattern.match(name)}
 
     def run(self) -> None:
         since = time.perf_counter()
@@ -202,17 +193,10 @@ def run_indexer(
     problems += [] if code is not None else [f"timed out after {timeout} s"]
     say(f"  {time.strftime('%H:%M:%S')} {name}: exit {code} in {end - start:.1f} s {problems or ''}")
     times = {"start_s": start, "end_s": end, "wall_s": round(end - start, 3), "exit_code": code}
-    return {
-        "name": name,
-        "command": shlex.join(command),
-        **times,
-        "ok": not problems,
-        "problems": problems,
-    } | {
-        "report": {key: (report or {}).get(key) for key in REPORT_KEYS.split()},
-        "cpu": cpu_with_indexer(meter, children_cpu_seconds() - children),
-        "log_tail": "\n".join(log_path.read_text(errors="replace").splitlines()[-15:]),
-    }
+    run = {"name": name, "command": shlex.join(command), **times, "ok": not problems, "problems": problems}
+    run["report"] = {key: (report or {}).get(key) for key in REPORT_KEYS.split()}
+    run["cpu"] = cpu_with_indexer(meter, children_cpu_seconds() - children)
+    return run | {"log_tail": "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])}
 
 
 def children_cpu_seconds() -> float:
@@ -533,28 +517,18 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
     windows = {
         name: window_stats(samples, lo, hi, args.size) for name, lo, hi in phase_windows(load_end, spans)
     }
-    around = {
-        name: window_stats(samples, lo, hi, args.size, True)
-        for name, lo, hi in swap_windows(swaps, args.swap_window)
-    }
-    total, errors, loaded = (
-        windows["whole run"]["all"],
-        sum(1 for s in samples if s.failed),
-        swaps_under_load(swaps, load_end),
-    )
+    swap_spans = swap_windows(swaps, args.swap_window)
+    around = {name: window_stats(samples, lo, hi, args.size, True) for name, lo, hi in swap_spans}
+    total, loaded = windows["whole run"]["all"], swaps_under_load(swaps, load_end)
+    errors = sum(1 for s in samples if s.failed)
     reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
-    summary = {"requests": len(samples), "errors": errors} | {
-        key: total[key] for key in ("non_2xx", "connection_errors", "statuses")
-    }
+    summary = {"requests": len(samples), "errors": errors}
+    summary |= {key: total[key] for key in ("non_2xx", "connection_errors", "statuses")}
     summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
-    summary |= {
-        "per_second": round(len(samples) / load_end, 2) if load_end > 0 else None,
-        "load_seconds": round(load_end, 3),
-    }
-    summary |= {
-        "load_extended_s": round(got.extended_s, 3),
-        "max_requests_reached": len(samples) >= args.max_requests,
-    }
+    summary["per_second"] = round(len(samples) / load_end, 2) if load_end > 0 else None
+    summary["load_seconds"] = round(load_end, 3)
+    summary["load_extended_s"] = round(got.extended_s, 3)
+    summary["max_requests_reached"] = len(samples) >= args.max_requests
     summary |= {"swaps": len(swaps), "swaps_under_load": loaded}
     summary["indexer_runs_ok"] = all(run["ok"] for run in runs) and len(runs) == len(args.rebuilds)
     return {
@@ -582,15 +556,11 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     names += "swap_window:swap_window_s keep_versions poll_interval:poll_interval_s size:page_size weights"
     settings = harness.pick(args, names) | {"alias": got.alias, "table": got.table}
     settings["clients"] = dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True))
-    settings |= {
-        "products": (args.images + 2) // 3,
-        "rebuilds": [rebuild_name(kind) for kind in args.rebuilds],
-    }
+    settings["products"] = (args.images + 2) // 3
+    settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
-    settings["server"] = (
-        f"gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()', {Layout.default().name}"
-    )
+    settings["server"] = f"{SERVER}, {Layout.default().name}"
     return settings
 
 
@@ -601,9 +571,8 @@ def run(args, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
         measure(args, Path(folder), got)
     analysed, samples = analyse(args, got)
     started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
-    results = harness.envelope("soak", argv, before) | {
-        "load_started_at": started.isoformat(timespec="milliseconds")
-    }
+    results = harness.envelope("soak", argv, before)
+    results["load_started_at"] = started.isoformat(timespec="milliseconds")
     return results | {"settings": settings_of(args, got), **analysed}, samples
 
 
@@ -619,9 +588,8 @@ def write_requests(samples: list[Sample], stem: Path) -> Path:
 
 def context(results: dict[str, Any]) -> list[str]:
     summary, run, cleaned = results["summary"], results["settings"], results["cleanup"]
-    verdict_text = (
-        "**passed**" if summary["passed"] else f"**FAILED**: {'; '.join(summary['failure_reasons'])}"
-    )
+    failed = f"**FAILED**: {'; '.join(summary['failure_reasons'])}"
+    verdict_text = "**passed**" if summary["passed"] else failed
     return [
         f"Server: {run['server']}. Catalog: {run['images']} rows ({run['catalog_photos']}), weights "
         f"`{run['weights']}`. Load: {run['clients']} closed-loop clients on loopback, uploads of "
@@ -645,23 +613,18 @@ def windows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
     keys = ("name", "exit_code", "wall_s", "problems")
-    return [
-        {key: run[key] for key in keys} | run["report"]
-        for run in [results["initial_run"], *results["indexer_runs"]]
-        if run
-    ]
+    every = [results["initial_run"], *results["indexer_runs"]]
+    return [{key: run[key] for key in keys} | run["report"] for run in every if run]
 
 
+def swaps(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{key: value for key, value in swap.items() if key != "window"} for swap in results["swaps"]]
+
+
+TABLES = ["summary", ("latency of successful requests per window", windows), ("swaps", swaps)]
 REPORT = harness.Report(
     "Search API under sustained load while `indexer full` rebuilds and swaps the alias",
-    [
-        "summary",
-        ("latency of successful requests per window", windows),
-        ("swaps", lambda results: [{k: v for k, v in s.items() if k != "window"} for s in results["swaps"]]),
-        ("indexer runs", runs),
-        "cpu",
-        "error_examples",
-    ],
+    [*TABLES, ("indexer runs", runs), "cpu", "error_examples"],
     context,
 )
 
