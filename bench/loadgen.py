@@ -17,6 +17,7 @@ import numpy as np
 # A keep-alive connection the server closed while idle fails like this on its next request.
 STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 REQUEST_TIMEOUT = 120.0
+Worker = Callable[[], tuple[Callable[[Any], "Outcome"], Callable[[], int]]]
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,28 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one call gave: its latency, HTTP status (0: no answer), hits returned, error text."""
+    """One call: its latency, HTTP status (0: no answer), hits returned, error text, when it started
+    (perf_counter) and the first bytes of the answer when it was not a 2xx."""
 
     kind: str
     seconds: float
     status: int = 200
     hits: int = -1
     error: str = ""
+    start: float = 0.0
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300 and not self.error
+
+    @property
+    def failed(self) -> bool:
+        return self.status == 0 or not 200 <= self.status < 300
+
+    @property
+    def end(self) -> float:
+        return self.start + self.seconds
 
 
 def multipart_image(data: bytes, filename: str = "query.jpg") -> tuple[bytes, dict[str, str]]:
@@ -60,7 +72,6 @@ class KeepAliveClient:
     """One HTTP/1.1 connection reused for every request; reconnects once if the server dropped it."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
         self.reconnects = 0
         self._connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
 
@@ -92,17 +103,20 @@ def hit_count(body: bytes) -> int:
 
 def timed_http(client: KeepAliveClient, request: HttpRequest) -> Outcome:
     """Send one request and time it until the whole answer is read; failures become outcomes."""
-    started = time.perf_counter()
+    start = time.perf_counter()
     try:
         status, body = client.send(request)
     except (OSError, http.client.HTTPException) as exc:
         client.close()
-        return Outcome(request.kind, time.perf_counter() - started, 0, error=f"{type(exc).__name__}: {exc}")
-    seconds = time.perf_counter() - started
-    return Outcome(request.kind, seconds, status, hits=hit_count(body) if status == 200 else -1)
+        error = f"{type(exc).__name__}: {exc}"
+        return Outcome(request.kind, time.perf_counter() - start, 0, error=error, start=start)
+    seconds = time.perf_counter() - start
+    if 200 <= status < 300:
+        return Outcome(request.kind, seconds, status, hit_count(body), start=start)
+    return Outcome(request.kind, seconds, status, start=start, detail=body[:400].decode(errors="replace"))
 
 
-def http_worker(host: str, port: int) -> Callable[[], tuple[Callable[[Any], Outcome], Callable[[], int]]]:
+def http_worker(host: str, port: int) -> Worker:
     """Factory of per-thread callers: each thread gets its own keep-alive connection."""
 
     def make() -> tuple[Callable[[Any], Outcome], Callable[[], int]]:
@@ -114,12 +128,13 @@ def http_worker(host: str, port: int) -> Callable[[], tuple[Callable[[Any], Outc
 
 def timed_call(kind: str, call: Callable[[], int]) -> Outcome:
     """Time an in-process call that returns a hit count; an exception becomes a failed outcome."""
-    started = time.perf_counter()
+    start = time.perf_counter()
     try:
         hits = call()
     except Exception as exc:  # noqa: BLE001 - a benchmark counts failures instead of stopping
-        return Outcome(kind, time.perf_counter() - started, 0, error=f"{type(exc).__name__}: {exc}")
-    return Outcome(kind, time.perf_counter() - started, 200, hits=hits)
+        error = f"{type(exc).__name__}: {exc}"
+        return Outcome(kind, time.perf_counter() - start, 0, error=error, start=start)
+    return Outcome(kind, time.perf_counter() - start, 200, hits, start=start)
 
 
 @dataclass
@@ -133,7 +148,7 @@ class LoadResult:
 
 
 class JobFeed:
-    """Hands jobs to the threads: a fixed list, or a generator until a deadline."""
+    """Hands jobs to the threads: a fixed list, or made by number until a deadline (or None from it)."""
 
     def __init__(self, jobs: list[Any] | None = None, make_job: Callable[[int], Any] | None = None):
         self._jobs, self._make_job = jobs, make_job
@@ -155,11 +170,7 @@ class JobFeed:
 
 
 def run_load(
-    make_worker: Callable[[], tuple[Callable[[Any], Outcome], Callable[[], int]]],
-    feed: JobFeed,
-    concurrency: int,
-    warm_job: Any | None = None,
-    seconds: float | None = None,
+    make_worker: Worker, feed: JobFeed, concurrency: int, warm_job: Any = None, seconds: float | None = None
 ) -> LoadResult:
     """`concurrency` threads, each: build its caller, run `warm_job` untimed, then wait for the others;
     then all take jobs from `feed` until it is empty (or `seconds` have passed)."""
@@ -189,32 +200,25 @@ def run_load(
 
 
 def latency_stats(outcomes: list[Outcome], wall: float | None = None, page_size: int = 10) -> dict[str, Any]:
-    """Count, errors, p50/p95/p99/mean/max in ms (successful calls), and calls/s over `wall`.
-
+    """Count, errors, p50/p95/p99/mean/max in ms (successful calls), and calls/s over `wall`;
     `short_pages` counts successful searches that returned fewer than `page_size` hits."""
     good = np.array([o.seconds for o in outcomes if o.ok]) * 1000.0
-    statuses = Counter(str(o.status) for o in outcomes)
     stats: dict[str, Any] = {
         "requests": len(outcomes),
         "ok": int(good.size),
         "non_2xx": sum(1 for o in outcomes if o.status and not 200 <= o.status < 300),
         "5xx": sum(1 for o in outcomes if o.status >= 500),
         "connection_errors": sum(1 for o in outcomes if o.status == 0),
-        "statuses": dict(sorted(statuses.items())),
+        "statuses": dict(sorted(Counter(str(o.status) for o in outcomes).items())),
         "short_pages": sum(1 for o in outcomes if o.ok and 0 <= o.hits < page_size),
     }
     errors = Counter(o.error for o in outcomes if o.error)
     if errors:
         stats["errors"] = dict(errors.most_common(5))
     if good.size:
-        p50, p95, p99 = np.percentile(good, [50, 95, 99])
-        stats |= {
-            "p50_ms": round(float(p50), 2),
-            "p95_ms": round(float(p95), 2),
-            "p99_ms": round(float(p99), 2),
-            "mean_ms": round(float(good.mean()), 2),
-            "max_ms": round(float(good.max()), 2),
-        }
+        values = [*np.percentile(good, [50, 95, 99]), good.mean(), good.max()]
+        names = ("p50", "p95", "p99", "mean", "max")
+        stats |= {f"{name}_ms": round(float(value), 2) for name, value in zip(names, values, strict=True)}
     if wall:
         stats["per_second"] = round(len(outcomes) / wall, 2)
         stats["seconds"] = round(wall, 3)

@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import logging
 import math
 import os
-import shlex
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
-from bench.apiserver import ApiServer, running_api
-from bench.catalog import catalog_environment, drop_catalog
-from bench.ceilings import add_compute_arguments
+from bench import harness
+from bench.harness import say
 from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image
-from bench.machine import load_average, machine_facts
-from bench.photos import serve_folder
+from bench.searchside import SERVER
+from tests.support.apiserver import ApiServer, Layout, running_api
+from tests.support.catalog import drop_catalog
+from tests.support.imageserver import serve_folder_process
 
-log = logging.getLogger("bench.quality")
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 CATALOG_QUALITY = 92  # JPEG quality of the catalog files and of the edited queries (unless an edit sets one)
 PAGE_SIZE = 10  # products asked of the API per query; a rank beyond it counts as a miss
@@ -39,56 +33,13 @@ TOP_K = (1, 5)
 MIN_TILE_STD = 5.0  # a tile this flat (grey-level standard deviation) is not a product: skipped
 EXTRACT_BATCH = 8  # the indexer's default batch size: one compiled shape serves both (XLA compiles per shape)
 SMOKE_PRODUCTS = 10
-SMOKE_EDITS = (
-    "identity",
-    "crop_center_80",
-    "scale_0.25",
-    "jpeg_q10",
-    "grayscale",
-    "flip_h",
-    "rotate_90",
-    "text_overlay",
-)
+SMOKE_EDITS = ("identity", "crop_center_80", "scale_0.25", "jpeg_q10", "grayscale", "flip_h", "rotate_90")
+SMOKE_EDITS += ("text_overlay",)
 RANDOM_NOTE = (
     "VGG16_WEIGHTS=random: these numbers measure the PIPELINE (decode -> VGG16 -> index -> kNN -> "
     "collapse -> API), NOT THE MODEL. Seeded random filters carry no learned semantics; ImageNet "
     "weights give other numbers (not measurable on this offline machine)."
 )
-
-DESCRIPTION = f"""\
-Measure near-duplicate product retrieval through the real search API.
-
-Corpus: scikit-image's bundled sample photographs (offline). The large photos are cut into
-non-overlapping tiles (a grid per photo), each tile one product; the small photos are one product
-each. Tiles of one photo are hard negatives of each other (same light, colours and texture). Every
-product has two catalog images under one relation_id: the photo (or tile) and a second view of it
-(a mild perspective shift that also crops 0-6% per corner, then 0.75x or 1.3x the size; the
-motorcycle tiles take the same region of the right camera of the stereo pair instead).
-
-Indexing: rows in a throwaway MariaDB table bench_quality_<random>, JPEGs served by Python's
-http.server in a child process, the indexer's `full` rebuild in-process (FullRebuild: keyset paging,
-HTTP downloads, decode, VGG16, bulk, validation, alias swap) into a throwaway alias
-bench-quality-<random>. The API runs as in production (gunicorn -c searchapi/gunicorn.conf.py
-'searchapi:create_app()') with the same VGG16_WEIGHTS and VGG16_SEED, ES_INDEX = that alias.
-
-Queries: each product's original catalog image, edited one way at a time (crops, rescaling, JPEG
-recompression, colour, geometry, padding, a text overlay; `identity` sends the catalog file itself
-as a control), sent as POST /search?size={PAGE_SIZE} (multipart `image`, collapse on relation_id).
-Reported per edit: top-1 and top-5 product accuracy (the query's product is the first / among the
-first 5 distinct products), and an overall row over every edit but `identity`.
-
-Sanity baseline, in this process without the API: the same decode_image -> FeatureExtractor code
-on the same query bytes, exact cosine (numpy) against the vectors stored in the index, a product
-scoring its best image. API and baseline should agree up to the index's approximation (int8_hnsw
-by default: int8 quantisation, HNSW); a larger difference is a pipeline bug. The stored vectors
-are also compared with vectors recomputed in-process from the catalog files.
-
-!!! With VGG16_WEIGHTS=random the numbers measure the pipeline, not the model. !!!
---weights imagenet needs ~/.keras/models/{IMAGENET_FILE} (it cannot be downloaded here).
-
-Needs ES_URL and MYSQL_URL (eval "$(bash scripts/stack.sh env)"). Everything made is removed
-afterwards. Results: a table on stdout, bench/results/quality-<UTC>.json (every query's ranks),
-quality-<UTC>.md and quality-latest.md (--smoke: quality-smoke-<UTC>.json/.md only)."""
 
 
 # --- corpus -----------------------------------------------------------------------------------------
@@ -103,29 +54,14 @@ class Source:
     second_photo: str | None = None  # the same scene from another camera, for the second view
 
 
-SOURCES = (
-    Source("astronaut", (2, 2)),
-    Source("chelsea"),
-    Source("motorcycle_left", (3, 2), second_photo="motorcycle_right"),
-    Source("coins"),
-    Source("coffee", (3, 2)),
-    Source("horse"),
-    Source("rocket", (3, 2)),
-    Source("camera", (2, 2)),
-    Source("page"),
-    Source("color"),
-    Source("ihc", (2, 2)),
-    Source("logo"),
-    Source("hubble_deep_field", (4, 3)),
-    Source("clock_motion"),
-    Source("retina", (3, 3)),
-    Source("text"),
-    Source("moon", (2, 2)),
-    Source("phantom"),
-    Source("cell"),
-    Source("brick"),
-    Source("grass"),
-    Source("gravel"),
+# name, (columns, rows) of tiles; the motorcycle's second view is the other camera of the stereo pair
+GRIDS = {"astronaut": (2, 2), "motorcycle_left": (3, 2), "coffee": (3, 2), "rocket": (3, 2), "camera": (2, 2)}
+GRIDS |= {"ihc": (2, 2), "hubble_deep_field": (4, 3), "retina": (3, 3), "moon": (2, 2)}
+NAMES = "astronaut chelsea motorcycle_left coins coffee horse rocket camera page color ihc logo "
+NAMES += "hubble_deep_field clock_motion retina text moon phantom cell brick grass gravel"
+SOURCES = tuple(
+    Source(name, GRIDS.get(name, (1, 1)), "motorcycle_right" if name == "motorcycle_left" else None)
+    for name in NAMES.split()
 )
 
 
@@ -146,14 +82,9 @@ class Product:
         return bool(np.abs(pixels - pixels[..., :1]).max() <= 2)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "relation_id": self.relation_id,
-            "source": self.source,
-            "box": list(self.box) if self.box else None,
-            "size": list(self.original.size),
-            "second_view": self.second_view,
-            "grayscale": self.grayscale,
-        }
+        size, box = list(self.original.size), list(self.box) if self.box else None
+        facts = {"relation_id": self.relation_id, "source": self.source, "box": box, "size": size}
+        return facts | {"second_view": self.second_view, "grayscale": self.grayscale}
 
 
 def tile_boxes(size: tuple[int, int], grid: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -257,15 +188,6 @@ def brightness(image: Image.Image, factor: float) -> Image.Image:
     return ImageEnhance.Brightness(image).enhance(factor)
 
 
-def saturation(image: Image.Image, factor: float) -> Image.Image:
-    return ImageEnhance.Color(image).enhance(factor)
-
-
-def grayscale(image: Image.Image) -> Image.Image:
-    """A grayscale photo (mode L, saved as a one-channel JPEG)."""
-    return image.convert("L")
-
-
 def shift_hue(image: Image.Image, degrees: float) -> Image.Image:
     hsv = np.asarray(image.convert("RGB").convert("HSV"), dtype=np.int16)
     hsv[..., 0] = (hsv[..., 0] + round(degrees / 360 * 256)) % 256
@@ -287,10 +209,6 @@ def rotate_inner(image: Image.Image, degrees: float) -> Image.Image:
     """Rotated by `degrees`, cropped to the largest centred box with no fill (a tilted shot)."""
     rotated = image.rotate(degrees, Image.Resampling.BICUBIC, expand=False)
     return crop(rotated, inner_scale(image.size, degrees))
-
-
-def rotate_90(image: Image.Image) -> Image.Image:
-    return image.transpose(Image.Transpose.ROTATE_90)
 
 
 def pad_square(image: Image.Image, margin: float = 0.1, colour: str = "white") -> Image.Image:
@@ -315,10 +233,6 @@ def text_overlay(image: Image.Image, text: str = "SALE -30%") -> Image.Image:
     return Image.alpha_composite(base, layer).convert("RGB")
 
 
-def unchanged(image: Image.Image) -> Image.Image:
-    return image
-
-
 @dataclass(frozen=True)
 class Edit:
     """One query edit: applied to the decoded original catalog image, sent as JPEG at `quality`."""
@@ -331,24 +245,24 @@ class Edit:
 
 
 EDITS = (
-    Edit("identity", "control", "the catalog file itself, byte for byte", unchanged),
+    Edit("identity", "control", "the catalog file itself, byte for byte", lambda i: i),
     Edit("crop_center_80", "crop", "centre 80% of each side", lambda i: crop(i, 0.8)),
     Edit("crop_center_60", "crop", "centre 60% of each side", lambda i: crop(i, 0.6)),
     Edit("crop_corner_70", "crop", "top-left 70% of each side (off-centre)", lambda i: crop(i, 0.7, (0, 0))),
     Edit("scale_0.5", "scale", "0.5x (Lanczos)", lambda i: rescale(i, 0.5)),
     Edit("scale_0.25", "scale", "0.25x (Lanczos)", lambda i: rescale(i, 0.25)),
     Edit("scale_2", "scale", "2x (Lanczos)", lambda i: rescale(i, 2.0)),
-    Edit("jpeg_q30", "jpeg", "recompressed at JPEG quality 30", unchanged, 30),
-    Edit("jpeg_q10", "jpeg", "recompressed at JPEG quality 10", unchanged, 10),
+    Edit("jpeg_q30", "jpeg", "recompressed at JPEG quality 30", lambda i: i, 30),
+    Edit("jpeg_q10", "jpeg", "recompressed at JPEG quality 10", lambda i: i, 10),
     Edit("brightness_+40", "colour", "brightness x1.4", lambda i: brightness(i, 1.4)),
     Edit("brightness_-40", "colour", "brightness x0.6", lambda i: brightness(i, 0.6)),
-    Edit("saturation_x2", "colour", "saturation x2", lambda i: saturation(i, 2.0)),
-    Edit("grayscale", "colour", "grayscale (one-channel JPEG)", grayscale),
+    Edit("saturation_x2", "colour", "saturation x2", lambda i: ImageEnhance.Color(i).enhance(2.0)),
+    Edit("grayscale", "colour", "grayscale (one-channel JPEG)", lambda i: i.convert("L")),
     Edit("hue_+45", "colour", "hue rotated by 45 degrees", lambda i: shift_hue(i, 45)),
     Edit("flip_h", "geometric", "mirrored left-right", flip_horizontal),
     Edit("rotate_10", "geometric", "rotated 10 degrees, cropped to the largest box without fill",
          lambda i: rotate_inner(i, 10)),
-    Edit("rotate_90", "geometric", "rotated 90 degrees", rotate_90),
+    Edit("rotate_90", "geometric", "rotated 90 degrees", lambda i: i.transpose(Image.Transpose.ROTATE_90)),
     Edit("pad_square", "overlay", "padded to a white square, 10% margin", pad_square),
     Edit("text_overlay", "overlay", "banner over the bottom fifth with 'SALE -30%' and a watermark",
          text_overlay),
@@ -459,23 +373,13 @@ def summary_row(label: str, family: str, results: list[QueryResult], sources: di
 def summarise(results: list[QueryResult], edits: list[Edit], sources: dict[str, str]) -> dict[str, Any]:
     """Rows per edit, per family, and overall (every edit but the identity control)."""
     by_edit = [
-        summary_row(edit.name, edit.family, [r for r in results if r.edit == edit.name], sources)
-        for edit in edits
+        summary_row(e.name, e.family, [r for r in results if r.edit == e.name], sources) for e in edits
     ]
     families = list(dict.fromkeys(edit.family for edit in edits))
-    by_family = [
-        summary_row(family, family, [r for r in results if r.family == family], sources)
-        for family in families
-    ]
+    by_family = [summary_row(f, f, [r for r in results if r.family == f], sources) for f in families]
     edited = [r for r in results if r.edit != "identity"]
-    return {
-        "by_edit": by_edit,
-        "by_family": by_family,
-        "overall": summary_row("overall (all edits but identity)", "", edited, sources),
-    }
-
-
-# --- indexing through the real pipeline --------------------------------------------------------------
+    overall = summary_row("overall (all edits but identity)", "", edited, sources)
+    return {"by_edit": by_edit, "by_family": by_family, "overall": overall}
 
 
 def check_weights(weights: str) -> None:
@@ -492,21 +396,6 @@ def check_weights(weights: str) -> None:
         return
     if not Path(weights).is_file():
         raise SystemExit(f"--weights {weights}: no such file (use random, imagenet or a path to .h5 weights)")
-
-
-def indexer_environment(args: argparse.Namespace, alias: str, table: str, base_url: str, folder: Path):
-    return catalog_environment(
-        alias,
-        table,
-        base_url,
-        args.weights,
-        ES_VECTOR_INDEX_TYPE=args.index_type,
-        MYSQL_DELETED_COLUMN="",
-        VGG16_SEED=str(args.seed),
-        VGG16_PRECISION=args.precision,
-        VGG16_COMPILE=args.compile,
-        INDEXER_REPORT_DIR=str(folder / "reports"),
-    )
 
 
 def catalog_file_names(product: Product) -> tuple[str, str]:
@@ -526,50 +415,7 @@ def write_catalog(products: list[Product], folder: Path) -> list[bytes]:
     return originals
 
 
-def seed_catalog(env: dict[str, str], products: list[Product]) -> None:
-    """Rows 2i+1 (the photo) and 2i+2 (the second view) for product i, in the throwaway table."""
-    from demo.catalog import CatalogEntry, load_catalog
-    from indexer import load_indexer_config
-
-    entries = [
-        CatalogEntry(2 * number + view + 1, product.relation_id, name)
-        for number, product in enumerate(products)
-        for view, name in enumerate(catalog_file_names(product))
-    ]
-    load_catalog(load_indexer_config(env).mysql, entries)
-
-
-def run_full_rebuild(env: dict[str, str], extractor, expected: int) -> dict[str, Any]:
-    """The indexer's `full` in-process (FullRebuild.run: from index creation to alias swap)."""
-    from imgsearch.esclient import make_client
-    from indexer import CatalogSource, FullRebuild, RunOptions, load_indexer_config
-
-    config = load_indexer_config(env)
-    source = CatalogSource(config.mysql, page_size=500)
-    started = time.perf_counter()
-    try:
-        report = FullRebuild(config, make_client(config.elastic), source, extractor, RunOptions()).run()
-    finally:
-        source.close()
-    statuses = dict(report.statuses)
-    if report.outcome != "succeeded" or statuses.get("indexed", 0) != expected:
-        raise RuntimeError(f"indexer full {report.outcome}: {report.message}; {statuses} of {expected} rows")
-    return {"index": report.index, "statuses": statuses, "seconds": round(time.perf_counter() - started, 1)}
-
-
 # --- through the API --------------------------------------------------------------------------------
-
-
-def api_environment(env: dict[str, str]) -> dict[str, str]:
-    """The API sees the indexer's ES_INDEX, VGG16_WEIGHTS and VGG16_SEED; no access log."""
-    return {**env, "SEARCH_ACCESS_LOG": "0"}
-
-
-def get_json(client: KeepAliveClient, path: str) -> dict[str, Any]:
-    status, body = client.send(HttpRequest("get", "GET", path))
-    if status != 200:
-        raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
-    return json.loads(body)
 
 
 def search_api(client: KeepAliveClient, query: Query) -> tuple[int, float, list[dict[str, Any]]]:
@@ -583,10 +429,14 @@ def search_api(client: KeepAliveClient, query: Query) -> tuple[int, float, list[
 
 
 def query_api(server: ApiServer, queries: list[Query], results: list[QueryResult]) -> dict[str, Any]:
-    """Every query through POST /search, one at a time; fills the API side of `results`."""
+    """Every query through POST /search, one at a time; fills the API side of `results`; GET /stats."""
+    from tests.support.apiserver import get_json
+
+    status, stats = get_json(server.url + "/stats")
+    if status != 200:
+        raise RuntimeError(f"GET /stats answered {status}: {stats}")
     client = KeepAliveClient(server.host, server.port)
     try:
-        stats = get_json(client, "/stats")
         for number, (query, result) in enumerate(zip(queries, results, strict=True), start=1):
             status, milliseconds, hits = search_api(client, query)
             result.api_status, result.api_ms = status, round(milliseconds, 1)
@@ -595,7 +445,7 @@ def query_api(server: ApiServer, queries: list[Query], results: list[QueryResult
             result.api_rank = rank_of(result.product, result.api_top)
             result.api_ids = [str(hit["id"]) for hit in hits]
             if number % 100 == 0:
-                print(f"  API: {number}/{len(queries)} queries", file=sys.stderr)
+                say(f"  API: {number}/{len(queries)} queries")
     finally:
         client.close()
     return stats
@@ -684,318 +534,140 @@ def agreement(results: list[QueryResult]) -> dict[str, Any]:
 # --- the run ----------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.quality",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def options() -> harness.Options:
+    opts = harness.Options("quality", "Near-duplicate product retrieval through the search API, per edit.")
+    opts.add(
+        "--products", type=int, help=f"the first N products (default all, ~68; --smoke {SMOKE_PRODUCTS})"
     )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help=f"a quick check (under 3 minutes): {SMOKE_PRODUCTS} products and the edits "
-        f"{', '.join(SMOKE_EDITS)} unless given; results go to quality-smoke-*",
-    )
-    parser.add_argument("--products", type=int, help="use the first N products (default: all, about 68)")
-    parser.add_argument("--edits", help=f"comma-separated edits (default: all): {', '.join(EDIT_NAMES)}")
-    parser.add_argument(
-        "--weights",
-        default=os.environ.get("VGG16_WEIGHTS") or "random",
-        help="VGG16_WEIGHTS of the indexer, the API and the baseline: random, imagenet or a path to "
-        ".h5 weights (default: $VGG16_WEIGHTS, else random)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=int(os.environ.get("VGG16_SEED") or 1234),
-        help="VGG16_SEED (random weights) and the seed of the second views (default: $VGG16_SEED, else 1234)",
-    )
-    add_compute_arguments(parser)
-    parser.add_argument(
-        "--index-type",
-        default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw",
-        help="dense_vector index_options.type (default: $ES_VECTOR_INDEX_TYPE, else int8_hnsw)",
-    )
-    parser.add_argument(
-        "--api-start-timeout", type=float, default=300.0, help="seconds to wait for the API (default 300)"
-    )
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results are written")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
+    edits = f"comma-separated, default all (--smoke {','.join(SMOKE_EDITS)}): {', '.join(EDIT_NAMES)}"
+    opts.add("--edits", help=edits)
+    opts.add("--index-type", default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw", help="index type")
+    opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
+    opts.model(int(os.environ.get("VGG16_SEED") or 1234), "VGG16_SEED and the seed of the second views")
+    return opts
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill products and edits from the smoke or full defaults."""
-    if args.products is None and args.smoke:
-        args.products = SMOKE_PRODUCTS
-    if args.edits:
-        names = [name.strip() for name in args.edits.split(",") if name.strip()]
-    else:
-        names = list(SMOKE_EDITS if args.smoke else EDIT_NAMES)
-    args.edit_list = select_edits(names)
-    return args
-
-
-def default_layout():
-    from bench.search import default_layout as layout
-
-    return layout()
-
-
-@dataclass
-class Run:
-    """What one run made and measured."""
-
-    products: list[Product]
-    edits: list[Edit]
-    results: list[QueryResult]
-    settings: dict[str, Any]
-    stats: dict[str, Any]
-    vectors: dict[str, float]
-    seconds: dict[str, float]
-
-
-def new_results(queries: list[Query], products: list[Product]) -> list[QueryResult]:
-    return [
-        QueryResult(
-            products[q.product].relation_id,
-            products[q.product].source,
-            q.edit.name,
-            q.edit.family,
-            len(q.data),
+def index_catalog(env: dict[str, str], extractor, products: list[Product]) -> dict[str, Any]:
+    """Rows 2i+1 (the photo) and 2i+2 (the second view) of product i, then `indexer full` in-process."""
+    names = [(p.relation_id, name) for p in products for name in catalog_file_names(p)]
+    harness.seed_catalog(env, [(number, *pair) for number, pair in enumerate(names, 1)])
+    report, meter = harness.indexer_run(env, extractor)
+    statuses = dict(report.statuses)
+    if report.outcome != "succeeded" or statuses.get("indexed", 0) != len(names):
+        raise RuntimeError(
+            f"indexer full {report.outcome}: {report.message}; {statuses} of {len(names)} rows"
         )
-        for q in queries
-    ]
+    return {"index": report.index, "statuses": statuses, "seconds": round(meter.wall, 1)}
 
 
-def measure(args: argparse.Namespace, folder: Path) -> Run:
-    """Corpus, index, API queries, baseline; everything made is removed at the end."""
+def measure(args, folder: Path, products: list[Product], queries: list[Query], results: list) -> dict:
+    """Index the catalog, every query through the API, then the in-process baseline; clean up."""
     from imgsearch.features import FeatureExtractor
 
-    products = build_products(args.products, args.seed)
-    originals = write_catalog(products, folder / "photos")
-    queries = make_queries(originals, args.edit_list)
-    results = new_results(queries, products)
-    print(f"{len(products)} products, {len(queries)} queries; loading the model ...", file=sys.stderr)
-    run_id = uuid.uuid4().hex[:10]
-    seconds: dict[str, float] = {}
-    with serve_folder(folder / "photos") as server:
-        env = indexer_environment(
-            args, f"bench-quality-{run_id}", f"bench_quality_{run_id}", server.url, folder
-        )
+    name, seconds, photos = uuid.uuid4().hex[:10], {}, folder / "photos"
+    extra = {
+        "ES_VECTOR_INDEX_TYPE": args.index_type,
+        "MYSQL_DELETED_COLUMN": "",
+        "VGG16_SEED": str(args.seed),
+    }
+    extra |= {"VGG16_PRECISION": args.precision, "VGG16_COMPILE": args.compile}
+    with serve_folder_process(photos) as server:
+        alias, table = f"bench-quality-{name}", f"bench_quality_{name}"
+        env = harness.throwaway_env(alias, table, server.url, args.weights, **extra)
         try:
-            seed_catalog(env, products)
             extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
             extractor.warm_up()
-            print("indexing (indexer full, in-process) ...", file=sys.stderr)
-            build = run_full_rebuild(env, extractor, 2 * len(products))
-            print(f"querying the API ({len(queries)} uploads) ...", file=sys.stderr)
-            with running_api(api_environment(env), default_layout(), folder, args.api_start_timeout) as api:
+            say("indexing (indexer full, in-process) ...")
+            build = index_catalog(env | {"INDEXER_REPORT_DIR": str(folder / "reports")}, extractor, products)
+            say(f"querying the API ({len(queries)} uploads) ...")
+            with running_api(
+                env | {"SEARCH_ACCESS_LOG": "0"}, folder, Layout.default(), args.api_start_timeout
+            ) as api:
                 started = time.perf_counter()
                 stats = query_api(api, queries, results)
-            seconds["api_queries"] = round(time.perf_counter() - started, 1)
-            started = time.perf_counter()
-            print("in-process baseline ...", file=sys.stderr)
-            ids = list(range(1, 2 * len(products) + 1))
-            stored = stored_vectors(env, ids)
-            files = [(folder / "photos" / n).read_bytes() for p in products for n in catalog_file_names(p)]
+            seconds["api_queries"], started = round(time.perf_counter() - started, 1), time.perf_counter()
+            say("in-process baseline ...")
+            stored = stored_vectors(env, list(range(1, 2 * len(products) + 1)))
+            files = [(photos / n).read_bytes() for p in products for n in catalog_file_names(p)]
             vectors = vector_agreement(stored, extract_all(extractor, files))
             run_baseline(extract_all(extractor, [q.data for q in queries]), stored, products, results)
-            seconds["baseline"] = round(time.perf_counter() - started, 1)
+            seconds |= {"baseline": round(time.perf_counter() - started, 1), "index": build["seconds"]}
         finally:
             drop_catalog(env)
-    seconds["index"] = build["seconds"]
-    settings = settings_of(args, env, extractor, build)
-    return Run(products, args.edit_list, results, settings, stats, vectors, seconds)
-
-
-def settings_of(args: argparse.Namespace, env: dict[str, str], extractor, build: dict[str, Any]) -> dict:
-    layout = default_layout()
-    return {
-        "smoke": args.smoke,
-        "weights": args.weights,
-        "seed": args.seed,
-        "model": extractor.info.as_meta(),
-        "model_device": extractor.device,
-        "compute": extractor.compute.as_meta(),
-        "index_type": args.index_type,
+    settings = harness.pick(args, "smoke weights seed index_type") | {"model": extractor.info.as_meta()}
+    settings |= {"model_device": extractor.device, "compute": extractor.compute.as_meta()}
+    settings |= {
         "alias": env["ES_INDEX"],
         "table": env["MYSQL_TABLE"],
         "index": build,
         "page_size": PAGE_SIZE,
-        "catalog_jpeg_quality": CATALOG_QUALITY,
-        "server": f"gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()', {layout.name} (gthread)",
     }
+    settings["catalog_jpeg_quality"] = CATALOG_QUALITY
+    settings["server"] = f"{SERVER}, {Layout.default().name} (gthread)"
+    return {"settings": settings, "api_stats": stats, "stored_vs_recomputed": vectors, "seconds": seconds}
 
 
-def weights_label(settings: dict[str, Any], stats: dict[str, Any]) -> str:
-    """The weights as the API reports them in /stats, with the seed for random ones."""
-    model = stats.get("model") or settings["model"]
-    seed = f", seed {settings['seed']}" if model.get("weights") == "random" else ""
-    return f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})"
-
-
-def results_of(run: Run, argv: list[str], loads: dict[str, list[float]]) -> dict[str, Any]:
-    sources = {product.relation_id: product.source for product in run.products}
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
-    random = run.settings["weights"] == "random"
-    return {
-        "benchmark": "quality",
-        "command": f"{python} -m bench.quality {shlex.join(argv)}".rstrip(),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_facts(),
-        "load_average": loads,
-        "weights": weights_label(run.settings, run.stats),
-        "note": RANDOM_NOTE if random else None,
-        "settings": run.settings,
-        "api_stats": run.stats,
-        "corpus": {
-            "products": len(run.products),
-            "images": 2 * len(run.products),
-            "sources": len({product.source for product in run.products}),
-            "list": [product.describe() for product in run.products],
-        },
-        "edits": [
-            {"name": e.name, "family": e.family, "what": e.what, "quality": e.quality} for e in run.edits
-        ],
-        "summary": summarise(run.results, run.edits, sources),
-        "agreement": agreement(run.results),
-        "stored_vs_recomputed": run.vectors,
-        "seconds": run.seconds,
-        "queries": [asdict(result) for result in run.results],
+def run(args, argv: list[str], folder: Path) -> dict[str, Any]:
+    """The corpus and queries, the measurement, and the results of every query."""
+    products = build_products(args.products, args.seed)
+    queries = make_queries(write_catalog(products, folder / "photos"), args.edit_list)
+    of = [(products[q.product], q) for q in queries]
+    results = [QueryResult(p.relation_id, p.source, q.edit.name, q.edit.family, len(q.data)) for p, q in of]
+    say(f"{len(products)} products, {len(queries)} queries; loading the model ...")
+    before = harness.load_before(args.wait_idle)
+    measured = measure(args, folder, products, queries, results)
+    model = measured["api_stats"].get("model") or measured["settings"]["model"]
+    seed = f", seed {args.seed}" if model.get("weights") == "random" else ""
+    corpus = {
+        "products": len(products),
+        "images": 2 * len(products),
+        "sources": len({p.source for p in products}),
     }
+    measured["weights"] = f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})"
+    measured["note"] = RANDOM_NOTE if args.weights == "random" else None
+    measured["corpus"] = corpus | {"list": [product.describe() for product in products]}
+    keys = ("name", "family", "what", "quality")
+    measured["edits"] = [{key: getattr(edit, key) for key in keys} for edit in args.edit_list]
+    measured["summary"] = summarise(results, args.edit_list, {p.relation_id: p.source for p in products})
+    measured |= {"agreement": agreement(results), "queries": [asdict(result) for result in results]}
+    return harness.envelope("quality", argv, before) | measured
 
 
-# --- output -----------------------------------------------------------------------------------------
-
-
-def percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-COLUMNS = (
-    "queries | API top-1 | API top-5 | in-process top-1 | in-process top-5 | top-1 API ≠ in-process | "
-    "API top-1 misses: to another product of the same photo / all |"
-)
-
-
-def table_head(first: str) -> list[str]:
-    """Per edit (`edit | family | ...`) or per family (`family | ...`)."""
-    names = "| edit | family | " if first == "edit" else "| family | "
-    return [names + COLUMNS, "|---|" + ("---|" if first == "edit" else "") + "---:|" * 7]
-
-
-def table_row(row: dict[str, Any], bold: bool = False, family: bool = True) -> str:
-    mark = "**" if bold else ""
-    cells = [
-        f"{mark}{row['edit']}{mark}",
-        *([row["family"]] if family else []),
-        str(row["queries"]),
-        *(f"{mark}{percent(row[f'api_top{k}'])}{mark}" for k in TOP_K),
-        *(percent(row[f"baseline_top{k}"]) for k in TOP_K),
-        str(row["top1_differs"]),
-        f"{row['misses_to_same_photo']} / {row['api_misses']}",
+def context(results: dict[str, Any]) -> list[str]:
+    settings, corpus = results["settings"], results["corpus"]
+    matches = results["api_stats"].get("model_matches")
+    return [
+        *([f"> **!!! {results['note']} !!!**"] if results["note"] else []),
+        f"Weights: **{results['weights']}** (from the API's `GET /stats`; model matches the index: "
+        f"{matches}). Index type `{settings['index_type']}`, {corpus['images']} documents of "
+        f"{corpus['products']} products; API {settings['server']}; model on {settings['model_device']}.",
+        f"API vs in-process baseline (exact cosine over the stored vectors): {results['agreement']}. Stored "
+        f"vectors vs recomputed from the catalog: {results['stored_vs_recomputed']}. "
+        f"Seconds: {results['seconds']}.",
     ]
-    return "| " + " | ".join(cells) + " |"
 
 
-def edit_lines(results: dict[str, Any]) -> list[str]:
-    what = {edit["name"]: edit["what"] for edit in results["edits"]}
-    return [f"- `{name}`: {text}" for name, text in what.items()]
+def per(key: str) -> Callable[[dict], list[dict]]:
+    return lambda results: [*results["summary"][key], results["summary"]["overall"]]
 
 
-def render_markdown(results: dict[str, Any]) -> str:
-    summary, settings, machine = results["summary"], results["settings"], results["machine"]
-    corpus, agree, loads = results["corpus"], results["agreement"], results["load_average"]
-    vectors = results["stored_vs_recomputed"]
-    note = [f"> **!!! {results['note']} !!!**", ""] if results["note"] else []
-    queries = results["queries"]
-    errors = sum(1 for query in queries if query["api_status"] != 200)
-    return "\n".join(
-        [
-            "# Near-duplicate product retrieval through the search API",
-            "",
-            *note,
-            f"`{results['command']}` (finished {results['finished_at']})",
-            "",
-            f"Weights: **{results['weights']}** (read from the API's `GET /stats`; model matches the "
-            f"index: {results['api_stats'].get('model_matches')}). Index type `{settings['index_type']}`, "
-            f"{corpus['images']} documents; API {settings['server']}.",
-            "",
-            f"Machine: {machine['cpu_count']} x {machine['cpu_model']}, TensorFlow {machine['tensorflow']}, "
-            f"GPUs seen: {', '.join(machine['gpus']) or 'none'}; model on {settings['model_device']}. "
-            f"Load average (1/5/15 min) before {loads['before']}, after {loads['after']}.",
-            "",
-            f"Corpus: {corpus['products']} products from {corpus['sources']} scikit-image sample photos "
-            "(large photos cut into non-overlapping tiles, one product each; small photos whole; "
-            f"{sum(1 for p in corpus['list'] if p['grayscale'])} grayscale, where the colour edits change "
-            "little), two catalog images per product (the photo and a second view). Queries: "
-            f"{len(queries)} = products x edits of the original image, "
-            f"POST /search?size={settings['page_size']}; "
-            f"{errors} non-200 answers.",
-            "",
-            *table_head("edit"),
-            *(table_row(row) for row in summary["by_edit"]),
-            table_row(summary["overall"], bold=True),
-            "",
-            *table_head("family"),
-            *(table_row(row, family=False) for row in summary["by_family"]),
-            table_row(summary["overall"], bold=True, family=False),
-            "",
-            f"API vs in-process baseline (exact cosine over the stored vectors): top-1 differs in "
-            f"{agree['top1_differs']} of {agree['queries']} queries, whether the product is in the top 5 "
-            f"in {agree['top5_hit_differs']}, its rank within the first {settings['page_size']} in "
-            f"{agree['rank_differs']}; |API score - (1+cos)/2| of the API's top hit: median "
-            f"{agree['score_gap_median']}, max {agree['score_gap_max']}. Stored vectors vs recomputed "
-            f"in-process from the catalog files: cosine min {vectors['min_cosine']}, mean "
-            f"{vectors['mean_cosine']}.",
-            "",
-            "Edits (applied to the decoded original catalog image, sent as JPEG quality "
-            f"{settings['catalog_jpeg_quality']} unless stated):",
-            *edit_lines(results),
-            "",
-            f"Seconds: {results['seconds']}.",
-            "",
-        ]
-    )
-
-
-def write_results(results: dict[str, Any], folder: Path, smoke: bool) -> list[Path]:
-    """quality-<UTC>.json and .md, and quality-latest.md (smoke: quality-smoke-<UTC>.* only)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    prefix = "quality-smoke" if smoke else "quality"
-    markdown = render_markdown(results)
-    paths = [folder / f"{prefix}-{stamp}.json", folder / f"{prefix}-{stamp}.md"]
-    paths[0].write_text(json.dumps(results, indent=2) + "\n")
-    paths[1].write_text(markdown)
-    if not smoke:
-        paths.append(folder / "quality-latest.md")
-        paths[2].write_text(markdown)
-    return paths
-
-
-def loud(note: str | None) -> None:
-    if note:
-        bar = "!" * 100
-        print(f"\n{bar}\n!!! {note}\n{bar}\n")
+TABLES = [("per edit (top-k: the query's product among the first k)", per("by_edit"))]
+TABLES += [("per family", per("by_family")), "edits"]
+REPORT = harness.Report("Near-duplicate product retrieval through the search API", TABLES, context)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = resolve(build_parser().parse_args(argv))
+    args = options().parse(argv)
     check_weights(args.weights)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    before = load_average()
+    args.products = args.products or (SMOKE_PRODUCTS if args.smoke else None)
+    names = args.edits.split(",") if args.edits else SMOKE_EDITS if args.smoke else EDIT_NAMES
+    args.edit_list = select_edits(name.strip() for name in names if name.strip())
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as folder:
-        run = measure(args, Path(folder))
-    results = results_of(run, argv, {"before": before, "after": load_average()})
-    paths = write_results(results, args.results_dir, args.smoke)
-    loud(results["note"])
-    print(render_markdown(results))
-    loud(results["note"])
-    print("written: " + ", ".join(str(path) for path in paths))
+        results = run(args, argv, Path(folder))
+    harness.write_results(results, REPORT, args.results_dir, args.smoke)
+    if results["note"]:
+        print(f"\n{'!' * 100}\n!!! {results['note']}\n{'!' * 100}\n")
     return 0
 
 

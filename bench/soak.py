@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
-import http.client
 import json
-import logging
 import os
 import resource
 import shlex
@@ -27,177 +24,192 @@ from typing import Any
 
 import numpy as np
 
-from bench.apiserver import REPO, ApiServer, running_api
-from bench.catalog import catalog_environment, drop_catalog, fill_defaults, seed_catalog
-from bench.loadgen import (
-    HttpRequest,
-    JobFeed,
-    KeepAliveClient,
-    LoadResult,
-    Outcome,
-    hit_count,
-    latency_stats,
-    run_load,
-)
-from bench.machine import CpuMeter, load_average, machine_facts, wait_for_load_below
-from bench.photos import serve_folder, write_photos
-from bench.search import QUERY_SIZE, default_layout, elasticsearch_pids, id_request, upload_request
+from bench import harness
+from bench.corpus import write_photos
+from bench.harness import CpuMeter, say
+from bench.loadgen import HttpRequest, JobFeed, LoadResult, http_worker, latency_stats, run_load
+from bench.loadgen import Outcome as Sample
+from bench.loadgen import timed_http as timed_sample
+from bench.searchside import QUERY_SIZE, SERVER, elasticsearch_pids, id_request, upload_request, warm_api
+from tests.support.apiserver import REPO, Layout, running_api
+from tests.support.catalog import drop_catalog
+from tests.support.imageserver import serve_folder_process
 
-log = logging.getLogger("bench.soak")
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KINDS = ("by id", "upload")
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
 REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
 ERROR_EXAMPLES = 5
-IDLE_LOAD = 0.5
-DISTURBED_CORES = 0.1  # cores used by other processes above which a phase is flagged
-DEFAULTS = {"seconds": 120.0, "images": 30, "baseline_seconds": 20.0, "max_requests": 100_000}
-SMOKE = {"seconds": 30.0, "images": 18, "baseline_seconds": 5.0, "max_requests": 20_000}
-
-DESCRIPTION = """\
-A sustained load on the search API while the real indexer CLI rebuilds the index and swaps the alias
-under it. Set-up (untimed): --images generated catalog photos (bench/photos.py, 800x600..1600x1200,
-three per product) served by a local http.server, their rows in a throwaway MariaDB table
-bench_soak_<random>, an initial `python -m indexer full` into the throwaway alias bench-soak-<random>,
-then the API under its production server (gunicorn -c searchapi/gunicorn.conf.py, the documented
-layout) pointed at that alias (ES_INDEX), VGG16_WEIGHTS=--weights and VGG16_SEED=1234 on both sides.
-
-Load: --concurrency closed-loop clients on loopback, one keep-alive connection each (bench.loadgen):
---upload-share of them send POST /search uploads (~640x480 JPEGs), the others
-GET /images/<id>/similar (random catalog ids), so that fast by-id searches keep probing the alias
-while the model is busy with uploads, until --seconds have passed or --max-requests were sent.
-Every request's start and end time, status and error body is recorded. After --baseline-seconds of
-load, `python -m indexer full` runs as a subprocess once per --rebuilds entry (default: with vector
-reuse, then with --recompute), one after the other, with INDEXER_KEEP_VERSIONS=--keep-versions
-(1: each swap also deletes the index the API was just reading). A thread polls the alias every
---poll-interval seconds and records each swap and each old version's deletion. If the rebuilds are
-not done by --seconds, the load goes on until the last one has finished plus --tail-seconds, so
-that every swap happens under load.
-
-Reported: requests, errors (non-2xx answers and connection errors; target 0) with the first few error
-bodies, requests/s, and latency p50/p95/p99/max per kind in the windows before the rebuilds, during
-them (together and per run), in +-(--swap-window) s around each swap (a request counts there when it
-was in flight at any moment of the window) and after; the swap and deletion times; each indexer run's
-exit code and run report (outcome, row statuses; a reuse run must reuse every row, a recompute run
-compute every one); the cores used by this process, the API, Elasticsearch, the indexer and others.
-
-Exit code 1 when any request failed, an indexer run failed, or fewer swaps than rebuilds were seen
-under load. Everything this run creates (alias, versions, <alias>-runs, <alias>-indexer-state, table,
-servers) is removed at the end, also after a failure, Ctrl-C or SIGTERM.
-
-Needs ES_URL and MYSQL_URL (eval "$(bash scripts/stack.sh env)"). Results: tables on stdout,
-bench/results/soak-<UTC time>.json (everything) and .md (soak-latest.md too), and every request in
-soak-<UTC time>-requests.csv.gz; --smoke writes soak-smoke-* instead."""
+REPORT_KEYS = "run_id index outcome message elapsed_seconds rows_seen statuses errors previous_indices "
+REPORT_KEYS += "deleted_indices stage_seconds"
+__all__ = ["Sample", "timed_sample"]  # one request's record, and how it is taken (bench.loadgen's)
 
 
-# --- options ----------------------------------------------------------------------------------------
+def options() -> harness.Options:
+    opts = harness.Options("soak", "Sustained API load while `indexer full` rebuilds and swaps the alias.")
+    opts.preset("--seconds", float, 120.0, 30.0, "load duration (longer if the rebuilds are)")
+    opts.preset("--images", int, 30, 18, "catalog rows / photos, 3 per product")
+    opts.preset("--baseline-seconds", float, 20.0, 5.0, "load before the first rebuild starts")
+    opts.preset("--max-requests", int, 100_000, 20_000, "stop the load after this many requests")
+    opts.add("--concurrency", type=int, default=8, help="closed-loop clients")
+    opts.add("--upload-share", type=float, default=0.25, help="clients that upload, the others search by id")
+    opts.add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild")
+    opts.add("--swap-window", type=float, default=2.0, help="half width of the window round a swap, seconds")
+    rebuilds = {"nargs": "+", "choices": sorted(REBUILDS), "default": ["reuse", "recompute"]}
+    opts.add("--rebuilds", **rebuilds, help="`indexer full` runs during the load, in order")
+    opts.add("--keep-versions", type=int, default=1, help="INDEXER_KEEP_VERSIONS of the runs")
+    opts.add("--poll-interval", type=float, default=0.1, help="seconds between alias polls")
+    opts.add("--size", type=int, default=5, help="results per search")
+    opts.add("--query-photos", type=int, default=12, help="distinct upload JPEGs")
+    opts.add("--weights", default=os.environ.get("VGG16_WEIGHTS") or "random", help="VGG16_WEIGHTS")
+    opts.add("--seed", type=int, default=0, help="seed of the photos and the request mix")
+    opts.add("--rebuild-timeout", type=float, default=900.0, help="seconds before a rebuild is stopped")
+    opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
+    return opts
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.soak",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add = parser.add_argument
-    add("--smoke", action="store_true", help=f"a short run (under 2 minutes): {SMOKE} unless given")
-    add("--seconds", type=float, help="load duration in seconds (default 120; longer if the rebuilds are)")
-    add("--max-requests", type=int, help="stop the load after this many requests (default 100000)")
-    add("--concurrency", type=int, default=8, help="closed-loop clients (default 8)")
-    add(
-        "--upload-share",
-        type=float,
-        default=0.25,
-        help="share of the clients that upload, the others search by id (default 0.25: 2 of 8)",
-    )
-    add("--images", type=int, help="catalog rows / photos, 3 per product (default 30)")
-    add("--baseline-seconds", type=float, help="load before the first rebuild starts (default 20)")
-    add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild (default 5)")
-    add("--swap-window", type=float, default=2.0, help="half width of the window round a swap (default 2 s)")
-    add(
-        "--rebuilds",
-        nargs="+",
-        choices=sorted(REBUILDS),
-        default=["reuse", "recompute"],
-        help="`indexer full` runs during the load, in order (default: reuse recompute)",
-    )
-    add("--keep-versions", type=int, default=1, help="INDEXER_KEEP_VERSIONS of the runs (default 1)")
-    add("--poll-interval", type=float, default=0.1, help="seconds between alias polls (default 0.1)")
-    add("--size", type=int, default=5, help="results per search (default 5)")
-    add("--query-photos", type=int, default=12, help="distinct upload JPEGs (default 12)")
-    add("--weights", default=os.environ.get("VGG16_WEIGHTS", "random"), help="VGG16_WEIGHTS (default random)")
-    add("--seed", type=int, default=0, help="seed of the photos and the request mix (default 0)")
-    add(
-        "--rebuild-timeout",
-        type=float,
-        default=900.0,
-        help="seconds before a rebuild is stopped (default 900)",
-    )
-    add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
-    add(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help=f"first wait up to SECONDS for the 1-minute load average to drop below {IDLE_LOAD}",
-    )
-    add("--results-dir", type=Path, default=RESULTS_DIR, help="where results are written")
-    add("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
+class LoadRunner:
+    """One run_load per kind (its own closed-loop clients) in background threads; they share a request
+    budget (--max-requests) and stop together, at any moment."""
+
+    def __init__(self, port: int, pools: list[tuple[int, Callable]], max_requests: int, size: int) -> None:
+        self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.started_at = self.closed_at = self.ended_at = 0.0
+        self.results: list[LoadResult] = []
+        self.error: BaseException | None = None
+        self.taken, self.lock, self.budget = 0, threading.Lock(), max_requests
+        self.warm = id_request("1", size)
+        self.worker = http_worker("127.0.0.1", port)
+        self.threads = [threading.Thread(target=self.main, args=p, daemon=True) for p in pools if p[0]]
+        self.running = len(self.threads)
+
+    def take(self, job: Callable[[int], HttpRequest]) -> HttpRequest | None:
+        with self.lock:
+            if not self.started.is_set():
+                self.started_at = time.perf_counter()
+                self.started.set()
+            if self.stop.is_set() or self.taken >= self.budget:
+                self.closed_at = self.closed_at or time.perf_counter()
+                return None
+            self.taken += 1
+            number = self.taken
+        return job(number)
+
+    def main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
+        try:
+            feed = JobFeed(make_job=lambda _: self.take(job))
+            self.results.append(run_load(self.worker, feed, clients, self.warm))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+            self.stop.set()
+        finally:
+            with self.lock:
+                self.ended_at, self.running = time.perf_counter(), self.running - 1
+                if self.running == 0:
+                    self.done.set()
+
+    def __enter__(self) -> LoadRunner:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=180)
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options left unset from the smoke or full defaults, and check them."""
-    fill_defaults(args, SMOKE, DEFAULTS)
-    if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
-        raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
-    return args
+class AliasWatcher(threading.Thread):
+    """Polls `<alias>-*/_alias` every `interval` s and records every change (AliasEvent)."""
+
+    def __init__(self, es, alias: str, interval: float) -> None:
+        from imgsearch.indices import version_pattern
+
+        super().__init__(name="soak-alias", daemon=True)
+        self.es, self.alias, self.interval, self.pattern = es, alias, interval, version_pattern(alias)
+        self.events: list[AliasEvent] = []
+        self.polls, self.poll_errors, self.halt = 0, [], threading.Event()
+        self.state = self.poll()
+
+    def poll(self) -> dict[str, bool]:
+        found = self.es.indices.get_alias(index=f"{self.alias}-*").body
+        live = {name: self.alias in body.get("aliases", {}) for name, body in found.items()}
+        return {name: pointed for name, pointed in live.items() if self.pattern.match(name)}
+
+    def run(self) -> None:
+        since = time.perf_counter()
+        while not self.halt.wait(self.interval):
+            try:
+                state = self.poll()
+            except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, the next one retried
+                self.poll_errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            seen = time.perf_counter()
+            self.polls += 1
+            self.events += alias_events(self.state, state, since, seen)
+            self.state, since = state, seen
+
+    def __enter__(self) -> AliasWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.halt.set()
+        self.join(timeout=10)
 
 
-# --- requests ---------------------------------------------------------------------------------------
+def rebuild_name(kind: str) -> str:
+    return {"recompute": "full --recompute", "reuse": "full (reuse)"}.get(kind, "initial full")
 
 
-@dataclass(frozen=True)
-class Sample(Outcome):
-    """One request: Outcome plus when it started (monotonic, later relative to the load start) and the
-    first bytes of the answer when it was not a 2xx."""
+def run_indexer(
+    kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups
+) -> dict[str, Any]:
+    """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file, CPU meanwhile (the
+    indexer, a reaped child, taken out of the others); what it reported and what was wrong."""
+    name, slug = rebuild_name(kind), f"{kind}-{uuid.uuid4().hex[:6]}"
+    reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
+    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
+    say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
+    children = children_cpu_seconds()
+    with open(log_path, "wb") as log, CpuMeter(groups) as meter:
+        start = time.perf_counter()
+        env = {**env, "INDEXER_REPORT_DIR": str(reports)}
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            process.terminate()  # the indexer stops cleanly and releases its lock; SIGKILL after 30 s
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        end = time.perf_counter()
+    found = sorted(reports.glob("report-*.json"))
+    report = json.loads(found[-1].read_text()) if found else None
+    problems = run_problems(code, report, "reused" if kind == "reuse" else "indexed", rows)
+    problems += [] if code is not None else [f"timed out after {timeout} s"]
+    say(f"  {time.strftime('%H:%M:%S')} {name}: exit {code} in {end - start:.1f} s {problems or ''}")
+    times = {"start_s": start, "end_s": end, "wall_s": round(end - start, 3), "exit_code": code}
+    run = {"name": name, "command": shlex.join(command), **times, "ok": not problems, "problems": problems}
+    run["report"] = {key: (report or {}).get(key) for key in REPORT_KEYS.split()}
+    run["cpu"] = cpu_with_indexer(meter, children_cpu_seconds() - children)
+    return run | {"log_tail": "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])}
 
-    start: float = 0.0
-    detail: str = ""
 
-    @property
-    def end(self) -> float:
-        return self.start + self.seconds
-
-    @property
-    def failed(self) -> bool:
-        return self.status == 0 or not 200 <= self.status < 300
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
-def timed_sample(client: KeepAliveClient, request: HttpRequest) -> Sample:
-    """Send one request, time it until the whole answer is read; failures become samples."""
-    start = time.monotonic()
-    try:
-        status, body = client.send(request)
-    except (OSError, http.client.HTTPException) as exc:
-        client.close()
-        error = f"{type(exc).__name__}: {exc}"
-        return Sample(request.kind, time.monotonic() - start, 0, error=error, start=start)
-    seconds = time.monotonic() - start
-    if 200 <= status < 300:
-        return Sample(request.kind, seconds, status, hits=hit_count(body), start=start)
-    return Sample(request.kind, seconds, status, start=start, detail=body[:400].decode(errors="replace"))
-
-
-def recording_worker(host: str, port: int) -> Callable[[], tuple[Callable[[Any], Sample], Callable[[], int]]]:
-    """Factory of per-thread callers (one keep-alive connection each) that record Samples."""
-
-    def make() -> tuple[Callable[[Any], Sample], Callable[[], int]]:
-        client = KeepAliveClient(host, port)
-        return (lambda request: timed_sample(client, request)), lambda: client.reconnects
-
-    return make
+def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
+    """CpuMeter's cores with the indexer subprocess taken out of `others`."""
+    cpu = meter.as_dict()
+    cpu["indexer_cores"] = round(indexer_seconds / (meter.wall or 1.0), 3)
+    cpu["other_cores"] = round(max(cpu["other_cores"] - cpu["indexer_cores"], 0.0), 3)
+    return cpu
 
 
 def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
@@ -209,88 +221,6 @@ def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
     if upload_share < 1:
         uploads = min(uploads, concurrency - 1)
     return concurrency - uploads, uploads
-
-
-def job_makers(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, Callable[[int], HttpRequest]]:
-    """Per kind, request number n: by id of a random catalog id, or an upload of the next JPEG."""
-    ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
-    return {
-        "by id": lambda n: id_request(ids[n % len(ids)], args.size),
-        "upload": lambda n: upload_request(jpegs[n % len(jpegs)], args.size),
-    }
-
-
-class LoadRunner:
-    """One bench.loadgen.run_load per kind (its own closed-loop clients) in background threads; they
-    share a request budget (--max-requests) and stop together, at any moment."""
-
-    def __init__(
-        self, server: ApiServer, pools: dict[str, tuple[int, Callable]], max_requests: int, size: int
-    ):
-        self.server, self.pools, self.max_requests = server, pools, max_requests
-        self.warm = id_request("1", size)
-        self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
-        self.started_at = self.closed_at = self.ended_at = 0.0
-        self.results: list[LoadResult] = []
-        self.error: BaseException | None = None
-        self._taken = 0
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._main, args=(clients, job), name=f"soak-{kind}", daemon=True)
-            for kind, (clients, job) in pools.items()
-            if clients > 0
-        ]
-        self._running = len(self._threads)
-
-    def _take(self, job: Callable[[int], HttpRequest]) -> Callable[[int], HttpRequest | None]:
-        def take(_: int) -> HttpRequest | None:
-            with self._lock:
-                if not self.started.is_set():
-                    self.started_at = time.monotonic()
-                    self.started.set()
-                if self.stop.is_set() or self._taken >= self.max_requests:
-                    self.closed_at = self.closed_at or time.monotonic()
-                    return None
-                self._taken += 1
-                number = self._taken
-            return job(number)
-
-        return take
-
-    def _main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
-        try:
-            worker = recording_worker(self.server.host, self.server.port)
-            self.results.append(run_load(worker, JobFeed(make_job=self._take(job)), clients, self.warm))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            self.error = exc
-            self.stop.set()
-        finally:
-            with self._lock:
-                self.ended_at = time.monotonic()
-                self._running -= 1
-                if self._running == 0:
-                    self.done.set()
-
-    def __enter__(self) -> LoadRunner:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(timeout=180)
-
-    @property
-    def samples(self) -> list[Sample]:
-        return [sample for result in self.results for sample in result.outcomes]
-
-    @property
-    def reconnects(self) -> int:
-        return sum(result.reconnects for result in self.results)
-
-
-# --- alias watcher ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -324,104 +254,6 @@ def alias_events(
     return events
 
 
-class AliasWatcher:
-    """Polls `<alias>-*/_alias` every `interval` s in a thread and records every change."""
-
-    def __init__(self, es, alias: str, interval: float) -> None:
-        from imgsearch.indices import version_pattern
-
-        self.es, self.alias, self.interval = es, alias, interval
-        self.pattern = version_pattern(alias)
-        self.events: list[AliasEvent] = []
-        self.polls = 0
-        self.poll_errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="soak-alias", daemon=True)
-        self.state = self.poll()
-
-    def poll(self) -> dict[str, bool]:
-        found = self.es.indices.get_alias(index=f"{self.alias}-*").body
-        return {
-            name: self.alias in body.get("aliases", {})
-            for name, body in found.items()
-            if self.pattern.match(name)
-        }
-
-    def _main(self) -> None:
-        since = time.monotonic()
-        while not self._stop.wait(self.interval):
-            try:
-                state = self.poll()
-            except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, the next one retried
-                self.poll_errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                continue
-            seen = time.monotonic()
-            self.polls += 1
-            self.events += alias_events(self.state, state, since, seen)
-            self.state, since = state, seen
-
-    def __enter__(self) -> AliasWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-# --- indexer runs -----------------------------------------------------------------------------------
-
-
-@dataclass
-class IndexerRun:
-    """One `python -m indexer full` subprocess: when, how it ended, its run report, what was wrong."""
-
-    name: str
-    command: list[str]
-    start: float
-    end: float
-    exit_code: int | None
-    report: dict[str, Any] | None
-    log_tail: str
-    cpu: dict[str, float] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_dict(self, zero: float) -> dict[str, Any]:
-        report = self.report or {}
-        keys = ("run_id", "index", "outcome", "message", "elapsed_seconds", "rows_seen", "statuses", "errors")
-        return {
-            "name": self.name,
-            "command": shlex.join(self.command),
-            "start_s": round(self.start - zero, 3),
-            "end_s": round(self.end - zero, 3),
-            "wall_s": round(self.end - self.start, 3),
-            "exit_code": self.exit_code,
-            "ok": self.ok,
-            "problems": self.problems,
-            "report": {key: report.get(key) for key in keys}
-            | {
-                "previous_indices": report.get("previous_indices"),
-                "deleted_indices": report.get("deleted_indices"),
-                "stage_seconds": report.get("stage_seconds"),
-            },
-            "cpu": self.cpu,
-            "log_tail": self.log_tail,
-        }
-
-
-def rebuild_name(kind: str) -> str:
-    return "full --recompute" if kind == "recompute" else "full (reuse)"
-
-
-def expected_status(kind: str) -> str:
-    """The row status every row must end with: reused vectors, or computed ones."""
-    return "reused" if kind == "reuse" else "indexed"
-
-
 def run_problems(code: int | None, report: dict[str, Any] | None, status: str, rows: int) -> list[str]:
     """Why a run does not count as a success (empty when it does)."""
     problems = [] if code == 0 else [f"exit code {code}"]
@@ -445,81 +277,6 @@ def watch_problems(report: dict[str, Any] | None, events: list[AliasEvent]) -> l
     problems = [] if report.get("index") in swapped_to else [f"swap to {report.get('index')} not seen"]
     missing = sorted(set(report.get("deleted_indices") or []) - deleted)
     return problems + ([f"deletion of {', '.join(missing)} not seen"] if missing else [])
-
-
-def read_report(folder: Path) -> dict[str, Any] | None:
-    found = sorted(folder.glob("report-*.json"))
-    return json.loads(found[-1].read_text()) if found else None
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM (the indexer stops cleanly and releases its lock), SIGKILL after 30 s."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_indexer(
-    kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups
-) -> IndexerRun:
-    """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file; CPU meanwhile."""
-    name = rebuild_name(kind) if kind != "initial" else "initial full"
-    slug = f"{kind}-{uuid.uuid4().hex[:6]}"
-    reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
-    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
-    print(f"  {time.strftime('%H:%M:%S')} {name}: starting", file=sys.stderr)
-    children = children_cpu_seconds()
-    with open(log_path, "wb") as log_file, CpuMeter(named_pids=groups) as meter:
-        start = time.monotonic()
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env={**env, "INDEXER_REPORT_DIR": str(reports)},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            code: int | None = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        finally:
-            stop_process(process)
-        end = time.monotonic()
-    report = read_report(reports)
-    status = "indexed" if kind == "initial" else expected_status(kind)
-    problems = run_problems(code, report, status, rows) + (
-        [] if code is not None else [f"timed out after {timeout} s"]
-    )
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-    cpu = cpu_with_indexer(meter, children_cpu_seconds() - children)
-    print(
-        f"  {time.strftime('%H:%M:%S')} {name}: exit {code} in {end - start:.1f} s {problems or ''}",
-        file=sys.stderr,
-    )
-    return IndexerRun(name, command, start, end, code, report, tail, cpu, problems)
-
-
-def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
-    """CpuMeter's cores with the indexer subprocess (a reaped child) taken out of `others`."""
-    cpu = meter.as_dict()
-    wall = meter.wall or 1.0
-    cpu["indexer_cores"] = round(indexer_seconds / wall, 3)
-    cpu["other_cores"] = round(max(cpu["other_cores"] - cpu["indexer_cores"], 0.0), 3)
-    cpu.pop("image_server_cores", None)
-    return cpu
-
-
-# --- pure analysis ----------------------------------------------------------------------------------
 
 
 def in_window(samples: list[Sample], lo: float, hi: float, overlap: bool = False) -> list[Sample]:
@@ -630,48 +387,12 @@ def verdict(errors: int, runs_ok: list[bool], swaps_loaded: int, rebuilds: int) 
     return reasons
 
 
-# --- set-up and clean-up ----------------------------------------------------------------------------
-
-
-def soak_environment(args: argparse.Namespace, alias: str, table: str, base_url: str) -> dict[str, str]:
-    """Variables shared by the indexer runs and the API: throwaway alias and table, seeded weights."""
-    return catalog_environment(
-        alias,
-        table,
-        base_url,
-        args.weights,
-        VGG16_SEED=MODEL_SEED,
-        INDEXER_KEEP_VERSIONS=str(args.keep_versions),
-        INDEXER_CHECKPOINT_SECONDS="2",
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
-
-
-def es_client(env: dict[str, str]):
-    from imgsearch.config import load_elastic_config
-    from imgsearch.esclient import make_client
-
-    return make_client(load_elastic_config(env), max_retries=1)
-
-
-def warm_api(server: ApiServer, jpeg: bytes, size: int) -> None:
-    """One search of each kind, both must answer 200, before the load starts."""
-    client = KeepAliveClient(server.host, server.port)
-    try:
-        for request in (upload_request(jpeg, size), id_request("1", size)):
-            sample = timed_sample(client, request)
-            if sample.failed:
-                raise RuntimeError(f"warm-up {request.kind} failed: {sample}\n{server.log_tail()}")
-    finally:
-        client.close()
-
-
 # --- the run ----------------------------------------------------------------------------------------
 
 
 @dataclass
 class Collected:
-    """Raw material of the results, in monotonic time."""
+    """Raw material of the results, in perf_counter time."""
 
     alias: str
     table: str
@@ -679,18 +400,12 @@ class Collected:
     load_end: float = 0.0
     samples: list[Sample] = field(default_factory=list)
     reconnects: int = 0
-    initial: IndexerRun | None = None
-    runs: list[IndexerRun] = field(default_factory=list)
-    events: list[AliasEvent] = field(default_factory=list)
-    polls: int = 0
-    poll_errors: list[str] = field(default_factory=list)
+    initial: dict[str, Any] | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    watcher: AliasWatcher | None = None
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     cleanup: dict[str, Any] = field(default_factory=dict)
     extended_s: float = 0.0
-
-
-def wait_until(moment: float, stop: threading.Event) -> None:
-    stop.wait(max(moment - time.monotonic(), 0.0))
 
 
 def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Path, got: Collected) -> None:
@@ -698,64 +413,67 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
     if not load.started.wait(timeout=120):
         raise RuntimeError(f"the load did not start: {load.error}")
     deadline = load.started_at + args.seconds
-    with CpuMeter(named_pids=groups) as meter:
-        wait_until(load.started_at + args.baseline_seconds, load.done)
+    with CpuMeter(groups) as meter:
+        load.done.wait(max(load.started_at + args.baseline_seconds - time.perf_counter(), 0.0))
     got.cpu["before rebuilds"] = cpu_with_indexer(meter, 0.0)
     for kind in args.rebuilds:
-        run = run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups)
-        got.runs.append(run)
-        got.cpu[f"during {run.name}"] = run.cpu
-    stop_at = max(deadline, time.monotonic() + args.tail_seconds)
+        got.runs.append(run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups))
+        got.cpu[f"during {got.runs[-1]['name']}"] = got.runs[-1]["cpu"]
+    stop_at = max(deadline, time.perf_counter() + args.tail_seconds)
     got.extended_s = max(stop_at - deadline, 0.0)
-    with CpuMeter(named_pids=groups) as meter:
-        wait_until(stop_at, load.done)
+    with CpuMeter(groups) as meter:
+        load.done.wait(max(stop_at - time.perf_counter(), 0.0))
     got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
-    load.stop.set()
-    load.done.wait(timeout=180)
 
 
 def prepare(args, folder: Path, stack: ExitStack, got: Collected) -> tuple[dict[str, str], list[bytes]]:
     """Photos served over HTTP, the throwaway table, clean-up registered, the initial `full` run."""
-    print(f"writing {args.images} catalog photos and {args.query_photos} query photos ...", file=sys.stderr)
+    say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
     photos = write_photos(folder / "photos", args.images, args.seed)
-    queries = write_photos(folder / "queries", args.query_photos, args.seed + 7, *QUERY_SIZE)
-    server = stack.enter_context(serve_folder(folder / "photos"))
-    env = soak_environment(args, got.alias, got.table, server.url)
+    queries = write_photos(folder / "queries", args.query_photos, args.seed + 7, QUERY_SIZE)
+    server = stack.enter_context(serve_folder_process(folder / "photos"))
+    extra = {"VGG16_SEED": MODEL_SEED, "INDEXER_KEEP_VERSIONS": str(args.keep_versions)}
+    extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = harness.throwaway_env(got.alias, got.table, server.url, args.weights, **extra)
     stack.callback(lambda: got.cleanup.update(drop_catalog(env)))
-    seed_catalog(env, photos)
+    harness.seed_catalog(env, photos)
     got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
-    if not got.initial.ok:
+    if not got.initial["ok"]:
         raise RuntimeError(
-            f"the initial `indexer full` failed: {got.initial.problems}\n{got.initial.log_tail}"
+            f"the initial `indexer full` failed: {got.initial['problems']}\n{got.initial['log_tail']}"
         )
     return env, [path.read_bytes() for path in queries]
 
 
-def measure(args: argparse.Namespace, folder: Path, got: Collected) -> None:
+def measure(args, folder: Path, got: Collected) -> None:
     """Set up, start the API, watcher and load, drive the rebuilds; everything stopped and removed after."""
+    from imgsearch.config import load_elastic_config
+    from imgsearch.esclient import make_client
+
     with ExitStack() as stack:
         env, jpegs = prepare(args, folder, stack, got)
         api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
-        print("starting the API (gunicorn) ...", file=sys.stderr)
-        api = stack.enter_context(running_api(api_env, default_layout(), folder, args.api_start_timeout))
-        warm_api(api, jpegs[0], args.size)
-        es = es_client(env)
+        say("starting the API (gunicorn) ...")
+        api = stack.enter_context(running_api(api_env, folder, Layout.default(), args.api_start_timeout))
+        warm_api(api, jpegs[0], "1", args.size)
+        es = make_client(load_elastic_config(env), max_retries=1)
         groups = {"api": api.pids(), "elasticsearch": elasticsearch_pids(es)}
-        watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
-        print(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...", file=sys.stderr)
-        jobs = job_makers(args, jpegs)
+        got.watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
+        say(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...")
+        ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
         by_id, uploads = client_split(args.concurrency, args.upload_share)
-        pools = {"by id": (by_id, jobs["by id"]), "upload": (uploads, jobs["upload"])}
-        load = stack.enter_context(LoadRunner(api, pools, args.max_requests, args.size))
+        jobs = [(by_id, lambda n: id_request(ids[n % len(ids)], args.size))]
+        jobs += [(uploads, lambda n: upload_request(jpegs[n % len(jpegs)], args.size))]
+        load = stack.enter_context(LoadRunner(api.port, jobs, args.max_requests, args.size))
         try:
             drive(args, env, load, groups, folder, got)
         finally:
             load.stop.set()
             load.done.wait(timeout=180)
-            watcher.__exit__()
+            got.watcher.__exit__()
             got.load_start, got.load_end = load.started_at, load.closed_at or load.ended_at
-            got.samples, got.reconnects = load.samples, load.reconnects
-            got.events, got.polls, got.poll_errors = watcher.events, watcher.polls, watcher.poll_errors
+            got.samples = [sample for result in load.results for sample in result.outcomes]
+            got.reconnects = sum(result.reconnects for result in load.results)
         if load.error:
             raise RuntimeError(f"the load generator failed: {load.error!r}")
 
@@ -763,349 +481,152 @@ def measure(args: argparse.Namespace, folder: Path, got: Collected) -> None:
 # --- results ----------------------------------------------------------------------------------------
 
 
-def relative(got: Collected) -> tuple[list[Sample], list[AliasEvent], float]:
-    """Samples and events with times relative to the load start, and the load's length."""
-    zero = got.load_start
-    samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
-    return samples, [event.shifted(zero) for event in got.events], got.load_end - zero
-
-
-def swap_rows(
-    events: list[AliasEvent], runs: list[dict[str, Any]], windows: list[dict[str, Any]]
-) -> list[dict]:
+def swap_rows(events: list[AliasEvent], runs: list[dict[str, Any]], windows: list[dict]) -> list[dict]:
     """Each swap: when, from and to, how precisely seen, the old index's deletion, its run, its window."""
-    swaps = [e for e in events if e.kind == "swap"]
-    deletions = {e.index: e for e in events if e.kind == "deleted"}
-    rows = []
-    for number, swap in enumerate(swaps, start=1):
+    deletions, rows = {e.index: e for e in events if e.kind == "deleted"}, []
+    for number, swap in enumerate((e for e in events if e.kind == "swap"), start=1):
         deleted = deletions.get(swap.previous)
         run = next((r["name"] for r in runs if r["start_s"] <= swap.at <= r["end_s"] + 1), None)
-        rows.append(
-            {
-                "swap": number,
-                "at_s": round(swap.at, 3),
-                "seen_within_ms": round((swap.seen - swap.since) * 500, 1),
-                "from": swap.previous,
-                "to": swap.index,
-                "run": run,
-                "old_index_deleted_at_s": round(deleted.at, 3) if deleted else None,
-                "deleted_after_swap_ms": round((deleted.at - swap.at) * 1000, 1) if deleted else None,
-                "window": windows[number - 1] if number <= len(windows) else {},
-            }
-        )
+        row = {
+            "swap": number,
+            "at_s": round(swap.at, 3),
+            "seen_within_ms": round((swap.seen - swap.since) * 500, 1),
+        }
+        row |= {"from": swap.previous, "to": swap.index, "run": run}
+        row["old_index_deleted_at_s"] = round(deleted.at, 3) if deleted else None
+        row["deleted_after_swap_ms"] = round((deleted.at - swap.at) * 1000, 1) if deleted else None
+        rows.append(row | {"window": windows[number - 1] if number <= len(windows) else {}})
     return rows
 
 
-def analyse(args: argparse.Namespace, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
-    samples, events, load_end = relative(got)
-    zero = got.load_start
-    for run in got.runs:
-        run.problems += watch_problems(run.report, got.events)
-    runs = [run.as_dict(zero) for run in got.runs]
+def shifted(run: dict[str, Any], zero: float, events: list[AliasEvent]) -> dict[str, Any]:
+    """A run with times from the load start, and what the watcher did not see of its report's claims."""
+    problems = run["problems"] + watch_problems(run["report"], events)
+    times = {"start_s": round(run["start_s"] - zero, 3), "end_s": round(run["end_s"] - zero, 3)}
+    return run | times | {"ok": not problems, "problems": problems}
+
+
+def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
+    """Windows before, during and after the rebuilds and round each swap; the verdict; everything else."""
+    zero, load_end, watcher = got.load_start, got.load_end - got.load_start, got.watcher
+    samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
+    events = [event.shifted(zero) for event in watcher.events]
+    runs = [shifted(run, zero, watcher.events) for run in got.runs]
     swaps = [e.at for e in events if e.kind == "swap"]
     spans = [(run["name"], run["start_s"], run["end_s"]) for run in runs]
     windows = {
         name: window_stats(samples, lo, hi, args.size) for name, lo, hi in phase_windows(load_end, spans)
     }
-    around = [
-        (name, window_stats(samples, lo, hi, args.size, overlap=True))
-        for name, lo, hi in swap_windows(swaps, args.swap_window)
-    ]
-    windows |= dict(around)
-    total = windows["whole run"]["all"]
+    swap_spans = swap_windows(swaps, args.swap_window)
+    around = {name: window_stats(samples, lo, hi, args.size, True) for name, lo, hi in swap_spans}
+    total, loaded = windows["whole run"]["all"], swaps_under_load(swaps, load_end)
     errors = sum(1 for s in samples if s.failed)
-    reasons = verdict(
-        errors, [run.ok for run in got.runs], swaps_under_load(swaps, load_end), len(args.rebuilds)
-    )
+    reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
+    summary = {"requests": len(samples), "errors": errors}
+    summary |= {key: total[key] for key in ("non_2xx", "connection_errors", "statuses")}
+    summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
+    summary["per_second"] = round(len(samples) / load_end, 2) if load_end > 0 else None
+    summary["load_seconds"] = round(load_end, 3)
+    summary["load_extended_s"] = round(got.extended_s, 3)
+    summary["max_requests_reached"] = len(samples) >= args.max_requests
+    summary |= {"swaps": len(swaps), "swaps_under_load": loaded}
+    summary["indexer_runs_ok"] = all(run["ok"] for run in runs) and len(runs) == len(args.rebuilds)
     return {
-        "summary": {
-            "requests": len(samples),
-            "errors": errors,
-            "non_2xx": total["non_2xx"],
-            "connection_errors": total["connection_errors"],
-            "statuses": total["statuses"],
-            "reconnects": got.reconnects,
-            "short_pages": total["short_pages"],
-            "per_second": round(len(samples) / load_end, 2) if load_end > 0 else None,
-            "load_seconds": round(load_end, 3),
-            "load_extended_s": round(got.extended_s, 3),
-            "max_requests_reached": len(samples) >= args.max_requests,
-            "swaps": len(swaps),
-            "swaps_under_load": swaps_under_load(swaps, load_end),
-            "indexer_runs_ok": all(run.ok for run in got.runs) and len(got.runs) == len(args.rebuilds),
-            "passed": not reasons,
-            "failure_reasons": reasons,
-        },
-        "windows": windows,
-        "swaps": swap_rows(events, runs, [stats for _, stats in around]),
+        "summary": summary | {"passed": not reasons, "failure_reasons": reasons},
+        "windows": windows | around,
+        "swaps": swap_rows(events, runs, list(around.values())),
         "alias_events": [
             {"event": e.kind, "index": e.index, "at_s": round(e.at, 3), "previous": e.previous}
             for e in events
         ],
-        "alias_polls": got.polls,
-        "alias_poll_errors": got.poll_errors[:20],
+        "alias_polls": watcher.polls,
+        "alias_poll_errors": watcher.poll_errors[:20],
         "indexer_runs": runs,
-        "initial_run": got.initial.as_dict(zero) if got.initial else None,
+        "initial_run": shifted(got.initial, zero, []) if got.initial else None,
         "error_examples": error_examples(samples, swaps),
         "cpu": got.cpu,
-        "disturbed_phases": [
-            name for name, cpu in got.cpu.items() if cpu.get("other_cores", 0) > DISTURBED_CORES
-        ],
+        "disturbed_phases": [name for name, cpu in got.cpu.items() if harness.is_disturbed(cpu)],
         "timeline": timeline(samples, load_end),
         "cleanup": got.cleanup,
     }, samples
 
 
-def settings_of(args: argparse.Namespace, got: Collected) -> dict[str, Any]:
-    return {
-        "smoke": args.smoke,
-        "seconds": args.seconds,
-        "max_requests": args.max_requests,
-        "concurrency": args.concurrency,
-        "upload_share": args.upload_share,
-        "clients": dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True)),
-        "images": args.images,
-        "products": (args.images + 2) // 3,
-        "baseline_seconds": args.baseline_seconds,
-        "tail_seconds": args.tail_seconds,
-        "swap_window_s": args.swap_window,
-        "rebuilds": [rebuild_name(kind) for kind in args.rebuilds],
-        "keep_versions": args.keep_versions,
-        "poll_interval_s": args.poll_interval,
-        "page_size": args.size,
-        "query_photos": f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92",
-        "catalog_photos": "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product",
-        "weights": args.weights,
-        "alias": got.alias,
-        "table": got.table,
-        "server": f"gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()', {default_layout().name}",
-    }
+def settings_of(args, got: Collected) -> dict[str, Any]:
+    names = "smoke seconds max_requests concurrency upload_share images baseline_seconds tail_seconds "
+    names += "swap_window:swap_window_s keep_versions poll_interval:poll_interval_s size:page_size weights"
+    settings = harness.pick(args, names) | {"alias": got.alias, "table": got.table}
+    settings["clients"] = dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True))
+    settings["products"] = (args.images + 2) // 3
+    settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
+    settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
+    settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
+    settings["server"] = f"{SERVER}, {Layout.default().name}"
+    return settings
 
 
-def cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+def run(args, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
+    got = Collected(alias=f"bench-soak-{(name := uuid.uuid4().hex[:8])}", table=f"bench_soak_{name}")
+    before = harness.load_before(args.wait_idle)
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
+        measure(args, Path(folder), got)
+    analysed, samples = analyse(args, got)
+    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
+    results = harness.envelope("soak", argv, before)
+    results["load_started_at"] = started.isoformat(timespec="milliseconds")
+    return results | {"settings": settings_of(args, got), **analysed}, samples
 
 
-def window_lines(windows: dict[str, Any]) -> list[str]:
-    lines = [
-        "| window | from-to s | kind | requests | req/s | errors | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, window in windows.items():
-        span = f"{window['from_s']:.1f}-{window['to_s']:.1f}"
-        for kind in KINDS:
-            stats = window[kind]
-            failed = stats["non_2xx"] + stats["connection_errors"]
-            lines.append(
-                f"| {name} | {span} | {kind} | {stats['requests']} | {cell(stats.get('per_second'))} | "
-                f"{failed} | {cell(stats.get('p50_ms'))} | {cell(stats.get('p95_ms'))} | "
-                f"{cell(stats.get('p99_ms'))} | {cell(stats.get('max_ms'))} |"
-            )
-    return lines
-
-
-def clients_text(settings: dict[str, Any]) -> str:
-    return " + ".join(f"{count} {kind}" for kind, count in settings["clients"].items()) + " clients"
-
-
-def summary_lines(results: dict[str, Any]) -> list[str]:
-    summary, settings = results["summary"], results["settings"]
-    verdict_text = (
-        "**passed**" if summary["passed"] else f"**FAILED**: {'; '.join(summary['failure_reasons'])}"
-    )
-    extended = (
-        f", extended by {summary['load_extended_s']:.1f} s" if summary["load_extended_s"] > 0.05 else ""
-    )
-    return [
-        f"Verdict: {verdict_text}.",
-        "",
-        "| | value |",
-        "|---|---:|",
-        f"| requests served (load of {summary['load_seconds']:.1f} s{extended}) | {summary['requests']} |",
-        f"| errors: non-2xx + connection errors (target 0) | **{summary['errors']}** "
-        f"({summary['non_2xx']} + {summary['connection_errors']}) |",
-        f"| throughput, requests/s ({clients_text(settings)}) | {cell(summary['per_second'])} |",
-        f"| statuses | {summary['statuses']} |",
-        f"| reconnects (server closed a keep-alive connection; retried) | {summary['reconnects']} |",
-        f"| short pages (fewer than {settings['page_size']} hits) | {summary['short_pages']} |",
-        f"| alias swaps under load / rebuilds | {summary['swaps_under_load']} / "
-        f"{len(settings['rebuilds'])} |",
-    ]
-
-
-def swap_lines(swaps: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "| swap | at s | seen within ± ms | from → to | old index deleted | run | requests in window "
-        "| errors |",
-        "|---:|---:|---:|---|---|---|---:|---:|",
-    ]
-    for swap in swaps:
-        deleted = (
-            f"at {swap['old_index_deleted_at_s']:.2f} s (+{swap['deleted_after_swap_ms']:.0f} ms)"
-            if swap["old_index_deleted_at_s"] is not None
-            else "kept"
-        )
-        window = swap["window"]
-        lines.append(
-            f"| {swap['swap']} | {swap['at_s']:.2f} | {swap['seen_within_ms']:.0f} | `{swap['from']}` → "
-            f"`{swap['to']}` | {deleted} | {swap['run']} | {window.get('all', {}).get('requests', '-')} | "
-            f"{window.get('errors', '-')} |"
-        )
-    return lines
-
-
-def run_lines(results: dict[str, Any]) -> list[str]:
-    lines = [
-        "| indexer run | exit | outcome | rows | wall s (report s) | index | deleted | problems |",
-        "|---|---:|---|---|---:|---|---|---|",
-    ]
-    for run in [results["initial_run"], *results["indexer_runs"]]:
-        if not run:
-            continue
-        report = run["report"]
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted((report.get("statuses") or {}).items()))
-        deleted = ", ".join(f"`{name}`" for name in report.get("deleted_indices") or []) or "-"
-        lines.append(
-            f"| `{run['command'].split(' -m ', 1)[-1]}` ({run['name']}) | {run['exit_code']} | "
-            f"{report.get('outcome')} | {statuses} | {run['wall_s']:.1f} "
-            f"({cell(report.get('elapsed_seconds'))}) | "
-            f"`{report.get('index')}` | {deleted} | {'; '.join(run['problems']) or 'none'} |"
-        )
-    return lines
-
-
-def cpu_lines(cpu: dict[str, dict[str, float]]) -> list[str]:
-    lines = [
-        "| phase | cores: load generator / API / Elasticsearch / indexer / others / stolen |",
-        "|---|---|",
-    ]
-    names = ("own", "api", "elasticsearch", "indexer", "other", "stolen")
-    for phase, used in cpu.items():
-        lines.append(f"| {phase} | {' / '.join(str(used.get(f'{name}_cores', '-')) for name in names)} |")
-    return lines
-
-
-def disturbance_note(phases: list[str]) -> str:
-    if not phases:
-        return f"No phase was disturbed: other processes used at most {DISTURBED_CORES} cores throughout."
-    return (
-        f"**Disturbed**: other processes used more than {DISTURBED_CORES} cores during {', '.join(phases)}; "
-        "latencies there are not representative of a quiet machine (errors still count)."
-    )
-
-
-def error_lines(examples: list[dict[str, Any]]) -> list[str]:
-    if not examples:
-        return ["No request failed."]
-    lines = ["First failed requests:", ""]
-    for example in examples:
-        where = example["from_nearest_swap_s"]
-        near = f", {where:+.2f} s from the nearest swap" if where is not None else ""
-        text = " ".join(str(example["error"]).split())[:300]
-        lines.append(
-            f"- at {example['start_s']:.2f} s{near}: {example['kind']} → {example['status']}: `{text}`"
-        )
-    return lines
-
-
-def setting_lines(results: dict[str, Any]) -> list[str]:
-    machine, loads, run = results["machine"], results["load_average"], results["settings"]
-    gpus = ", ".join(machine["gpus"]) or "none"
-    return [
-        f"Machine: {machine['cpu_count']} x {machine['cpu_model']}, Python {machine['python']}, "
-        f"TensorFlow {machine['tensorflow']}, GPUs seen: {gpus}. Load average (1/5/15 min) before "
-        f"{loads['before']}, after {loads['after']}.",
-        "",
-        f"Server: {run['server']}. Catalog: {run['images']} rows, {run['products']} products "
-        f"({run['catalog_photos']}), weights `{run['weights']}`. Load: {run['concurrency']} closed-loop "
-        f"clients on loopback ({clients_text(run)}; uploads of {run['query_photos']}), "
-        f"size {run['page_size']}; rebuilds after {run['baseline_seconds']:.0f} s: "
-        f"{', '.join(run['rebuilds'])}, INDEXER_KEEP_VERSIONS={run['keep_versions']}; alias polled every "
-        f"{run['poll_interval_s'] * 1000:.0f} ms.",
-    ]
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    cleaned = results["cleanup"]
-    return "\n".join(
-        [
-            "# Search API under sustained load while `indexer full` rebuilds and swaps the alias",
-            "",
-            f"`{results['command']}` (finished {results['finished_at']})",
-            "",
-            *setting_lines(results),
-            "",
-            *summary_lines(results),
-            "",
-            "Latency of successful requests per window (phases: requests that started in the window; swap "
-            "windows: requests in flight at any moment of it):",
-            "",
-            *window_lines(results["windows"]),
-            "",
-            *swap_lines(results["swaps"]),
-            "",
-            *run_lines(results),
-            "",
-            *cpu_lines(results["cpu"]),
-            "",
-            disturbance_note(results["disturbed_phases"]),
-            "",
-            *error_lines(results["error_examples"]),
-            "",
-            f"Cleaned up: indices {cleaned.get('deleted_indices')}, table {cleaned.get('dropped_table')}; "
-            f"left over: {cleaned.get('left_over')}.",
-            "",
-        ]
-    )
-
-
-def write_requests(samples: list[Sample], path: Path) -> None:
+def write_requests(samples: list[Sample], stem: Path) -> Path:
     """Every request: start and end (s from the load start), kind, status, hits, error or body."""
-    with gzip.open(path, "wt", newline="") as handle:
+    with gzip.open(path := Path(f"{stem}-requests.csv.gz"), "wt", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["start_s", "end_s", "kind", "status", "hits", "error"])
         for s in samples:
             writer.writerow([f"{s.start:.4f}", f"{s.end:.4f}", s.kind, s.status, s.hits, s.error or s.detail])
+    return path
 
 
-def write_results(results: dict[str, Any], samples: list[Sample], folder: Path, smoke: bool) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    prefix = folder / f"soak-smoke-{stamp}" if smoke else folder / f"soak-{stamp}"
-    paths = [prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".md")]
-    paths.append(prefix.with_name(prefix.name + "-requests.csv.gz"))
-    results["requests_file"] = paths[2].name
-    paths[0].write_text(json.dumps(results, indent=2) + "\n")
-    markdown = render_markdown(results)
-    paths[1].write_text(markdown)
-    write_requests(samples, paths[2])
-    if not smoke:
-        (folder / "soak-latest.md").write_text(markdown)
-    return paths
+def context(results: dict[str, Any]) -> list[str]:
+    summary, run, cleaned = results["summary"], results["settings"], results["cleanup"]
+    failed = f"**FAILED**: {'; '.join(summary['failure_reasons'])}"
+    verdict_text = "**passed**" if summary["passed"] else failed
+    return [
+        f"Server: {run['server']}. Catalog: {run['images']} rows ({run['catalog_photos']}), weights "
+        f"`{run['weights']}`. Load: {run['clients']} closed-loop clients on loopback, uploads of "
+        f"{run['query_photos']}, size {run['page_size']}; rebuilds after {run['baseline_seconds']:.0f} s: "
+        f"{', '.join(run['rebuilds'])}, INDEXER_KEEP_VERSIONS={run['keep_versions']}.",
+        f"Verdict: {verdict_text}. Cleaned up: indices {cleaned.get('deleted_indices')}, table "
+        f"{cleaned.get('dropped_table')}; left over: {cleaned.get('left_over')}.",
+    ]
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
-    run_id = uuid.uuid4().hex[:8]
-    got = Collected(alias=f"bench-soak-{run_id}", table=f"bench_soak_{run_id}")
-    before = wait_for_load_below(IDLE_LOAD, args.wait_idle) if args.wait_idle else load_average()
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as name:
-        measure(args, Path(name), got)
-    analysed, samples = analyse(args, got)
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
-    started = datetime.now(UTC) - timedelta(seconds=time.monotonic() - got.load_start)
-    results = {
-        "benchmark": "soak",
-        "command": f"{python} -m bench.soak {shlex.join(argv)}".rstrip(),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_started_at": started.isoformat(timespec="milliseconds"),
-        "machine": machine_facts(),
-        "load_average": {"before": before, "after": load_average()},
-        "settings": settings_of(args, got),
-        **analysed,
-    }
-    return results, samples
+def windows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per window and kind: requests that started in it (swap windows: in flight at any moment of it)."""
+    keys = ("requests", "per_second", "non_2xx", "connection_errors", "p50_ms", "p95_ms", "p99_ms", "max_ms")
+    return [
+        {"window": name, "from_s": window["from_s"], "to_s": window["to_s"], "kind": kind}
+        | {key: window[kind].get(key) for key in keys}
+        for name, window in results["windows"].items()
+        for kind in KINDS
+    ]
+
+
+def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("name", "exit_code", "wall_s", "problems")
+    every = [results["initial_run"], *results["indexer_runs"]]
+    return [{key: run[key] for key in keys} | run["report"] for run in every if run]
+
+
+def swaps(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{key: value for key, value in swap.items() if key != "window"} for swap in results["swaps"]]
+
+
+TABLES = ["summary", ("latency of successful requests per window", windows), ("swaps", swaps)]
+REPORT = harness.Report(
+    "Search API under sustained load while `indexer full` rebuilds and swaps the alias",
+    [*TABLES, ("indexer runs", runs), "cpu", "error_examples"],
+    context,
+)
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -1114,18 +635,17 @@ def interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = resolve(build_parser().parse_args(argv))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = options().parse(argv)
+    if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
+        raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
     signal.signal(signal.SIGTERM, interrupt)
     try:
         results, samples = run(args, argv)
     except KeyboardInterrupt:
-        print("interrupted: servers stopped, indices and table removed", file=sys.stderr)
+        say("interrupted: servers stopped, indices and table removed")
         return 130
-    paths = write_results(results, samples, args.results_dir, args.smoke)
-    print(render_markdown(results))
-    print(f"written: {', '.join(str(path) for path in paths)}")
+    requests = lambda stem: write_requests(samples, stem)  # noqa: E731
+    harness.write_results(results, REPORT, args.results_dir, args.smoke, requests_file=requests)
     return 0 if results["summary"]["passed"] else 1
 
 

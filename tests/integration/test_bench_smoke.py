@@ -36,8 +36,7 @@ def run_bench(name: str, stack_urls: tuple[str, str], results: Path, *extra: str
 
 
 def test_indexer_smoke_runs_every_phase_and_cleans_up(stack_urls, es, tmp_path):
-    from indexer.config import load_mysql_config
-    from indexer.source import connect
+    from indexer import connect, load_mysql_config
 
     results = run_bench("indexer", stack_urls, tmp_path)
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 DRIP_BYTES = 16
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FaultServer(ThreadingHTTPServer):
@@ -205,3 +210,39 @@ def serve_folder(folder: Path) -> Iterator[str]:
     """Serve `folder` on 127.0.0.1 at a free port; yields the base URL ending in '/'."""
     with serve_faults(folder) as server:
         yield server.base_url
+
+
+@dataclass(frozen=True)
+class ServedFolder:
+    """A folder served by a child process: its base URL and the process id (for CPU accounting)."""
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def serve_folder_process(folder: Path) -> Iterator[ServedFolder]:
+    """Serve `folder` as serve_faults does, from a child process: like a real image host, serving then
+    costs the caller no GIL time, and its CPU can be measured apart (benches)."""
+    command = [sys.executable, "-u", "-m", "tests.support.imageserver", str(folder)]
+    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = server.stdout.readline().strip() if server.stdout else ""
+        if not line.startswith("http://"):
+            raise RuntimeError(f"the image server did not start: {line!r}")
+        yield ServedFolder(line, server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main(argv: list[str]) -> None:
+    """`python -m tests.support.imageserver FOLDER`: print the base URL, serve until terminated."""
+    with serve_faults(Path(argv[0])) as server:
+        print(server.base_url, flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    main(sys.argv[1:])

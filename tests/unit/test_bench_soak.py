@@ -8,9 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.apiserver import free_port
 from bench.loadgen import HttpRequest, KeepAliveClient
-from bench.search import id_request
+from bench.searchside import id_request
 from bench.soak import (
     AliasEvent,
     Sample,
@@ -29,6 +28,7 @@ from bench.soak import (
     watch_problems,
     window_stats,
 )
+from tests.support.apiserver import free_port
 
 
 def ok(start: float, seconds: float, kind: str = "by id", hits: int = 5) -> Sample:

@@ -1,14 +1,12 @@
-"""A large bench index: real VGG16 vectors of generated photos plus synthetic products clustered round them.
+"""Bench data: catalog photos made from scikit-image's samples, and large indices of real + synthetic vectors.
 
-Built with the project's own index definition and alias swap (indexer.sink), force-merged, and kept
-across runs: its `_meta.bench` records what it was built from, so a later run with the same
+A search bench index is built with the project's own index definition and alias swap, force-merged,
+and kept across runs: its `_meta.bench` records what it was built from, so a later run with the same
 parameters (and the same model fingerprint) reuses it instead of loading again.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -19,17 +17,50 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch
 from elasticsearch.helpers import streaming_bulk
+from PIL import Image, ImageEnhance, ImageOps
 
-from bench.photos import write_photos
+from bench.harness import say
 from imgsearch import indices
 
-log = logging.getLogger("bench.searchindex")
-
-GENERATOR_VERSION = 1
 DIMS = 512
 BULK_DOCS = 500
 GROUPS_PER_CHUNK = 2000
 MERGE_TIMEOUT = 3 * 3600
+
+
+def photo_variant(photo: Image.Image, rng: np.random.Generator, sizes: tuple) -> Image.Image:
+    """A new shot of a product: random crop, maybe mirrored, other exposure, sizes[0]..sizes[1] wide."""
+    width, height = photo.size
+    keep = rng.uniform(0.7, 1.0)
+    crop_w, crop_h = int(width * keep), int(height * keep)
+    left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
+    shot = photo.crop((left, top, left + crop_w, top + crop_h))
+    if rng.random() < 0.5:
+        shot = ImageOps.mirror(shot)
+    shot = ImageEnhance.Brightness(shot).enhance(rng.uniform(0.8, 1.2))
+    shot = ImageEnhance.Contrast(shot).enhance(rng.uniform(0.8, 1.2))
+    target_w = int(rng.integers(sizes[0][0], sizes[1][0] + 1))
+    portrait = rng.random() < 0.25
+    size = (target_w * 3 // 4, target_w) if portrait else (target_w, target_w * 3 // 4)
+    return shot.resize(size, Image.Resampling.LANCZOS)
+
+
+def write_photos(
+    folder: Path, count: int, seed: int = 0, sizes: tuple = ((800, 600), (1600, 1200))
+) -> list[Path]:
+    """`count` distinct JPEGs (quality 85-92, 4:3, a quarter portrait) cycling over the sample photos."""
+    from demo.catalog import PHOTOS, sample_photo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    samples = [sample_photo(name) for name in PHOTOS]
+    paths: list[Path] = []
+    for number in range(count):
+        path = folder / f"{number + 1:05d}-{PHOTOS[number % len(PHOTOS)]}.jpg"
+        quality = int(rng.integers(85, 93))
+        photo_variant(samples[number % len(samples)], rng, sizes).save(path, "JPEG", quality=quality)
+        paths.append(path)
+    return paths
 
 
 @dataclass(frozen=True)
@@ -43,14 +74,14 @@ class CorpusPlan:
     max_group: int = 5
     product_spread: float = 0.10
     image_spread: float = 0.04
-    generator: int = GENERATOR_VERSION
+    generator: int = 1
 
     def as_meta(self) -> dict[str, Any]:
         return asdict(self)
 
     def describe(self) -> str:
         return (
-            f"{self.docs} documents: VGG16 vectors of {self.real_photos} real photos (bench/photos.py "
+            f"{self.docs} documents: VGG16 vectors of {self.real_photos} real photos (bench/corpus.py "
             f"JPEGs 800x600..1600x1200 from scikit-image samples, seed {self.seed}), each the first image "
             f"of a product; the rest synthetic products of 1-{self.max_group} images: a product centre "
             f"is a random mix of two real vectors plus Gaussian noise of norm ~{self.product_spread}, "
@@ -88,11 +119,9 @@ def members_around(centres: np.ndarray, sizes: np.ndarray, rng, spread: float) -
     return unit_rows(repeated + noise(rng, len(repeated), spread))
 
 
-def synthetic_chunks(
-    real: np.ndarray, plan: CorpusPlan, rng: np.random.Generator
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def synthetic_chunks(real: np.ndarray, plan: CorpusPlan, rng) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(group sizes, vectors) chunks: first one product per real photo (the photo + siblings), then
-    synthetic products between pairs of real vectors, until plan.docs images."""
+    synthetic products between pairs of real vectors, without end."""
     sizes = rng.integers(1, plan.max_group + 1, len(real))
     siblings = members_around(real, sizes - 1, rng, plan.image_spread)
     vectors = np.empty((int(sizes.sum()), DIMS))
@@ -104,9 +133,8 @@ def synthetic_chunks(
         sizes = rng.integers(1, plan.max_group + 1, GROUPS_PER_CHUNK)
         first, second = rng.integers(0, len(real), (2, GROUPS_PER_CHUNK))
         mix = rng.uniform(0.0, 1.0, (GROUPS_PER_CHUNK, 1))
-        centres = unit_rows(
-            mix * real[first] + (1 - mix) * real[second] + noise(rng, GROUPS_PER_CHUNK, plan.product_spread)
-        )
+        spread = noise(rng, GROUPS_PER_CHUNK, plan.product_spread)
+        centres = unit_rows(mix * real[first] + (1 - mix) * real[second] + spread)
         yield sizes, members_around(centres, sizes, rng, plan.image_spread)
 
 
@@ -126,135 +154,94 @@ def corpus(real: np.ndarray, plan: CorpusPlan) -> Iterator[tuple[int, str, np.nd
             row += size
 
 
-def document(doc_id: int, relation_id: str, vector: np.ndarray, now: str) -> dict[str, Any]:
-    """A document of the project's mapping (dynamic: strict), like imgsearch.documents builds them."""
-    return {
-        "source_id": doc_id,
-        "relation_id": relation_id,
-        "photo": f"bench/{doc_id}.jpg",
-        "image_url": f"http://bench.invalid/{doc_id}.jpg",
-        "status": "indexed",
-        "updated_at": "2026-01-01T00:00:00+00:00",
-        "indexed_at": now,
-        "feature": np.round(vector, 6).tolist(),
-    }
-
-
 def bulk_actions(index: str, real: np.ndarray, plan: CorpusPlan) -> Iterator[dict[str, Any]]:
+    """Documents of the project's mapping (dynamic: strict), as imgsearch.documents builds them."""
     now = datetime.now(UTC).isoformat()
     for doc_id, relation_id, vector in corpus(real, plan):
-        yield {"_index": index, "_id": str(doc_id), "_source": document(doc_id, relation_id, vector, now)}
+        document = {
+            "source_id": doc_id,
+            "relation_id": relation_id,
+            "photo": f"bench/{doc_id}.jpg",
+            "image_url": f"http://bench.invalid/{doc_id}.jpg",
+            "status": "indexed",
+            "updated_at": "2026-01-01T00:00:00+00:00",
+            "indexed_at": now,
+            "feature": np.round(vector, 6).tolist(),
+        }
+        yield {"_index": index, "_id": str(doc_id), "_source": document}
 
 
-def load_documents(es: Elasticsearch, index: str, real: np.ndarray, plan: CorpusPlan) -> int:
-    """Bulk load the corpus; returns documents written (raises on any failed item)."""
-    written = 0
-    started = time.perf_counter()
-    for ok, _item in streaming_bulk(
-        es, bulk_actions(index, real, plan), chunk_size=BULK_DOCS, max_retries=5, raise_on_error=True
-    ):
-        written += ok
-        if written % 10_000 == 0:
-            rate = written / (time.perf_counter() - started)
-            print(f"  {written}/{plan.docs} documents ({rate:.0f}/s)", file=sys.stderr)
-    return written
+def build_version(es: Elasticsearch, name: str, body: dict, real: np.ndarray, plan: CorpusPlan) -> dict:
+    """Create `name` for bulk loading, load the corpus, restore the serving settings, force-merge to one
+    segment; returns the seconds of each step."""
+    import indexer
 
-
-@dataclass
-class BenchIndex:
-    """The physical index behind the bench alias and how it came to be."""
-
-    alias: str
-    index: str
-    reused: bool
-    docs: int
-    segments: int
-    store_bytes: int
-    seconds: dict[str, float]
-    corpus: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    clock, seconds = time.perf_counter(), {}
+    indexer.create_build_index(es, name, body)
+    say(f"loading {plan.docs} documents into {name} ...")
+    actions = bulk_actions(name, real, plan)
+    for _ in streaming_bulk(es, actions, chunk_size=BULK_DOCS, max_retries=5, raise_on_error=True):
+        pass
+    seconds["bulk_load"], clock = time.perf_counter() - clock, time.perf_counter()
+    indexer.finish_build_index(es, name, body)
+    seconds["refresh"], clock = time.perf_counter() - clock, time.perf_counter()
+    say(f"force-merging {name} to one segment ...")
+    es.options(request_timeout=MERGE_TIMEOUT).indices.forcemerge(index=name, max_num_segments=1)
+    es.indices.refresh(index=name)
+    seconds["force_merge"] = time.perf_counter() - clock
+    return {key: round(value, 1) for key, value in seconds.items()}
 
 
 def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint: str) -> str | None:
     """The index behind `alias` if it was built from the same plan and model and holds every doc."""
-    from imgsearch import indices
-
     for index in indices.aliased_indices(es, alias):
         meta = indices.index_meta(es, index)
-        same_plan = meta.get("bench") == plan.as_meta()
         same_model = meta.get("model", {}).get("fingerprint") == fingerprint
-        if same_plan and same_model and es.count(index=index)["count"] == plan.docs:
+        if meta.get("bench") == plan.as_meta() and same_model and es.count(index=index)["count"] == plan.docs:
             return index
     return None
 
 
-def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seconds) -> BenchIndex:
+def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seconds: dict) -> dict[str, Any]:
+    """The physical index behind the bench alias and how it came to be."""
     stats = es.indices.stats(index=index, metric="docs,store,segments").body["indices"][index]["primaries"]
-    return BenchIndex(
-        alias=alias,
-        index=index,
-        reused=reused,
-        docs=stats["docs"]["count"],
-        segments=stats["segments"]["count"],
-        store_bytes=stats["store"]["size_in_bytes"],
-        seconds=seconds,
-        corpus=indices.index_meta(es, index).get("bench_stats", {}),
-    )
+    counts = {"docs": stats["docs"]["count"], "segments": stats["segments"]["count"]}
+    facts = {
+        "alias": alias,
+        "index": index,
+        "reused": reused,
+        **counts,
+        "store_bytes": stats["store"]["size_in_bytes"],
+    }
+    return facts | {"seconds": seconds, "corpus": indices.index_meta(es, index).get("bench_stats", {})}
 
 
-def build_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photo_dir: Path) -> BenchIndex:
-    """Real vectors, bulk load into a new version, restore settings, force-merge, swap the alias."""
+def ensure_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photos: Path, rebuild: bool) -> dict:
+    """Reuse the alias's index when it matches `plan` and the model, else build a new version: real
+    vectors, bulk load, force-merge, alias swap."""
     import indexer
 
     alias = config.alias
-    seconds: dict[str, float] = {}
+    index = None if rebuild else reusable_index(es, alias, plan, extractor.info.fingerprint)
+    if index:
+        say(f"reusing {index} behind {alias} ({plan.docs} documents)")
+        return describe_index(es, alias, index, True, {})
+    say(f"computing VGG16 vectors of {plan.real_photos} photos ...")
     clock = time.perf_counter()
-    print(f"computing VGG16 vectors of {plan.real_photos} photos ...", file=sys.stderr)
-    real = real_vectors(extractor, photo_dir, plan.real_photos, plan.seed)
-    seconds["real_vectors"], clock = time.perf_counter() - clock, time.perf_counter()
-    meta = {
-        "model": extractor.info.as_meta(),
-        "created_at": datetime.now(UTC).isoformat(),
-        "created_by": "bench.search",
-        "bench": plan.as_meta(),
-        "bench_stats": corpus_stats(real, plan),
-    }
-    body = indices.load_index_definition(config, meta)
+    real = real_vectors(extractor, photos, plan.real_photos, plan.seed)
+    seconds = {"real_vectors": round(time.perf_counter() - clock, 1)}
+    meta = {"model": extractor.info.as_meta(), "created_at": datetime.now(UTC).isoformat()}
+    meta |= {"created_by": "bench.search", "bench": plan.as_meta(), "bench_stats": corpus_stats(real, plan)}
     index = indices.version_name(alias, datetime.now(UTC))
     indexer.delete_old_versions(es, alias, keep=0)  # leftovers of interrupted builds; never the live one
-    indexer.create_build_index(es, index, body)
-    print(f"loading {plan.docs} documents into {index} ...", file=sys.stderr)
-    load_documents(es, index, real, plan)
-    seconds["bulk_load"], clock = time.perf_counter() - clock, time.perf_counter()
-    indexer.finish_build_index(es, index, body)
-    seconds["refresh"], clock = time.perf_counter() - clock, time.perf_counter()
-    print("force-merging to one segment ...", file=sys.stderr)
-    es.options(request_timeout=MERGE_TIMEOUT).indices.forcemerge(index=index, max_num_segments=1)
-    es.indices.refresh(index=index)
-    seconds["force_merge"] = time.perf_counter() - clock
+    seconds |= build_version(es, index, indices.load_index_definition(config, meta), real, plan)
     indexer.swap_alias(es, alias, index)
     indexer.delete_old_versions(es, alias, keep=0)
-    rounded = {name: round(value, 1) for name, value in seconds.items()}
-    return describe_index(es, alias, index, False, rounded)
-
-
-def ensure_index(
-    es: Elasticsearch, config, extractor, plan: CorpusPlan, photo_dir: Path, rebuild: bool
-) -> BenchIndex:
-    """Reuse the alias's index when it matches `plan` and the model, else build it."""
-    if not rebuild:
-        index = reusable_index(es, config.alias, plan, extractor.info.fingerprint)
-        if index:
-            print(f"reusing {index} behind {config.alias} ({plan.docs} documents)", file=sys.stderr)
-            return describe_index(es, config.alias, index, True, {})
-    return build_index(es, config, extractor, plan, photo_dir)
+    return describe_index(es, alias, index, False, seconds)
 
 
 def drop_index(es: Elasticsearch, alias: str) -> list[str]:
     """Delete every version of the bench alias (and with them the alias)."""
-
     names = indices.list_versions(es, alias) if es.indices.exists(index=f"{alias}-*") else []
     for name in names:
         es.indices.delete(index=name)
@@ -262,9 +249,8 @@ def drop_index(es: Elasticsearch, alias: str) -> list[str]:
 
 
 def corpus_stats(real: np.ndarray, plan: CorpusPlan, sample_docs: int = 20_000, queries: int = 200) -> dict:
-    """What the vectors are like, on the first `sample_docs` of the corpus (regenerated, no I/O):
-    mean cosine between real photos, random pairs, images of one product, and a query image and its
-    nearest image of another product."""
+    """What the vectors are like on the first `sample_docs` of the corpus: mean cosine between real
+    photos, random pairs, images of one product, a query image and its nearest other product."""
     rows = list(corpus(real, replace(plan, docs=min(plan.docs, sample_docs))))
     vectors = np.stack([vector for _, _, vector in rows])
     products = np.array([relation for _, relation, _ in rows])

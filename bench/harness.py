@@ -1,0 +1,288 @@
+"""The benches' harness: options and presets, machine facts, CPU accounting, the disturbance rule, results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from tests.support.catalog import stack_environment
+from tests.support.processes import process_seconds
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+IDLE_LOAD = 0.5  # 1-minute load average under which the machine counts as quiet
+DISTURBED_CORES = 0.1  # cores used by other processes above which a phase is flagged
+DISTURBED_ES_OPS = 10  # requests other users sent Elasticsearch during a phase, above which it is flagged
+
+
+class Options:
+    """A scenario's command line: the common options, its own, and defaults that differ under --smoke."""
+
+    def __init__(self, name: str, summary: str) -> None:
+        self.presets: dict[str, tuple[Any, Any]] = {}
+        prog, summary = f"python -m bench.{name}", f"{summary} See bench/README.md."
+        self.parser = argparse.ArgumentParser(prog, description=summary)
+        self.add("--smoke", action="store_true", help=f"a quick run of every phase; results {name}-smoke-*")
+        self.add("--results-dir", type=Path, default=RESULTS_DIR, help="where results go (bench/results)")
+        idle = f"first wait up to SECONDS for the 1-minute load average to drop below {IDLE_LOAD}"
+        self.add("--wait-idle", type=float, default=0.0, metavar="SECONDS", help=idle)
+        self.add("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    def add(self, *flags: str, **options: Any) -> None:
+        self.parser.add_argument(*flags, **options)
+
+    def preset(self, flag: str, kind: Callable, full: Any, smoke: Any, text: str) -> None:
+        """An option whose default is `full`, or `smoke` under --smoke."""
+        self.presets[flag.lstrip("-").replace("-", "_")] = (full, smoke)
+        self.add(flag, type=kind, help=f"{text} (default {full}; --smoke {smoke})")
+
+    def model(self, seed: int | None = None, seed_text: str = "VGG16_SEED") -> None:
+        """--weights, --precision and --compile from VGG16_* or their defaults; --seed when given one."""
+        from imgsearch.compute import COMPILE_MODES, PRECISIONS
+
+        weights = os.environ.get("VGG16_WEIGHTS") or "random"
+        self.add("--weights", default=weights, help="VGG16_WEIGHTS (default $VGG16_WEIGHTS or random)")
+        if seed is not None:
+            self.add("--seed", type=int, default=seed, help=f"{seed_text} (default {seed})")
+        for flag, choices in (("precision", PRECISIONS), ("compile", COMPILE_MODES)):
+            name = f"VGG16_{flag.upper()}"
+            default = os.environ.get(name, "auto")
+            self.add(f"--{flag}", choices=choices, default=default, help=f"{name} (default auto)")
+
+    def parse(self, argv: Sequence[str]) -> argparse.Namespace:
+        args = self.parser.parse_args(argv)
+        for key, (full, smoke) in self.presets.items():
+            if getattr(args, key) is None:
+                setattr(args, key, smoke if args.smoke else full)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return args
+
+
+def pick(args: argparse.Namespace, names: str) -> dict[str, Any]:
+    """Options as result settings: 'a b:c' gives {"a": args.a, "c": args.b}."""
+    pairs = [name.partition(":") for name in names.split()]
+    return {key or name: getattr(args, name) for name, _, key in pairs}
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def require(*names: str) -> None:
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
+
+
+def throwaway_env(alias: str, table: str, base_url: str, weights: str, **extra: str) -> dict[str, str]:
+    """os.environ plus a throwaway alias and table, photos on a local server, no replicas."""
+    require("ES_URL", "MYSQL_URL")
+    stack = stack_environment(os.environ["ES_URL"], os.environ["MYSQL_URL"], alias, table, **extra)
+    return {**os.environ, **stack, "IMAGE_BASE_URL": base_url, "VGG16_WEIGHTS": weights}
+
+
+def seed_catalog(env: dict[str, str], rows: list[tuple[int, str, str]] | list[Path]) -> None:
+    """(id, relation_id, photo) rows into the run's table; photos: ids from 1, three per product."""
+    from demo.catalog import CatalogEntry, load_catalog
+    from indexer import load_mysql_config
+
+    rows = [row if isinstance(row, tuple) else (n, product_of(n), row.name) for n, row in enumerate(rows, 1)]
+    load_catalog(load_mysql_config(env), [CatalogEntry(*row) for row in rows])
+
+
+def product_of(row_id: int) -> str:
+    return f"product-{(row_id - 1) // 3 + 1:04d}"
+
+
+def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, **options: Any):
+    """`indexer full` (or with incremental=True `incremental`) in-process with a loaded model: its report
+    and the meter that timed run() (from the first catalog read to the alias swap)."""
+    from imgsearch.esclient import make_client
+    from indexer import CatalogSource, FullRebuild, IncrementalRun, RunOptions, load_indexer_config
+
+    config = load_indexer_config(env)
+    runner = IncrementalRun if options.pop("incremental", False) else FullRebuild
+    source = CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
+    try:
+        with meter or CpuMeter() as meter:
+            run = runner(config, make_client(config.elastic), source, extractor, RunOptions(**options))
+            return run.run(), meter
+    finally:
+        source.close()
+
+
+# --- the machine ------------------------------------------------------------------------------------
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the numbers were measured on: the CPU and its native bf16 (which decides the precision), TF."""
+    import keras
+    import tensorflow as tf
+
+    from imgsearch.compute import read_cpu_facts
+
+    cpu, model = read_cpu_facts(), platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    threads = tf.config.threading
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "cpu_native_bf16": list(cpu.native_bf16),
+        "cpu": cpu.describe(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "intra_op_threads": threads.get_intra_op_parallelism_threads(),
+        "inter_op_threads": threads.get_inter_op_parallelism_threads(),
+    }
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def load_before(wait_idle: float) -> list[float]:
+    """The load average at the start, after waiting up to `wait_idle` s for it to drop below IDLE_LOAD."""
+    deadline = time.monotonic() + wait_idle
+    while os.getloadavg()[0] >= IDLE_LOAD and time.monotonic() < deadline:
+        time.sleep(5.0)
+    if (loads := load_average())[0] >= IDLE_LOAD:
+        say(f"warning: 1-minute load average {loads[0]} at the start; numbers may be disturbed")
+    return loads
+
+
+class CpuMeter:
+    """Cores used during a phase: by this process, by named groups of processes (the image server, the
+    API, Elasticsearch: `<name>_cores`), by everything else (`other_cores`), and `stolen_cores`: time
+    the hypervisor gave our virtual CPUs to someone else, a disturbance no load average shows."""
+
+    def __init__(self, groups: dict[str, list[int]] | None = None) -> None:
+        self.groups, self.wall = groups or {}, 0.0
+
+    def sample(self) -> list[float]:
+        with open("/proc/stat") as handle:
+            ticks = [int(value) for value in handle.readline().split()[1:9]] + [0] * 8
+        hertz = os.sysconf("SC_CLK_TCK")
+        busy = (sum(ticks[:3]) + ticks[5] + ticks[6]) / hertz  # user nice system irq softirq
+        named = [sum(process_seconds(pid) for pid in pids) for pids in self.groups.values()]
+        return [time.perf_counter(), process_seconds(), busy, ticks[7] / hertz, *named]
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self.sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = [b - a for a, b in zip(self.start, self.sample(), strict=True)]
+        self.wall = self.used[0]
+
+    def as_dict(self) -> dict[str, float]:
+        wall, own, busy, stolen, *named = self.used
+        cores = {"own": own, **dict(zip(self.groups, named, strict=True))}
+        cores |= {"other": max(busy - own - sum(named), 0.0), "stolen": stolen, "total": busy}
+        return {f"{name}_cores": round(seconds / (wall or 1.0), 3) for name, seconds in cores.items()}
+
+
+def is_disturbed(cpu: dict[str, float]) -> bool:
+    """The disturbance rule: while a phase was measured, others used more than DISTURBED_CORES cores or
+    sent Elasticsearch more than DISTURBED_ES_OPS requests."""
+    return cpu.get("other_cores", 0.0) > DISTURBED_CORES or cpu.get("other_es_ops", 0) > DISTURBED_ES_OPS
+
+
+# --- results ----------------------------------------------------------------------------------------
+
+
+def envelope(name: str, argv: Sequence[str], before: list[float]) -> dict[str, Any]:
+    """What every result starts with: the bench, the exact command, when, the machine, the load average."""
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    return {
+        "benchmark": name,
+        "command": f"{python} -m bench.{name} {shlex.join(argv)}".rstrip(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "load_average": {"before": before, "after": load_average()},
+    }
+
+
+def cell(value: Any) -> Any:
+    """A table cell: nested dicts and lists flattened into one line."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {cell(item)}" for key, item in value.items())
+    return ", ".join(str(cell(item)) for item in value) if isinstance(value, list) else value
+
+
+def table(rows: Any) -> str:
+    """Markdown of a list of dicts (a row each), a dict of dicts (a row per key) or a dict (key, value)."""
+    if isinstance(rows, dict) and all(isinstance(row, dict) for row in rows.values()):
+        rows = [{"": name, **row} for name, row in rows.items()]
+    if isinstance(rows, dict):
+        return tabulate([(key, cell(value)) for key, value in rows.items()], ["", "value"], tablefmt="github")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    body = [[cell(row.get(column)) for column in columns] for row in rows]
+    return tabulate(body, columns, tablefmt="github", missingval="-")
+
+
+@dataclass(frozen=True)
+class Report:
+    """How a scenario's results read as markdown: a title, context lines, and the parts shown as tables
+    (result keys, or (caption, function of the results)); the disturbance verdict closes it."""
+
+    title: str
+    tables: Sequence[str | tuple[str, Callable[[dict], Any]]]
+    context: Callable[[dict], list[str]] = lambda results: []
+
+    def render(self, results: dict[str, Any]) -> str:
+        machine, loads = results["machine"], results["load_average"]
+        parts = [f"# {self.title}", f"`{results['command']}` (finished {results['finished_at']})"]
+        parts.append(
+            f"Machine: {machine['cpu_count']} x {machine['cpu_model']} ({machine['cpu']}); TensorFlow "
+            f"{machine['tensorflow']}, GPUs seen: {', '.join(machine['gpus']) or 'none'}. Load average "
+            f"(1/5/15 min) before {loads['before']}, after {loads['after']}."
+        )
+        parts += self.context(results)
+        for part in self.tables:
+            caption, rows = (part, results[part]) if isinstance(part, str) else (part[0], part[1](results))
+            parts += [f"## {caption}", table(rows)] if rows else []
+        rule = f"others used ≤ {DISTURBED_CORES} cores and sent Elasticsearch ≤ {DISTURBED_ES_OPS} requests"
+        flagged = results.get("disturbed_phases", results.get("disturbed"))
+        verdict = (
+            f"**Disturbed**: {'; '.join(flagged)}; elsewhere {rule}." if flagged else f"Undisturbed: {rule}."
+        )
+        return "\n\n".join([*parts, verdict + " Disturbed numbers are not representative."]) + "\n"
+
+
+def write_results(
+    results: dict[str, Any], report: Report, folder: Path, smoke: bool, **files: Callable[[Path], Path]
+) -> list[Path]:
+    """<name>[-smoke]-<UTC>.json and .md, <name>-latest.md for full runs; `files` are further writers,
+    each given the path stem and returning the file it wrote (recorded in the JSON under its key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = results["benchmark"]
+    stem = folder / f"{name}{'-smoke' if smoke else ''}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    results |= {key: write(stem).name for key, write in files.items()}
+    paths = [Path(f"{stem}.json"), Path(f"{stem}.md"), *(stem.parent / results[key] for key in files)]
+    paths[0].write_text(json.dumps(results, indent=2) + "\n")
+    paths[1].write_text(markdown := report.render(results))
+    if not smoke:
+        (folder / f"{name}-latest.md").write_text(markdown)
+    print(markdown)
+    print("written: " + ", ".join(str(path) for path in paths))
+    return paths
