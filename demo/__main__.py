@@ -29,6 +29,9 @@ def choose_weights() -> str:
         return os.environ["VGG16_WEIGHTS"]
     if (Path.home() / ".keras" / "models" / IMAGENET_FILE).is_file():
         return "imagenet"
+    from imgsearch.features import visible_gpus
+
+    visible_gpus()  # TensorFlow's first device look-up: without the cuInit noise of CPU-only machines
     socket.setdefaulttimeout(15)
     try:
         import keras
