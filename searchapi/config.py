@@ -66,13 +66,20 @@ def load_filter_fields(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def load_allowed_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
-    """SEARCH_URL_ALLOWED_HOSTS in the canonical form urlfetch compares with (lower-case, IDNA)."""
+    """SEARCH_URL_ALLOWED_HOSTS in the canonical form urlfetch compares with (lower-case, IDNA);
+    an entry may name a port ("host:port", "[IPv6]:port")."""
+    from searchapi.urlfetch import allowlist_entry
+
     hosts = []
     for host in env_list(env, "SEARCH_URL_ALLOWED_HOSTS"):
         try:
             hosts.append(host.lower().encode("idna").decode("ascii"))
         except UnicodeError:
             raise ConfigError(f"SEARCH_URL_ALLOWED_HOSTS: {host!r} is not a valid host name") from None
+        try:
+            allowlist_entry(hosts[-1])
+        except ValueError as exc:
+            raise ConfigError(f"SEARCH_URL_ALLOWED_HOSTS: {host!r}: {exc}") from None
     return tuple(hosts)
 
 
