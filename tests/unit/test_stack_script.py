@@ -1,4 +1,4 @@
-"""scripts/stack.sh's version handling, offline: ES_VERSION validated by name, both majors pinned."""
+"""scripts/stack.sh offline: ES_VERSION checks, pins, `up` beside running services (faked), the secure node."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import pinned_versions
+from tests.support import stack as stack_support
+from tests.support.stack import pinned_versions, secure_node_for_tests
 
 STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
 VERSION = re.compile(r"^\d+\.\d+\.\d+(\.\d+)?$")
@@ -195,3 +196,52 @@ def test_mariadb_on_another_port_is_moved_to_mysql_port(fake_machine, tmp_path):
     assert "MariaDB runs on port 3307, want 3306; restarting" in result.stderr
     log = calls.read_text()
     assert "service mariadb stop" in log and "service mariadb start" in log
+
+
+# ------------------------------------------------------------------ the secure node around the tests
+
+
+@pytest.fixture
+def stack_calls(monkeypatch):
+    """Commands given to scripts/stack.sh (faked): status-secure prints `status`, up-secure exits `up_rc`."""
+    calls: list[str] = []
+    state = {"status": "elasticsearch (secure): stopped", "up_rc": 0}
+
+    def run_stack(command: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        calls.append(command)
+        rc = state["up_rc"] if command == "up-secure" else 0
+        out = state["status"] + "\n" if command == "status-secure" else ""
+        return subprocess.CompletedProcess([command], rc, out, "")
+
+    monkeypatch.setattr(stack_support, "run_stack", run_stack)
+    return calls, state
+
+
+def test_a_secure_node_the_tests_started_is_stopped_after_them(stack_calls):
+    calls, _ = stack_calls
+    with secure_node_for_tests() as started:
+        assert started.returncode == 0
+    assert calls == ["status-secure", "up-secure", "down-secure"]
+
+
+def test_a_secure_node_that_failed_to_start_is_stopped_too(stack_calls):
+    calls, state = stack_calls
+    state["up_rc"] = 1
+    with pytest.raises(RuntimeError), secure_node_for_tests() as started:
+        raise RuntimeError(f"up-secure exited {started.returncode}")  # as pytest.fail does
+    assert calls[-1] == "down-secure"
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "elasticsearch (secure): running on https://127.0.0.1:9201 (version 8.19.21, pid 1)",
+        "elasticsearch (secure): process 1 alive but not answering on https://127.0.0.1:9201 (starting?)",
+    ],
+)
+def test_a_secure_node_that_ran_before_is_left_running(stack_calls, status):
+    calls, state = stack_calls
+    state["status"] = status
+    with secure_node_for_tests():
+        pass
+    assert calls == ["status-secure", "up-secure"]
