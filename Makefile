@@ -48,8 +48,12 @@ format: venv  ## apply ruff fixes and formatting
 browser:  ## install Debian's chromium if missing (the search page test drives it headless)
 	bash scripts/browser.sh
 
+# The security-on node (port 9201) is stopped after the run when it was stopped before, even if pytest
+# died before its own clean-up; `stack-up` reuses services that are up and healthy (a demo keeps running).
 test: lint stack-up browser  ## lint, start the stack, run unit + integration tests against it, then test-es9
-	$(STACK_ENV) && ES_EXPECT_VERSION=$${ES_VERSION:-$(ES_DEFAULT_VERSION)} $(BIN)/pytest
+	secure_before="$$($(STACK) status-secure)"; rc=0; \
+	{ $(STACK_ENV) && ES_EXPECT_VERSION=$${ES_VERSION:-$(ES_DEFAULT_VERSION)} $(BIN)/pytest; } || rc=$$?; \
+	if [[ "$$secure_before" == *": stopped" ]]; then $(STACK) down-secure; fi; exit $$rc
 	$(MAKE) test-es9
 
 test-es9: venv browser  ## the integration suite against the ES9_VERSION of scripts/versions.env on ports 9202/9203 (started, then stopped)

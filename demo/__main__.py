@@ -12,6 +12,7 @@ import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from demo.catalog import PHOTOS, VIEWS, load_catalog, write_photo_files
 from imgsearch.logsetup import configure_logging
@@ -29,6 +30,9 @@ def choose_weights() -> str:
         return os.environ["VGG16_WEIGHTS"]
     if (Path.home() / ".keras" / "models" / IMAGENET_FILE).is_file():
         return "imagenet"
+    from imgsearch.features import visible_gpus
+
+    visible_gpus()  # TensorFlow's first device look-up: without the cuInit noise of CPU-only machines
     socket.setdefaulttimeout(15)
     try:
         import keras
@@ -64,6 +68,23 @@ def serve_photos(folder: Path, port: int) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/"
 
 
+def photo_hosts(base_url: str) -> str:
+    """The SEARCH_URL_ALLOWED_HOSTS value that lets image_url reach the demo photo server and
+    nothing else on this machine (not Elasticsearch on :9200): its own port, by IP and by name."""
+    port = urlsplit(base_url).port
+    return f"127.0.0.1:{port},localhost:{port}"
+
+
+def demo_environment(base_url: str, weights: str) -> dict[str, str]:
+    """The variables the demo's indexer and API run with (SEARCH_URL_ALLOWED_HOSTS, if set, wins)."""
+    return {
+        **environ(),
+        "IMAGE_BASE_URL": base_url,
+        "VGG16_WEIGHTS": weights,
+        "SEARCH_URL_ALLOWED_HOSTS": os.environ.get("SEARCH_URL_ALLOWED_HOSTS", photo_hosts(base_url)),
+    }
+
+
 def run_indexer(env: dict[str, str]) -> int:
     """Run the real CLI, exactly as cron would."""
     command = [sys.executable, "-m", "indexer", "full", "--max-failure-ratio", "0"]
@@ -84,12 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     entries = write_photo_files(Path(args.folder), args.products, args.views)
     base_url = serve_photos(Path(args.folder), args.photo_port)
-    env = {
-        **environ(),
-        "IMAGE_BASE_URL": base_url,
-        "VGG16_WEIGHTS": choose_weights(),
-        "SEARCH_URL_ALLOWED_HOSTS": os.environ.get("SEARCH_URL_ALLOWED_HOSTS", "127.0.0.1,localhost"),
-    }
+    env = demo_environment(base_url, choose_weights())
     load_catalog(load_mysql_config(env), entries)
     log.info("demo catalog: %d images of %d products, served at %s", len(entries), args.products, base_url)
     if (code := run_indexer(env)) != 0:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +20,10 @@ BF16_GPU_COMPUTE_CAPABILITY = (8, 0)  # Ampere and newer have bf16 tensor cores
 CPU_FLOAT32_BATCH = 8
 CPU_BFLOAT16_BATCH = 32  # bf16 b32 vs b8: 84.5 vs 70.9 img/s on Xeon AMX, a tie on Zen 4 (14.00 vs 14.02)
 GPU_BATCH = 64  # the fastest of 64..256 on an H200 in both precisions (docs/hardware.md)
+GPU_DEVICE_NODES = ("/dev/nvidia*", "/dev/dxg")  # NVIDIA driver files on Linux; GPUs under WSL2
+# TensorFlow's CUDA build logs this ERROR at its first device look-up wherever no CUDA driver exists.
+CUINIT_NO_DRIVER_LINE = re.compile(rb"failed call to cuInit: .*\(303\)")
+_STDERR_LOCK = threading.Lock()  # descriptor 2 is process-wide: one redirection at a time
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,65 @@ def read_cpu_facts(path: str = "/proc/cpuinfo") -> CpuFacts:
     except OSError:
         text = ""
     return parse_cpuinfo(text, os.cpu_count() or 1)
+
+
+def gpu_device_nodes(patterns: tuple[str, ...] = GPU_DEVICE_NODES) -> list[str]:
+    """The GPU driver's device files on this machine, found without initialising CUDA."""
+    return sorted(path for pattern in patterns for path in glob.glob(pattern))
+
+
+def gpu_expected(env: Mapping[str, str] | None = None) -> bool:
+    """Whether a GPU may be here: driver device files exist, or CUDA_VISIBLE_DEVICES names a device."""
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES", "").strip()
+    return bool(gpu_device_nodes()) or visible not in ("", "-1")
+
+
+def drop_cuinit_noise(captured: bytes) -> bytes:
+    """`captured` stderr output without TensorFlow's 'failed call to cuInit ... (303)' lines."""
+    lines = captured.splitlines(keepends=True)
+    return b"".join(line for line in lines if not CUINIT_NO_DRIVER_LINE.search(line))
+
+
+def write_stderr(data: bytes) -> None:
+    """Write all of `data` to file descriptor 2."""
+    while data:
+        data = data[os.write(2, data) :]
+
+
+@contextlib.contextmanager
+def stderr_filtered(keep: Callable[[bytes], bytes]) -> Iterator[None]:
+    """For the block, descriptor 2 (C++ and Python output alike) goes to a file; afterwards
+    `keep(what was written)` goes to the real stderr. Where it cannot be redirected, nothing changes."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no descriptor 2 to redirect
+            saved = None
+        if saved is None:
+            yield
+            return
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            write_stderr(keep(capture.read()))
+
+
+@contextlib.contextmanager
+def quiet_cuda_probe(gpu_present: bool | None = None) -> Iterator[None]:
+    """Around TensorFlow's first device look-up: where no GPU can be present, drop its cuInit (303)
+    ERROR line, which C++ logging prints whatever TF_CPP_MIN_LOG_LEVEL=2 says. Where a GPU may be
+    present nothing changes, so a real CUDA failure is still printed."""
+    if gpu_expected() if gpu_present is None else gpu_present:
+        yield
+        return
+    with stderr_filtered(drop_cuinit_noise):
+        yield
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgsearch.compute import ComputePlan, CpuFacts, GpuFacts, plan_compute, read_cpu_facts
+from imgsearch.compute import (
+    ComputePlan,
+    CpuFacts,
+    GpuFacts,
+    plan_compute,
+    quiet_cuda_probe,
+    read_cpu_facts,
+)
 from imgsearch.config import ModelConfig
 from imgsearch.imaging import TARGET_SIZE
 
@@ -99,10 +106,14 @@ def build_vgg16(weights: str, seed: int, policy: str = "float32"):
 
 
 def visible_gpus() -> list:
-    """GPUs TensorFlow sees, set to grow memory on demand (the API and the indexer may share one)."""
+    """GPUs TensorFlow sees, set to grow memory on demand (the API and the indexer may share one).
+
+    Call it before anything else runs TensorFlow: its first device look-up initialises CUDA, which
+    on a machine without a GPU logs a cuInit ERROR that quiet_cuda_probe drops."""
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
+    with quiet_cuda_probe():
+        gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         with contextlib.suppress(RuntimeError, ValueError):  # already initialised: keep TF's allocation
             tf.config.experimental.set_memory_growth(gpu, True)

@@ -2,7 +2,8 @@
 # Local "real stack" without Docker: Elasticsearch (official integ-test zip, fetched
 # by Maven coordinates) + MariaDB (Debian package).
 #
-#   scripts/stack.sh up      install what is missing, start both, wait until they answer
+#   scripts/stack.sh up      install what is missing, start both, wait until they answer (a service
+#                            that is already up and healthy is reused as it is, never restarted)
 #   scripts/stack.sh down    stop both (tolerant if already stopped)
 #   scripts/stack.sh status  print what runs
 #   scripts/stack.sh env     print `export ES_URL=...` / `export MYSQL_URL=...` lines
@@ -99,6 +100,8 @@ ES_ZIP="$MAVEN_REPO_LOCAL/org/elasticsearch/distribution/integ-test-zip/elastics
 MARIADB_CNF=/etc/mysql/mariadb.conf.d/60-imgsearch-stack.cnf
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
+
+can_be_root() { is_root || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; }
 
 as_root() {
   if is_root; then
@@ -388,6 +391,8 @@ es_wait_healthy() {
 
 # The node on ES_PORT runs ES_VERSION afterwards: one of that version is reused, one of another version
 # that this script started is stopped first (its data folder stays for when that version comes back).
+# A node that answers is never stopped on a doubt: one whose version cannot be read (a busy node that
+# is slow to answer) is left running as it is.
 es_up() {
   if es_answers; then
     local running
@@ -396,9 +401,13 @@ es_up() {
       log "reusing Elasticsearch already answering on $ES_URL (version $running)"
       return 0
     fi
+    if [ -z "$running" ]; then
+      log "WARNING: Elasticsearch answers on $ES_URL but its version could not be read; leaving it running as it is"
+      return 0
+    fi
     es_pid >/dev/null ||
-      die "Elasticsearch ${running:-of an unknown version} answers on $ES_URL and was not started by this script; stop it or set ES_PORT"
-    log "Elasticsearch ${running:-?} runs on $ES_URL; replacing it with $ES_VERSION"
+      die "Elasticsearch $running answers on $ES_URL and was not started by this script; stop it or set ES_PORT"
+    log "Elasticsearch $running runs on $ES_URL; replacing it with $ES_VERSION"
     es_down
   fi
   need_cmd curl curl
@@ -434,12 +443,18 @@ es_up() {
 }
 
 es_version() {
-  curl -fsS -m 3 "$ES_URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null |
+  curl -fsS -m "${1:-3}" "$ES_URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null |
     sed -n 's/.*"version" *: *"\([^"]*\)".*/version \1/p' | head -n1
 }
 
-es_running_version() { # the version number of the node answering on ES_URL (empty if unknown)
-  es_version | sed 's/^version //'
+es_running_version() { # the version number of the node answering on ES_URL (empty if unknown after 3 tries)
+  local version
+  for _ in 1 2 3; do
+    version="$(es_version 10 | sed 's/^version //')"
+    [ -z "$version" ] || break
+    sleep 1
+  done
+  echo "$version"
 }
 
 # adopt_legacy_data LEGACY NEW PORT_TAG: earlier releases of this script kept one data folder, always
@@ -668,10 +683,13 @@ es_secure_version() {
     sed -n 's/.*"version" *: *"\([^"]*\)".*/version \1/p' | head -n1
 }
 
+es_secure_plugins() { # the running node's plugin descriptions (fails when they cannot be read)
+  es_secure_curl "/_nodes/_local/plugins?filter_path=nodes.*.plugins.description" -f -m 10 2>/dev/null
+}
+
 es_secure_shim_loaded() { # es_secure_shim_loaded [hash]: the running node loaded the shim (of that build)
   local plugins
-  plugins="$(es_secure_curl "/_nodes/_local/plugins?filter_path=nodes.*.plugins.description" -f -m 10 2>/dev/null)" ||
-    return 1
+  plugins="$(es_secure_plugins)" || return 1
   [[ "$plugins" == *"analysis shim, source ${1:-}"* ]]
 }
 
@@ -803,7 +821,12 @@ es_secure_up() {
   ensure_es_unpacked
   build_analysis_shim
   if es_secure_answers; then
-    if es_secure_shim_loaded "$SHIM_HASH"; then
+    local plugins
+    if ! plugins="$(es_secure_plugins)"; then
+      log "WARNING: the secure node answers on $ES_SECURE_URL but its plugins could not be read; leaving it running as it is"
+      return 0
+    fi
+    if [[ "$plugins" == *"analysis shim, source $SHIM_HASH"* ]]; then
       log "reusing secure Elasticsearch already answering on $ES_SECURE_URL (analysis shim $SHIM_HASH loaded)"
       return 0
     fi
@@ -988,9 +1011,17 @@ FLUSH PRIVILEGES;
 SQL
 }
 
+# A server that already lets the app user in on MYSQL_PORT is reused as it is (never restarted, its
+# configuration not rewritten); only its grants are refreshed when root can reach it. A MariaDB of this
+# machine that runs on another port (a definite one, not a failed query) is restarted on MYSQL_PORT.
 mysql_up() {
-  if ! mysql_server_installed && mysql_app_ping; then
-    log "reusing MySQL already answering on 127.0.0.1:$MYSQL_PORT (not a local MariaDB; grants not managed)"
+  if mysql_app_ping; then
+    if mysql_server_installed && can_be_root && mysql_root_ping; then
+      log "reusing running MariaDB ($(mysql_root_sql -e 'SELECT VERSION()' 2>/dev/null), port $MYSQL_PORT)"
+      mariadb_setup_db
+    else
+      log "reusing MySQL already answering on 127.0.0.1:$MYSQL_PORT (grants not managed: no root access)"
+    fi
     return 0
   fi
   ensure_mariadb_installed
@@ -998,12 +1029,12 @@ mysql_up() {
   if mysql_root_ping; then
     local port
     port="$(mysql_root_sql -e 'SELECT @@port' 2>/dev/null || true)"
-    if [ "$port" != "$MYSQL_PORT" ]; then
-      log "MariaDB runs on port ${port:-?}, want $MYSQL_PORT; restarting"
+    if [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" != "$MYSQL_PORT" ]; then
+      log "MariaDB runs on port $port, want $MYSQL_PORT; restarting"
       mariadb_stop
       mariadb_start
     else
-      log "reusing running MariaDB ($(mysql_root_sql -e 'SELECT VERSION()' 2>/dev/null), port $port)"
+      log "MariaDB runs (port ${port:-?}) but the app login failed; setting up its database and user"
     fi
   else
     mariadb_start

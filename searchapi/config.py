@@ -38,7 +38,9 @@ class SearchConfig(EnvSettings):
         "SEARCH_URL_MAX_BYTES", 10 * 1024 * 1024, "largest image_url download in bytes"
     )
     url_allowed_hosts: Names = env_var(
-        "SEARCH_URL_ALLOWED_HOSTS", (), "image_url hosts allowed to resolve to private addresses (own CDN)"
+        "SEARCH_URL_ALLOWED_HOSTS",
+        (),
+        "image_url hosts (host or host:port) allowed to resolve to private addresses (own CDN)",
     )
     es_timeout: Annotated[float, number(0.1)] = env_var(
         "SEARCH_ES_TIMEOUT", 5.0, "seconds before a slow or unreachable Elasticsearch becomes a 503"
@@ -99,13 +101,20 @@ class SearchConfig(EnvSettings):
     @field_validator("url_allowed_hosts")
     @classmethod
     def canonical_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
-        """In the form urlfetch compares with (lower-case, IDNA)."""
+        """In the form urlfetch compares with (lower-case, IDNA); an entry may name a port
+        ("host:port", "[IPv6]:port")."""
+        from searchapi.urlfetch import allowlist_entry
+
         canonical = []
         for host in hosts:
             try:
                 canonical.append(host.lower().encode("idna").decode("ascii"))
             except UnicodeError:
                 raise ConfigError(f"SEARCH_URL_ALLOWED_HOSTS: {host!r} is not a valid host name") from None
+            try:
+                allowlist_entry(canonical[-1])
+            except ValueError as exc:
+                raise ConfigError(f"SEARCH_URL_ALLOWED_HOSTS: {host!r}: {exc}") from None
         return tuple(canonical)
 
 

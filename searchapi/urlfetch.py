@@ -35,8 +35,10 @@ from searchapi.errors import ApiError
 # - "localhost" and *.localhost are loopback by definition (RFC 6761) and refused by name.
 # - Allowlist (SEARCH_URL_ALLOWED_HOSTS): compared with that exact canonical host string, so an
 #   allowlisted "127.0.0.1" does not allow "127.1", "2130706433" or "localhost" (a trailing dot is kept
-#   too: "cdn.example." is not "cdn.example"). An allowlisted host may resolve to private addresses but
-#   never to ALWAYS_FORBIDDEN ones (unspecified, link-local incl. 169.254.169.254, multicast, reserved).
+#   too: "cdn.example." is not "cdn.example"). An entry with a port ("127.0.0.1:8001",
+#   "[2001:db8::1]:8443") allows that host on that port only (an implicit :80/:443 counts); without one,
+#   any port. An allowlisted host may resolve to private addresses but never to ALWAYS_FORBIDDEN ones
+#   (unspecified, link-local incl. 169.254.169.254, multicast, reserved).
 # - Addresses: the host is resolved once per hop and EVERY address must be public (is_public_address);
 #   the connection goes to a checked address, so no second lookup can be rebound. IPv6 forms that embed
 #   an IPv4 address (IPv4-mapped ::ffff:0:0/96, NAT64 64:ff9b::/96, 6to4 2002::/16) are judged by that
@@ -100,6 +102,7 @@ DOTTED_QUAD = re.compile(rf"{OCTET}\.{OCTET}\.{OCTET}\.{OCTET}")
 HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 NETLOC = re.compile(r"(?:\[(?P<ipv6>[^\[\]]*)\]|(?P<name>[^\[\]:]*))(?::(?P<port>[^:]*))?")
+ALLOWLIST_ENTRY = re.compile(r"(?:\[(?P<ipv6>[^\[\]]*)\]|(?P<name>[^\[\]:]+))(?::(?P<port>[0-9]{1,5}))?")
 PRINTABLE_ASCII = "".join(chr(code) for code in range(0x21, 0x7F))
 
 
@@ -312,9 +315,41 @@ def parse_target(url: str) -> Target:
     return Target(parts.scheme, host, port, bool(port_text), request_path(parts))
 
 
+def allowlist_entry(entry: str) -> tuple[str, int | None]:
+    """(host, port or None for any port) of one allowlist entry: "cdn.example", "cdn.example:8443",
+    "[2001:db8::1]:8443" or a bare IPv6 address (any port); raises ValueError for anything else."""
+    if not entry.startswith("[") and (":" not in entry or is_ipv6_text(entry)):
+        return entry, None
+    match = ALLOWLIST_ENTRY.fullmatch(entry)
+    if match is None:
+        raise ValueError("expected host, host:port or [IPv6 address]:port")
+    if match["ipv6"] is not None and not is_ipv6_text(match["ipv6"]):
+        raise ValueError(f"{match['ipv6']!r} is not an IPv6 address")
+    host = match["name"] or str(ipaddress.IPv6Address(match["ipv6"]))
+    if match["port"] is None:
+        return host, None
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise ValueError("the port is not a number between 1 and 65535")
+    return host, port
+
+
+def is_ipv6_text(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def is_allowlisted(target: Target, allowed_hosts: tuple[str, ...]) -> bool:
-    """Exact match of the canonical host: other spellings of an allowlisted host are checked as usual."""
-    return target.host in allowed_hosts
+    """Exact match of the canonical host (other spellings of an allowlisted host are checked as
+    usual) and of the port where the entry names one."""
+    for entry in allowed_hosts:
+        host, port = allowlist_entry(entry)
+        if host == target.host and port in (None, target.port):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- time

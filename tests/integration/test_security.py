@@ -33,6 +33,7 @@ from imgsearch.esclient import failure_message, make_client
 from searchapi import create_app
 from tests.integration.helpers import REPO, photo_entries, run_cli, seed
 from tests.support.catalog import catalog_environment
+from tests.support.stack import secure_node_for_tests
 
 pytestmark = [pytest.mark.integration]
 
@@ -61,30 +62,28 @@ def stack(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def secure_node() -> Iterator[SecureNode]:
     """The security-enabled node; a node that cannot be started fails the tests (never skips them).
-    A node these tests started is stopped after them; one that was already running is left running."""
-    already_running = stack("status-secure").stdout.startswith("elasticsearch (secure): running")
-    started = stack("up-secure")
-    if started.returncode != 0:
-        pytest.fail(
-            "scripts/stack.sh up-secure could not start the security-enabled Elasticsearch:\n"
-            + started.stderr[-4000:],
-            pytrace=False,
+    A node these tests started is stopped after them, also when starting it failed; one that was
+    already running is left running."""
+    with secure_node_for_tests() as started:
+        if started.returncode != 0:
+            pytest.fail(
+                "scripts/stack.sh up-secure could not start the security-enabled Elasticsearch:\n"
+                + started.stderr[-4000:],
+                pytrace=False,
+            )
+        values = {}
+        for line in stack("env-secure").stdout.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            values[name] = shlex.split(value)[0] if value else ""
+        yield SecureNode(
+            url=values["ES_SECURE_URL"],
+            ca_certs=values["ES_SECURE_CA_CERTS"],
+            fingerprint=values["ES_SECURE_FINGERPRINT"],
+            ca_fingerprint=values["ES_SECURE_CA_FINGERPRINT"],
+            admin_password=values["ES_SECURE_PASSWORD"],
+            config_dir=Path(values["ES_SECURE_CONFIG_DIR"]),
+            users_password=values["ES_SECURE_USERS_PASSWORD"],
         )
-    values = {}
-    for line in stack("env-secure").stdout.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        values[name] = shlex.split(value)[0] if value else ""
-    yield SecureNode(
-        url=values["ES_SECURE_URL"],
-        ca_certs=values["ES_SECURE_CA_CERTS"],
-        fingerprint=values["ES_SECURE_FINGERPRINT"],
-        ca_fingerprint=values["ES_SECURE_CA_FINGERPRINT"],
-        admin_password=values["ES_SECURE_PASSWORD"],
-        config_dir=Path(values["ES_SECURE_CONFIG_DIR"]),
-        users_password=values["ES_SECURE_USERS_PASSWORD"],
-    )
-    if not already_running:
-        stack("down-secure")
 
 
 @pytest.fixture(scope="module")

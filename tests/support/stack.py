@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 VERSIONS_FILE = Path(__file__).resolve().parents[2] / "scripts" / "versions.env"
@@ -85,3 +87,31 @@ def stop_elasticsearch() -> None:
 def start_elasticsearch() -> None:
     """Start the local Elasticsearch again (blocks until it answers)."""
     subprocess.run(["bash", str(STACK_SCRIPT), "start-es"], check=True, timeout=300)
+
+
+def run_stack(command: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`scripts/stack.sh <command>` with this process's environment (ports, STACK_HOME); never raises
+    for its exit status."""
+    return subprocess.run(
+        ["bash", str(STACK_SCRIPT), command], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def secure_node_stopped() -> bool:
+    """True only when `stack.sh status-secure` says the security-on node is stopped (a node that
+    answers, or whose process is still starting, counts as running)."""
+    status = run_stack("status-secure", timeout=60)
+    return status.returncode == 0 and status.stdout.strip().endswith(": stopped")
+
+
+@contextmanager
+def secure_node_for_tests() -> Iterator[subprocess.CompletedProcess]:
+    """`stack.sh up-secure` for the block, which gets its result to check. Afterwards a node that was
+    stopped before is stopped again, also when starting it failed or the block raised; one that ran
+    before is left running."""
+    stopped_before = secure_node_stopped()
+    try:
+        yield run_stack("up-secure")
+    finally:
+        if stopped_before:
+            run_stack("down-secure", timeout=180)

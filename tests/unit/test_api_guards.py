@@ -84,3 +84,16 @@ def test_allowlisted_hosts_are_canonicalised_like_url_hosts():
         {"SEARCH_URL_ALLOWED_HOSTS": "CDN.Example.com, bücher.example"}
     ).url_allowed_hosts
     assert hosts == ("cdn.example.com", "xn--bcher-kva.example")
+
+
+def test_allowlisted_hosts_may_name_a_port():
+    hosts = load_search_config(
+        {"SEARCH_URL_ALLOWED_HOSTS": "127.0.0.1:8001, Bücher.example:8443, [::1]:8001"}
+    ).url_allowed_hosts
+    assert hosts == ("127.0.0.1:8001", "xn--bcher-kva.example:8443", "[::1]:8001")
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "cdn:http", "[cdn]:80"])
+def test_a_malformed_allowlist_entry_is_a_configuration_error(entry):
+    with pytest.raises(ConfigError, match="SEARCH_URL_ALLOWED_HOSTS"):
+        load_search_config({"SEARCH_URL_ALLOWED_HOSTS": entry})

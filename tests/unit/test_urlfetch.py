@@ -17,6 +17,7 @@ from searchapi.urlfetch import (
     FetchFailure,
     Redirect,
     Target,
+    allowlist_entry,
     canonical_host,
     checked_addresses,
     fetch_image_url,
@@ -343,6 +344,75 @@ def test_host_header_keeps_the_url_host(url, header):
 )
 def test_allowlist_compares_the_exact_canonical_host(url, allowlisted):
     assert is_allowlisted(parse_target(url), ("127.0.0.1", "cdn.shop.example")) is allowlisted
+
+
+@pytest.mark.parametrize(
+    ("entry", "parsed"),
+    [
+        ("cdn.shop.example", ("cdn.shop.example", None)),
+        ("cdn.shop.example:8443", ("cdn.shop.example", 8443)),
+        ("127.0.0.1:8001", ("127.0.0.1", 8001)),
+        ("::1", ("::1", None)),  # a bare IPv6 address: any port
+        ("[::1]", ("::1", None)),
+        ("[0:0::1]:8001", ("::1", 8001)),  # compared with the URL's RFC 5952 form
+        ("[2001:db8::1]:65535", ("2001:db8::1", 65535)),
+    ],
+)
+def test_allowlist_entries_may_name_a_port(entry, parsed):
+    assert allowlist_entry(entry) == parsed
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["cdn.example:", "cdn.example:0", "cdn.example:65536", "cdn.example:http", "a:b:c", "[x]:80", "[]"],
+)
+def test_malformed_allowlist_entries_are_refused(entry):
+    with pytest.raises(ValueError):
+        allowlist_entry(entry)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowlisted"),
+    [
+        ("http://127.0.0.1:8001/a.jpg", True),
+        ("http://127.0.0.1:9200/", False),  # another port of an allowlisted host: checked as usual
+        ("http://127.0.0.1/a.jpg", False),
+        ("http://cdn.shop.example/a.jpg", False),  # implicit :80
+        ("https://cdn.shop.example/a.jpg", True),  # implicit :443
+        ("http://cdn.shop.example:443/a.jpg", True),
+        ("https://cdn.shop.example:8443/a.jpg", False),
+        ("http://[::1]:8001/a.jpg", True),
+        ("http://[::1]:8002/a.jpg", False),
+        ("http://127.1:8001/a.jpg", False),  # other spellings stay refused, port or not
+    ],
+)
+def test_an_allowlist_entry_with_a_port_allows_that_port_only(url, allowlisted):
+    allowed = ("127.0.0.1:8001", "cdn.shop.example:443", "[::1]:8001")
+    try:
+        target = parse_target(url)
+    except FetchFailure:
+        assert not allowlisted
+        return
+    assert is_allowlisted(target, allowed) is allowlisted
+
+
+def test_a_loopback_name_is_allowlisted_on_its_port_only(fake_dns):
+    assert fetch_hop_checks("http://localhost:8001/", allowed_hosts=("localhost:8001",))
+    with pytest.raises(FetchFailure, match="loopback name") as caught:
+        fetch_hop_checks("http://localhost:9200/", allowed_hosts=("localhost:8001",))
+    assert caught.value.code == "forbidden_image_url"
+
+
+def test_an_ip_allowlisted_on_one_port_is_loopback_on_the_others():
+    assert fetch_hop_checks("http://127.0.0.1:8001/", allowed_hosts=("127.0.0.1:8001",)) == ["127.0.0.1"]
+    with pytest.raises(FetchFailure, match="not a public address") as caught:
+        fetch_hop_checks("http://127.0.0.1:9200/", allowed_hosts=("127.0.0.1:8001",))
+    assert caught.value.code == "forbidden_image_url"
+
+
+def test_a_port_does_not_lift_the_always_forbidden_addresses():
+    with pytest.raises(FetchFailure, match="not a public address"):
+        fetch_hop_checks("http://169.254.169.254:80/", allowed_hosts=("169.254.169.254:80",))
 
 
 @pytest.mark.parametrize(
