@@ -25,6 +25,13 @@ _DECODE_ERRORS = (
     Image.DecompressionBombError,
 )
 
+# open_image's pixel cap (IMAGE_MAX_PIXELS) is the decompression-bomb guard, checked from the header
+# before any pixel is decoded, with one reason and message for every size. Pillow's own guard would
+# add a second one: a DecompressionBombWarning printed past 89 M pixels and an error with another
+# message past 179 M. Setting its limit to None (a plain module attribute, read at each open) turns
+# only that off; the cap below always runs.
+Image.MAX_IMAGE_PIXELS = None
+
 
 def decode_failure(reason: str, message: str) -> RowFailure:
     """A decode-stage failure with a reason code for the error histogram."""
@@ -32,12 +39,7 @@ def decode_failure(reason: str, message: str) -> RowFailure:
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (header only) and check format and pixel count before any pixel is decoded.
-
-    This pixel check is the decompression-bomb guard. Pillow's own (a warning past
-    Image.MAX_IMAGE_PIXELS, an error past twice that) is left as it is: turning its warning into an
-    error with `warnings.catch_warnings` is not thread-safe, and decoding runs on worker threads.
-    """
+    """Open (header only) and check format and pixel count before any pixel is decoded."""
     if not data:
         raise decode_failure("empty", "the file is empty (0 bytes)")
     try:

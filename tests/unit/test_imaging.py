@@ -132,8 +132,12 @@ def test_truncated_webp():
     decode_fails(data[: len(data) // 2], "truncated")
 
 
-def test_bomb_under_pillow_error_limit_gets_our_reason_and_message():
-    data = encode(Image.new("1", (10000, 10000)), "PNG")  # 100 M pixels, 12 kB: Pillow only warns
-    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's warning stays a warning: our cap decides
-        failure = decode_fails(data, "too_many_pixels")
-    assert "100000000 pixels exceeds the cap of 40000000" in failure.message
+@pytest.mark.parametrize(
+    "side",
+    [10_000, 15_000],  # 100 M pixels (past Pillow's warning limit), 225 M (past its error limit)
+)
+def test_every_bomb_size_gets_one_reason_and_message_without_pillow_warning(side, recwarn):
+    data = encode(Image.new("1", (side, side)), "PNG")  # 1-bit zeros: a few kB of PNG
+    failure = decode_fails(data, "too_many_pixels")
+    assert failure.message == f"{side}x{side} = {side * side} pixels exceeds the cap of 40000000"
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
