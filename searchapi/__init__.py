@@ -11,6 +11,10 @@ from flask import Flask
 from imgsearch.features import FeatureExtractor
 from imgsearch.settings import environ
 from searchapi.config import SearchConfig, load_search_config
+from searchapi.search import find_similar
+
+# create_app, make_search_client and find_similar are its public surface (what bench/ and demo/ use).
+__all__ = ["create_app", "find_similar", "make_search_client"]
 
 log = logging.getLogger(__name__)
 
