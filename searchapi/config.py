@@ -9,7 +9,18 @@ from typing import Annotated
 from pydantic import field_validator
 
 from imgsearch.config import ElasticConfig, ModelConfig
-from imgsearch.settings import ConfigError, EnvSettings, comma_list, env_var, integer, number, read
+from imgsearch.settings import (
+    ConfigError,
+    EnvSettings,
+    Rule,
+    choice,
+    comma_list,
+    env_var,
+    flag,
+    integer,
+    number,
+    read,
+)
 
 MIN_API_KEY_LENGTH = 16
 # Keyword fields of mappings/images.json a client may filter on (never the vector or free text).
@@ -121,3 +132,35 @@ class SearchConfig(EnvSettings):
 def load_search_config(env: Mapping[str, str]) -> SearchConfig:
     """Read and validate every API variable; raises ConfigError naming the bad ones."""
     return read(SearchConfig, env)
+
+
+_LOG_LEVELS = choice("debug", "info", "warning", "error", "critical")
+LOG_LEVEL = Rule(lambda raw: _LOG_LEVELS.parse(str(raw).lower()), _LOG_LEVELS.text)  # any case, as gunicorn
+
+
+class ServerSettings(EnvSettings):
+    """gunicorn's layout for the API (searchapi/gunicorn.conf.py), read once in the master process."""
+
+    bind: str = env_var("SEARCH_BIND", "127.0.0.1:8000", "address gunicorn listens on (host:port)")
+    workers: Annotated[int, integer(1, 64)] = env_var(
+        "SEARCH_WORKERS", 1, "worker processes, each with its own model copy (1 on a 2-core box)"
+    )
+    threads: Annotated[int, integer(1, 256)] = env_var("SEARCH_THREADS", 8, "threads per worker")
+    worker_timeout: Annotated[int, integer(1)] = env_var(
+        "SEARCH_WORKER_TIMEOUT", 120, "seconds a silent worker lives before gunicorn restarts it"
+    )
+    access_log: Annotated[bool, flag()] = env_var(
+        "SEARCH_ACCESS_LOG", True, "gunicorn's access log on stdout"
+    )
+    log_level: Annotated[str, LOG_LEVEL] = env_var("SEARCH_LOG_LEVEL", "info", "gunicorn's log level")
+    metrics_dir: str | None = env_var(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        "with SEARCH_WORKERS > 1: an empty writable folder where the workers share /metrics",
+    )
+
+
+def load_server_settings(env: Mapping[str, str]) -> ServerSettings:
+    """gunicorn's variables, and the workers' (SEARCH_*, ES_*, VGG16_*) checked before any worker starts."""
+    load_search_config(env)
+    return read(ServerSettings, env)

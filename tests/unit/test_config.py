@@ -14,7 +14,7 @@ import pytest
 from imgsearch.config import ElasticConfig, load_elastic_config
 from imgsearch.settings import ConfigError
 from indexer.config import load_indexer_config, parse_mysql_url
-from searchapi.config import load_search_config
+from searchapi.config import load_search_config, load_server_settings
 
 BASE = {"MYSQL_URL": "mysql://u:p%40ss@db.example:3307/shop"}
 
@@ -300,3 +300,34 @@ def test_programs_exit_2_with_the_message(command, env, message):
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SEARCH_WORKERS", "two"), ("SEARCH_LOG_LEVEL", "loud"), ("SEARCH_MAX_UPLOAD_BYTES", "-1")],
+)
+def test_gunicorn_stops_at_once_on_a_bad_variable_naming_it(variable, value):
+    """The real gunicorn with the production config: exit 2 and one line, before any worker starts."""
+    env = {**os.environ, variable: value}
+    started = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-c",
+            "searchapi/gunicorn.conf.py",
+            "searchapi:create_app()",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 2, started.stderr
+    assert started.stderr.strip().startswith(f"configuration error: {variable}")
+    assert "Traceback" not in started.stderr
+
+
+def test_gunicorn_settings_defaults_and_log_level_in_any_case():
+    settings = load_server_settings({"SEARCH_LOG_LEVEL": "WARNING", "SEARCH_ACCESS_LOG": "0"})
+    assert (settings.bind, settings.workers, settings.threads) == ("127.0.0.1:8000", 1, 8)
+    assert (settings.log_level, settings.access_log, settings.metrics_dir) == ("warning", False, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,10 @@ from imgsearch.settings import EnvSettings, Variable, read, variables
 from indexer.__main__ import build_parser
 from indexer.config import IndexerConfig
 from kibana import setup as kibana_setup
-from searchapi.config import SearchConfig
+from searchapi.config import SearchConfig, ServerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = REPO / "env.example"
-GUNICORN_CONF = REPO / "searchapi" / "gunicorn.conf.py"
 LINE = re.compile(r"^(?P<commented>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 
 
@@ -49,24 +47,11 @@ def documented(text: str) -> dict[str, Documented]:
     return entries
 
 
-def gunicorn_variables() -> dict[str, str | None]:
-    """os.environ.get("NAME"[, "default"]) calls of searchapi/gunicorn.conf.py: name -> default."""
-    found: dict[str, str | None] = {}
-    for node in ast.walk(ast.parse(GUNICORN_CONF.read_text())):
-        if (
-            isinstance(node, ast.Call)
-            and ast.unparse(node.func) == "os.environ.get"
-            and isinstance(node.args[0], ast.Constant)
-        ):
-            default = node.args[1].value if len(node.args) > 1 else None  # type: ignore[attr-defined]
-            found[node.args[0].value] = default
-    return found
-
-
 # The process models: what the indexer, the API, kibana set-up and the security script read.
 MODELS: dict[type[EnvSettings], dict[str, str]] = {
     IndexerConfig: {"MYSQL_URL": "mysql://u:p@db.example:3306/shop"},
     SearchConfig: {},
+    ServerSettings: {},
     kibana_setup.KibanaSettings: {},
     AdminElasticConfig: {},
 }
@@ -116,18 +101,8 @@ def test_every_variable_a_model_reads_is_in_env_example_with_its_default():
 
 
 def test_env_example_documents_nothing_that_is_not_read():
-    read_somewhere = set(model_variables()) | set(gunicorn_variables())
+    read_somewhere = set(model_variables())
     assert set(documented(ENV_EXAMPLE.read_text())) - read_somewhere == set()
-
-
-def test_gunicorn_variables_are_documented_with_their_defaults():
-    entries = documented(ENV_EXAMPLE.read_text())
-    assert {"SEARCH_BIND", "SEARCH_WORKERS", "PROMETHEUS_MULTIPROC_DIR"} <= set(gunicorn_variables())
-    for name, default in gunicorn_variables().items():
-        assert name in entries, name
-        assert entries[name].commented == (default is None), name
-        if default is not None:
-            assert entries[name].value == default, name
 
 
 class Extended(ElasticConfig):
