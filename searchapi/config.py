@@ -112,9 +112,9 @@ class SearchConfig(EnvSettings):
     @field_validator("url_allowed_hosts")
     @classmethod
     def canonical_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
-        """In the form urlfetch compares with (lower-case, IDNA); an entry may name a port
+        """In the form urlcheck compares with (lower-case, IDNA); an entry may name a port
         ("host:port", "[IPv6]:port")."""
-        from searchapi.urlfetch import allowlist_entry
+        from searchapi.urlcheck import allowlist_entry
 
         canonical = []
         for host in hosts:

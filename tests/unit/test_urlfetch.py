@@ -11,23 +11,25 @@ import urllib3
 
 from searchapi import urlfetch
 from searchapi.errors import ApiError
-from searchapi.urlfetch import (
-    MAX_REDIRECTS,
-    Deadline,
+from searchapi.urlcheck import (
     FetchFailure,
-    Redirect,
     Target,
     allowlist_entry,
     canonical_host,
-    checked_addresses,
-    fetch_image_url,
-    follow_redirects,
     is_allowlisted,
     is_always_forbidden,
     is_public_address,
+    parse_target,
+)
+from searchapi.urlfetch import (
+    MAX_REDIRECTS,
+    Deadline,
+    Redirect,
+    checked_addresses,
+    fetch_image_url,
+    follow_redirects,
     make_connection,
     network_failure,
-    parse_target,
 )
 from tests.support.fakedns import FakeDns
 
