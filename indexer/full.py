@@ -13,16 +13,11 @@ from elasticsearch.helpers import bulk
 from imgsearch import indices
 from imgsearch.documents import iso
 from imgsearch.errors import FAILURE_STATUSES, SUCCESS_STATUSES, RowStatus
-from imgsearch.features import FeatureExtractor
 from indexer import reuse, versions
-from indexer.config import IndexerConfig
 from indexer.lockedrun import LockedRun, ValidationFailed
-from indexer.pipeline import CompletionTracker, RunOptions
-from indexer.progress import Progress
+from indexer.pipeline import CompletionTracker
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogSource
 from indexer.state import StateConflict, Versioned
-from indexer.stop import StopToken
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +37,7 @@ class FullRebuild(LockedRun):
 
     mode = "full"
 
-    def __init__(
-        self,
-        config: IndexerConfig,
-        es: Elasticsearch,
-        source: CatalogSource,
-        extractor: FeatureExtractor,
-        options: RunOptions = RunOptions(),
-        progress: Progress | None = None,
-        stop: StopToken | None = None,
-    ) -> None:
-        super().__init__(config, es, source, extractor, options, progress, stop)
+    def _start_state(self) -> None:
         self.build_id = f"build:{self.partition.count}"
         self.checkpoint_id = f"checkpoint:full:{self.partition.key}"
         self.carried: Counter = Counter()

@@ -11,17 +11,13 @@ from elasticsearch import Elasticsearch
 from imgsearch import indices
 from imgsearch.documents import CatalogRow, iso
 from imgsearch.errors import FAILURE_STATUSES
-from imgsearch.features import FeatureExtractor
 from indexer import reuse
-from indexer.config import IndexerConfig
 from indexer.full import INCREMENTAL_BASE_ID, INCREMENTAL_CHECKPOINT_KIND
 from indexer.lockedrun import LockedRun, ValidationFailed
-from indexer.pipeline import CompletionTracker, RunOptions
-from indexer.progress import Progress
+from indexer.pipeline import CompletionTracker
 from indexer.report import RunReport, Stopwatch
-from indexer.source import CatalogSource, ChangePosition
+from indexer.source import ChangePosition
 from indexer.state import Versioned
-from indexer.stop import StopToken
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +43,7 @@ class IncrementalRun(LockedRun):
 
     mode = "incremental"
 
-    def __init__(
-        self,
-        config: IndexerConfig,
-        es: Elasticsearch,
-        source: CatalogSource,
-        extractor: FeatureExtractor,
-        options: RunOptions = RunOptions(),
-        progress: Progress | None = None,
-        stop: StopToken | None = None,
-    ) -> None:
-        super().__init__(config, es, source, extractor, options, progress, stop)
+    def _start_state(self) -> None:
         self.checkpoint_id = f"checkpoint:incremental:{self.partition.key}"
         self._checkpoint: Versioned | None = None
 

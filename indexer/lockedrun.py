@@ -22,7 +22,8 @@ class ValidationFailed(RuntimeError):
 
 
 class LockedRun:
-    """One run of a mode under the alias's lock for its partition; subclasses implement `_run_locked`."""
+    """One run of a mode under the alias's lock for its partition; subclasses implement `_run_locked`
+    (and `_start_state` for their own fields), and share this constructor."""
 
     mode = "run"
 
@@ -52,6 +53,10 @@ class LockedRun:
             config, es, extractor, self.report, options, self.progress, self.lock.ensure_held, stop
         )
         self.report.compute = extractor.compute.as_meta() | {"batch_size": self.rows.batch_size}
+        self._start_state()
+
+    def _start_state(self) -> None:
+        """The mode's own starting state (checkpoint ids, counters), set once the shared parts exist."""
 
     def run(self) -> RunReport:
         """Run to the end under the lock; raises on a run-level failure (the alias is then untouched)."""
