@@ -27,13 +27,11 @@ import numpy as np
 from bench import harness
 from bench.corpus import write_photos
 from bench.harness import CpuMeter, say
-from bench.loadgen import HttpRequest, JobFeed, LoadResult, http_worker, latency_stats, run_load
+from bench.loadgen import HttpRequest, LoadResult, http_worker, latency_stats, run_load
 from bench.loadgen import Outcome as Sample
 from bench.loadgen import timed_http as timed_sample
 from bench.searchside import QUERY_SIZE, SERVER, elasticsearch_pids, id_request, upload_request, warm_api
 from tests.support.apiserver import REPO, Layout, running_api
-from tests.support.catalog import drop_catalog
-from tests.support.imageserver import serve_folder_process
 
 KINDS = ("by id", "upload")
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
@@ -63,7 +61,7 @@ def options() -> harness.Options:
     opts.add("--weights", default=os.environ.get("VGG16_WEIGHTS") or "random", help="VGG16_WEIGHTS")
     opts.add("--seed", type=int, default=0, help="seed of the photos and the request mix")
     opts.add("--rebuild-timeout", type=float, default=900.0, help="seconds before a rebuild is stopped")
-    opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
+    opts.api()
     return opts
 
 
@@ -96,8 +94,7 @@ class LoadRunner:
 
     def main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
         try:
-            feed = JobFeed(make_job=lambda _: self.take(job))
-            self.results.append(run_load(self.worker, feed, clients, self.warm))
+            self.results.append(run_load(self.worker, lambda _: self.take(job), clients, self.warm))
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
             self.stop.set()
@@ -200,8 +197,7 @@ def run_indexer(
 
 
 def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
 
 
 def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
@@ -215,11 +211,8 @@ def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float
 def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
     """(by-id clients, upload clients): round(concurrency x share) upload, at least one when the share
     is above 0 and at least one client left for by id when it is below 1."""
-    uploads = round(concurrency * upload_share)
-    if upload_share > 0:
-        uploads = max(uploads, 1)
-    if upload_share < 1:
-        uploads = min(uploads, concurrency - 1)
+    uploads = max(round(concurrency * upload_share), 1 if upload_share > 0 else 0)
+    uploads = min(uploads, concurrency - 1) if upload_share < 1 else uploads
     return concurrency - uploads, uploads
 
 
@@ -281,33 +274,25 @@ def watch_problems(report: dict[str, Any] | None, events: list[AliasEvent]) -> l
 
 def in_window(samples: list[Sample], lo: float, hi: float, overlap: bool = False) -> list[Sample]:
     """Requests that started in [lo, hi), or with `overlap` those in flight at any moment of it."""
-    if overlap:
-        return [s for s in samples if s.start < hi and s.end > lo]
-    return [s for s in samples if lo <= s.start < hi]
+    return [s for s in samples if (s.start < hi and s.end > lo if overlap else lo <= s.start < hi)]
 
 
 def window_stats(
     samples: list[Sample], lo: float, hi: float, page_size: int, overlap: bool = False
 ) -> dict[str, Any]:
     """Requests, errors, requests/s and latency percentiles in one window, in all and per kind."""
-    chosen = in_window(samples, lo, hi, overlap)
-    span = max(hi - lo, 0.0)
-    stats: dict[str, Any] = {
-        "from_s": round(lo, 3),
-        "to_s": round(hi, 3),
-        "span_s": round(span, 3),
+    chosen, span = in_window(samples, lo, hi, overlap), max(hi - lo, 0.0)
+    stats = {"from_s": round(lo, 3), "to_s": round(hi, 3), "span_s": round(span, 3)}
+    stats |= {
         "selection": "in flight" if overlap else "started",
         "errors": sum(1 for s in chosen if s.failed),
-        "all": latency_stats(chosen, span or None, page_size),
     }
-    for kind in KINDS:
-        stats[kind] = latency_stats([s for s in chosen if s.kind == kind], span or None, page_size)
-    return stats
+    kinds = {"all": chosen} | {kind: [s for s in chosen if s.kind == kind] for kind in KINDS}
+    return stats | {kind: latency_stats(some, span or None, page_size) for kind, some in kinds.items()}
 
 
 def phase_windows(load_end: float, runs: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """(name, from, to) relative to the load start: before, during the rebuilds (all, each), after, all.
-
+    """(name, from, to) relative to the load start: before, during the rebuilds (all, each), after, all;
     `runs` are (name, start, end) of the rebuilds in order; windows are clipped to [0, load_end]."""
 
     def clip(name: str, lo: float, hi: float) -> tuple[str, float, float]:
@@ -335,20 +320,16 @@ def nearest_swap(at: float, swaps: list[float]) -> float | None:
 
 def error_examples(samples: list[Sample], swaps: list[float], limit: int = ERROR_EXAMPLES) -> list[dict]:
     """The first `limit` failed requests, with the time to the nearest swap."""
-    failed = sorted((s for s in samples if s.failed), key=lambda s: s.start)[:limit]
     examples = []
-    for sample in failed:
+    for sample in sorted((s for s in samples if s.failed), key=lambda s: s.start)[:limit]:
         offset = nearest_swap(sample.start, swaps)
-        examples.append(
-            {
-                "start_s": round(sample.start, 3),
-                "seconds": round(sample.seconds, 3),
-                "kind": sample.kind,
-                "status": sample.status,
-                "error": sample.error or sample.detail,
-                "from_nearest_swap_s": None if offset is None else round(offset, 3),
-            }
-        )
+        example = {
+            "start_s": round(sample.start, 3),
+            "seconds": round(sample.seconds, 3),
+            "kind": sample.kind,
+        }
+        example |= {"status": sample.status, "error": sample.error or sample.detail}
+        examples.append(example | {"from_nearest_swap_s": None if offset is None else round(offset, 3)})
     return examples
 
 
@@ -378,24 +359,20 @@ def swaps_under_load(swaps: list[float], load_end: float) -> int:
 
 def verdict(errors: int, runs_ok: list[bool], swaps_loaded: int, rebuilds: int) -> list[str]:
     """Why the run failed (empty: exit 0)."""
-    reasons = [f"{errors} requests failed"] if errors else []
     failed = sum(1 for ok in runs_ok if not ok)
-    if failed:
-        reasons.append(f"{failed} indexer run(s) failed")
-    if swaps_loaded < rebuilds:
-        reasons.append(f"{swaps_loaded} alias swap(s) under load, expected {rebuilds}")
-    return reasons
-
-
-# --- the run ----------------------------------------------------------------------------------------
+    reasons = [f"{errors} requests failed"] if errors else []
+    reasons += [f"{failed} indexer run(s) failed"] if failed else []
+    return reasons + (
+        [f"{swaps_loaded} alias swap(s) under load, expected {rebuilds}"] if swaps_loaded < rebuilds else []
+    )
 
 
 @dataclass
 class Collected:
     """Raw material of the results, in perf_counter time."""
 
-    alias: str
-    table: str
+    alias: str = ""
+    table: str = ""
     load_start: float = 0.0
     load_end: float = 0.0
     samples: list[Sample] = field(default_factory=list)
@@ -426,32 +403,31 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
     got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
 
 
-def prepare(args, folder: Path, stack: ExitStack, got: Collected) -> tuple[dict[str, str], list[bytes]]:
-    """Photos served over HTTP, the throwaway table, clean-up registered, the initial `full` run."""
-    say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
-    photos = write_photos(folder / "photos", args.images, args.seed)
-    queries = write_photos(folder / "queries", args.query_photos, args.seed + 7, QUERY_SIZE)
-    server = stack.enter_context(serve_folder_process(folder / "photos"))
-    extra = {"VGG16_SEED": MODEL_SEED, "INDEXER_KEEP_VERSIONS": str(args.keep_versions)}
-    extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env = harness.throwaway_env(got.alias, got.table, server.url, args.weights, **extra)
-    stack.callback(lambda: got.cleanup.update(drop_catalog(env)))
-    harness.seed_catalog(env, photos)
-    got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
-    if not got.initial["ok"]:
-        raise RuntimeError(
-            f"the initial `indexer full` failed: {got.initial['problems']}\n{got.initial['log_tail']}"
-        )
-    return env, [path.read_bytes() for path in queries]
-
-
 def measure(args, folder: Path, got: Collected) -> None:
-    """Set up, start the API, watcher and load, drive the rebuilds; everything stopped and removed after."""
+    """Photos served over HTTP, the throwaway table, the initial `full` run; the API, watcher and load
+    started, the rebuilds driven; everything stopped and removed afterwards."""
     from imgsearch.config import load_elastic_config
     from imgsearch.esclient import make_client
 
+    say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
+    photos = write_photos(folder / "photos", args.images, args.seed)
+    jpegs = [
+        path.read_bytes()
+        for path in write_photos(folder / "queries", args.query_photos, args.seed + 7, QUERY_SIZE)
+    ]
+    extra = {"VGG16_SEED": MODEL_SEED, "INDEXER_KEEP_VERSIONS": str(args.keep_versions)}
+    extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     with ExitStack() as stack:
-        env, jpegs = prepare(args, folder, stack, got)
+        catalog = harness.throwaway_catalog(
+            folder / "photos", "bench-soak", args.weights, photos, got.cleanup, **extra
+        )
+        env, _ = stack.enter_context(catalog)
+        got.alias, got.table = env["ES_INDEX"], env["MYSQL_TABLE"]
+        got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
+        if not got.initial["ok"]:
+            raise RuntimeError(
+                f"the initial `indexer full` failed: {got.initial['problems']}\n{got.initial['log_tail']}"
+            )
         api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
         say("starting the API (gunicorn) ...")
         api = stack.enter_context(running_api(api_env, folder, Layout.default(), args.api_start_timeout))
@@ -476,9 +452,6 @@ def measure(args, folder: Path, got: Collected) -> None:
             got.reconnects = sum(result.reconnects for result in load.results)
         if load.error:
             raise RuntimeError(f"the load generator failed: {load.error!r}")
-
-
-# --- results ----------------------------------------------------------------------------------------
 
 
 def swap_rows(events: list[AliasEvent], runs: list[dict[str, Any]], windows: list[dict]) -> list[dict]:
@@ -526,8 +499,7 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
     summary |= {key: total[key] for key in ("non_2xx", "connection_errors", "statuses")}
     summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
     summary["per_second"] = round(len(samples) / load_end, 2) if load_end > 0 else None
-    summary["load_seconds"] = round(load_end, 3)
-    summary["load_extended_s"] = round(got.extended_s, 3)
+    summary |= {"load_seconds": round(load_end, 3), "load_extended_s": round(got.extended_s, 3)}
     summary["max_requests_reached"] = len(samples) >= args.max_requests
     summary |= {"swaps": len(swaps), "swaps_under_load": loaded}
     summary["indexer_runs_ok"] = all(run["ok"] for run in runs) and len(runs) == len(args.rebuilds)
@@ -556,22 +528,24 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     names += "swap_window:swap_window_s keep_versions poll_interval:poll_interval_s size:page_size weights"
     settings = harness.pick(args, names) | {"alias": got.alias, "table": got.table}
     settings["clients"] = dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True))
-    settings["products"] = (args.images + 2) // 3
-    settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
+    settings |= {
+        "products": (args.images + 2) // 3,
+        "rebuilds": [rebuild_name(kind) for kind in args.rebuilds],
+    }
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
     settings["server"] = f"{SERVER}, {Layout.default().name}"
     return settings
 
 
-def run(args, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
-    got = Collected(alias=f"bench-soak-{(name := uuid.uuid4().hex[:8])}", table=f"bench_soak_{name}")
+def run(args) -> tuple[dict[str, Any], list[Sample]]:
+    got = Collected()
     before = harness.load_before(args.wait_idle)
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
         measure(args, Path(folder), got)
     analysed, samples = analyse(args, got)
     started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
-    results = harness.envelope("soak", argv, before)
+    results = harness.envelope(args, before)
     results["load_started_at"] = started.isoformat(timespec="milliseconds")
     return results | {"settings": settings_of(args, got), **analysed}, samples
 
@@ -634,18 +608,16 @@ def interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     args = options().parse(argv)
     if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
         raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        results, samples = run(args, argv)
+        results, samples = run(args)
     except KeyboardInterrupt:
         say("interrupted: servers stopped, indices and table removed")
         return 130
-    requests = lambda stem: write_requests(samples, stem)  # noqa: E731
-    harness.write_results(results, REPORT, args.results_dir, args.smoke, requests_file=requests)
+    harness.write_results(results, REPORT, args, requests_file=lambda stem: write_requests(samples, stem))
     return 0 if results["summary"]["passed"] else 1
 
 
