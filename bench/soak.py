@@ -30,7 +30,7 @@ from bench.harness import CpuMeter, say
 from bench.loadgen import HttpRequest, LoadResult, http_worker, latency_stats, run_load
 from bench.loadgen import Outcome as Sample
 from bench.loadgen import timed_http as timed_sample
-from bench.searchside import QUERY_SIZE, SERVER, elasticsearch_pids, id_request, upload_request, warm_api
+from bench.searchside import SERVER, elasticsearch_pids, id_request, query_jpegs, upload_request, warm_api
 from tests.support.apiserver import REPO, Layout, running_api
 
 KINDS = ("by id", "upload")
@@ -359,12 +359,10 @@ def swaps_under_load(swaps: list[float], load_end: float) -> int:
 
 def verdict(errors: int, runs_ok: list[bool], swaps_loaded: int, rebuilds: int) -> list[str]:
     """Why the run failed (empty: exit 0)."""
-    failed = sum(1 for ok in runs_ok if not ok)
+    failed, swaps = sum(1 for ok in runs_ok if not ok), f"{swaps_loaded} alias swap(s) under load"
     reasons = [f"{errors} requests failed"] if errors else []
     reasons += [f"{failed} indexer run(s) failed"] if failed else []
-    return reasons + (
-        [f"{swaps_loaded} alias swap(s) under load, expected {rebuilds}"] if swaps_loaded < rebuilds else []
-    )
+    return reasons + ([f"{swaps}, expected {rebuilds}"] if swaps_loaded < rebuilds else [])
 
 
 @dataclass
@@ -386,7 +384,7 @@ class Collected:
 
 
 def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Path, got: Collected) -> None:
-    """Baseline load, the rebuilds one after the other, then the tail; stops the load at the end."""
+    """Baseline load, the rebuilds one after the other, then the tail."""
     if not load.started.wait(timeout=120):
         raise RuntimeError(f"the load did not start: {load.error}")
     deadline = load.started_at + args.seconds
@@ -411,10 +409,7 @@ def measure(args, folder: Path, got: Collected) -> None:
 
     say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
     photos = write_photos(folder / "photos", args.images, args.seed)
-    jpegs = [
-        path.read_bytes()
-        for path in write_photos(folder / "queries", args.query_photos, args.seed + 7, QUERY_SIZE)
-    ]
+    jpegs = query_jpegs(folder / "queries", args.query_photos, args.seed)
     extra = {"VGG16_SEED": MODEL_SEED, "INDEXER_KEEP_VERSIONS": str(args.keep_versions)}
     extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     with ExitStack() as stack:
@@ -423,10 +418,10 @@ def measure(args, folder: Path, got: Collected) -> None:
         )
         env, _ = stack.enter_context(catalog)
         got.alias, got.table = env["ES_INDEX"], env["MYSQL_TABLE"]
-        got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
-        if not got.initial["ok"]:
+        got.initial = initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
+        if not initial["ok"]:
             raise RuntimeError(
-                f"the initial `indexer full` failed: {got.initial['problems']}\n{got.initial['log_tail']}"
+                f"the initial `indexer full` failed: {initial['problems']}\n{initial['log_tail']}"
             )
         api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
         say("starting the API (gunicorn) ...")
@@ -488,10 +483,12 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
     swaps = [e.at for e in events if e.kind == "swap"]
     spans = [(run["name"], run["start_s"], run["end_s"]) for run in runs]
     windows = {
-        name: window_stats(samples, lo, hi, args.size) for name, lo, hi in phase_windows(load_end, spans)
+        name: window_stats(samples, *span, args.size) for name, *span in phase_windows(load_end, spans)
     }
-    swap_spans = swap_windows(swaps, args.swap_window)
-    around = {name: window_stats(samples, lo, hi, args.size, True) for name, lo, hi in swap_spans}
+    around = {
+        name: window_stats(samples, *span, args.size, True)
+        for name, *span in swap_windows(swaps, args.swap_window)
+    }
     total, loaded = windows["whole run"]["all"], swaps_under_load(swaps, load_end)
     errors = sum(1 for s in samples if s.failed)
     reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
@@ -528,10 +525,8 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     names += "swap_window:swap_window_s keep_versions poll_interval:poll_interval_s size:page_size weights"
     settings = harness.pick(args, names) | {"alias": got.alias, "table": got.table}
     settings["clients"] = dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True))
-    settings |= {
-        "products": (args.images + 2) // 3,
-        "rebuilds": [rebuild_name(kind) for kind in args.rebuilds],
-    }
+    settings["products"] = (args.images + 2) // 3
+    settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
     settings["server"] = f"{SERVER}, {Layout.default().name}"
