@@ -75,8 +75,7 @@ class LoadRunner:
         self.results: list[LoadResult] = []
         self.error: BaseException | None = None
         self.taken, self.lock, self.budget = 0, threading.Lock(), max_requests
-        self.warm = id_request("1", size)
-        self.worker = http_worker("127.0.0.1", port)
+        self.warm, self.worker = id_request("1", size), http_worker("127.0.0.1", port)
         self.threads = [threading.Thread(target=self.main, args=p, daemon=True) for p in pools if p[0]]
         self.running = len(self.threads)
 
@@ -140,8 +139,7 @@ class AliasWatcher(threading.Thread):
             except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, the next one retried
                 self.poll_errors.append(f"{type(exc).__name__}: {exc}"[:300])
                 continue
-            seen = time.perf_counter()
-            self.polls += 1
+            seen, self.polls = time.perf_counter(), self.polls + 1
             self.events += alias_events(self.state, state, since, seen)
             self.state, since = state, seen
 
@@ -158,9 +156,7 @@ def rebuild_name(kind: str) -> str:
     return {"recompute": "full --recompute", "reuse": "full (reuse)"}.get(kind, "initial full")
 
 
-def run_indexer(
-    kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups
-) -> dict[str, Any]:
+def run_indexer(kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups) -> dict:
     """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file, CPU meanwhile (the
     indexer, a reaped child, taken out of the others); what it reported and what was wrong."""
     name, slug = rebuild_name(kind), f"{kind}-{uuid.uuid4().hex[:6]}"
@@ -169,8 +165,7 @@ def run_indexer(
     say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
     children = children_cpu_seconds()
     with open(log_path, "wb") as log, CpuMeter(groups) as meter:
-        start = time.perf_counter()
-        env = {**env, "INDEXER_REPORT_DIR": str(reports)}
+        start, env = time.perf_counter(), {**env, "INDEXER_REPORT_DIR": str(reports)}
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             code: int | None = process.wait(timeout=timeout)
@@ -234,17 +229,13 @@ class AliasEvent:
         return replace(self, since=self.since - zero, seen=self.seen - zero)
 
 
-def alias_events(
-    before: dict[str, bool], after: dict[str, bool], since: float, seen: float
-) -> list[AliasEvent]:
+def alias_events(before: dict[str, bool], after: dict[str, bool], since: float, seen: float) -> list:
     """What changed between two polls of {version index: whether the alias points at it}."""
     events = [AliasEvent("created", name, since, seen) for name in sorted(after.keys() - before.keys())]
     old = ",".join(sorted(name for name, live in before.items() if live))
     new = ",".join(sorted(name for name, live in after.items() if live))
-    if old != new:
-        events.append(AliasEvent("swap", new, since, seen, old))
-    events += [AliasEvent("deleted", name, since, seen) for name in sorted(before.keys() - after.keys())]
-    return events
+    events += [AliasEvent("swap", new, since, seen, old)] if old != new else []
+    return events + [AliasEvent("deleted", name, since, seen) for name in sorted(before.keys() - after)]
 
 
 def run_problems(code: int | None, report: dict[str, Any] | None, status: str, rows: int) -> list[str]:
@@ -277,16 +268,12 @@ def in_window(samples: list[Sample], lo: float, hi: float, overlap: bool = False
     return [s for s in samples if (s.start < hi and s.end > lo if overlap else lo <= s.start < hi)]
 
 
-def window_stats(
-    samples: list[Sample], lo: float, hi: float, page_size: int, overlap: bool = False
-) -> dict[str, Any]:
+def window_stats(samples: list[Sample], lo: float, hi: float, page_size: int, overlap: bool = False) -> dict:
     """Requests, errors, requests/s and latency percentiles in one window, in all and per kind."""
     chosen, span = in_window(samples, lo, hi, overlap), max(hi - lo, 0.0)
     stats = {"from_s": round(lo, 3), "to_s": round(hi, 3), "span_s": round(span, 3)}
-    stats |= {
-        "selection": "in flight" if overlap else "started",
-        "errors": sum(1 for s in chosen if s.failed),
-    }
+    stats["selection"] = "in flight" if overlap else "started"
+    stats["errors"] = sum(1 for s in chosen if s.failed)
     kinds = {"all": chosen} | {kind: [s for s in chosen if s.kind == kind] for kind in KINDS}
     return stats | {kind: latency_stats(some, span or None, page_size) for kind, some in kinds.items()}
 
@@ -303,13 +290,11 @@ def phase_windows(load_end: float, runs: list[tuple[str, float, float]]) -> list
         return [clip("whole run", 0.0, load_end)]
     first, last = runs[0][1], runs[-1][2]
     windows = [clip("before rebuilds", 0.0, first), clip("during rebuilds", first, last)]
-    if len(runs) > 1:
-        windows += [clip(f"during {name}", start, end) for name, start, end in runs]
+    windows += [clip(f"during {name}", start, end) for name, start, end in runs] if len(runs) > 1 else []
     return [*windows, clip("after rebuilds", last, load_end), clip("whole run", 0.0, load_end)]
 
 
 def swap_windows(swaps: list[float], half: float) -> list[tuple[str, float, float]]:
-    """(name, from, to) of +-half seconds round each swap time."""
     return [(f"swap {n} ±{half:g} s", at - half, at + half) for n, at in enumerate(swaps, start=1)]
 
 
@@ -323,12 +308,8 @@ def error_examples(samples: list[Sample], swaps: list[float], limit: int = ERROR
     examples = []
     for sample in sorted((s for s in samples if s.failed), key=lambda s: s.start)[:limit]:
         offset = nearest_swap(sample.start, swaps)
-        example = {
-            "start_s": round(sample.start, 3),
-            "seconds": round(sample.seconds, 3),
-            "kind": sample.kind,
-        }
-        example |= {"status": sample.status, "error": sample.error or sample.detail}
+        example = {"start_s": round(sample.start, 3), "seconds": round(sample.seconds, 3)}
+        example |= {"kind": sample.kind, "status": sample.status, "error": sample.error or sample.detail}
         examples.append(example | {"from_nearest_swap_s": None if offset is None else round(offset, 3)})
     return examples
 
@@ -341,15 +322,12 @@ def timeline(samples: list[Sample], end: float) -> list[dict[str, Any]]:
         buckets[min(max(int(sample.start), 0), seconds - 1)].append(sample)
     rows = []
     for second, bucket in enumerate(buckets):
-        row: dict[str, Any] = {"second": second, "errors": sum(1 for s in bucket if s.failed)}
+        rows.append({"second": second, "errors": sum(1 for s in bucket if s.failed)})
         for kind in KINDS:
             good = [s.seconds * 1000 for s in bucket if s.kind == kind and not s.failed]
-            row[kind] = {
-                "requests": sum(1 for s in bucket if s.kind == kind),
-                "p50_ms": round(float(np.median(good)), 1) if good else None,
-                "max_ms": round(max(good), 1) if good else None,
-            }
-        rows.append(row)
+            rows[-1][kind] = {"requests": sum(1 for s in bucket if s.kind == kind)}
+            rows[-1][kind]["p50_ms"] = round(float(np.median(good)), 1) if good else None
+            rows[-1][kind]["max_ms"] = round(max(good), 1) if good else None
     return rows
 
 
@@ -359,10 +337,11 @@ def swaps_under_load(swaps: list[float], load_end: float) -> int:
 
 def verdict(errors: int, runs_ok: list[bool], swaps_loaded: int, rebuilds: int) -> list[str]:
     """Why the run failed (empty: exit 0)."""
-    failed, swaps = sum(1 for ok in runs_ok if not ok), f"{swaps_loaded} alias swap(s) under load"
+    failed = sum(1 for ok in runs_ok if not ok)
     reasons = [f"{errors} requests failed"] if errors else []
     reasons += [f"{failed} indexer run(s) failed"] if failed else []
-    return reasons + ([f"{swaps}, expected {rebuilds}"] if swaps_loaded < rebuilds else [])
+    swaps = f"{swaps_loaded} alias swap(s) under load, expected {rebuilds}"
+    return reasons + ([swaps] if swaps_loaded < rebuilds else [])
 
 
 @dataclass
@@ -408,21 +387,18 @@ def measure(args, folder: Path, got: Collected) -> None:
     from imgsearch.esclient import make_client
 
     say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
-    photos = write_photos(folder / "photos", args.images, args.seed)
+    photos = write_photos(where := folder / "photos", args.images, args.seed)
     jpegs = query_jpegs(folder / "queries", args.query_photos, args.seed)
     extra = {"VGG16_SEED": MODEL_SEED, "INDEXER_KEEP_VERSIONS": str(args.keep_versions)}
     extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     with ExitStack() as stack:
-        catalog = harness.throwaway_catalog(
-            folder / "photos", "bench-soak", args.weights, photos, got.cleanup, **extra
-        )
+        catalog = harness.throwaway_catalog(where, "bench-soak", args.weights, photos, got.cleanup, **extra)
         env, _ = stack.enter_context(catalog)
         got.alias, got.table = env["ES_INDEX"], env["MYSQL_TABLE"]
         got.initial = initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
         if not initial["ok"]:
-            raise RuntimeError(
-                f"the initial `indexer full` failed: {initial['problems']}\n{initial['log_tail']}"
-            )
+            failed = f"{initial['problems']}\n{initial['log_tail']}"
+            raise RuntimeError(f"the initial `indexer full` failed: {failed}")
         api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
         say("starting the API (gunicorn) ...")
         api = stack.enter_context(running_api(api_env, folder, Layout.default(), args.api_start_timeout))
@@ -455,11 +431,8 @@ def swap_rows(events: list[AliasEvent], runs: list[dict[str, Any]], windows: lis
     for number, swap in enumerate((e for e in events if e.kind == "swap"), start=1):
         deleted = deletions.get(swap.previous)
         run = next((r["name"] for r in runs if r["start_s"] <= swap.at <= r["end_s"] + 1), None)
-        row = {
-            "swap": number,
-            "at_s": round(swap.at, 3),
-            "seen_within_ms": round((swap.seen - swap.since) * 500, 1),
-        }
+        row = {"swap": number, "at_s": round(swap.at, 3)}
+        row["seen_within_ms"] = round((swap.seen - swap.since) * 500, 1)
         row |= {"from": swap.previous, "to": swap.index, "run": run}
         row["old_index_deleted_at_s"] = round(deleted.at, 3) if deleted else None
         row["deleted_after_swap_ms"] = round((deleted.at - swap.at) * 1000, 1) if deleted else None
@@ -474,21 +447,17 @@ def shifted(run: dict[str, Any], zero: float, events: list[AliasEvent]) -> dict[
     return run | times | {"ok": not problems, "problems": problems}
 
 
-def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
+def analyse(args, got: Collected) -> dict[str, Any]:
     """Windows before, during and after the rebuilds and round each swap; the verdict; everything else."""
     zero, load_end, watcher = got.load_start, got.load_end - got.load_start, got.watcher
     samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
     events = [event.shifted(zero) for event in watcher.events]
     runs = [shifted(run, zero, watcher.events) for run in got.runs]
     swaps = [e.at for e in events if e.kind == "swap"]
-    spans = [(run["name"], run["start_s"], run["end_s"]) for run in runs]
-    windows = {
-        name: window_stats(samples, *span, args.size) for name, *span in phase_windows(load_end, spans)
-    }
-    around = {
-        name: window_stats(samples, *span, args.size, True)
-        for name, *span in swap_windows(swaps, args.swap_window)
-    }
+    spans = phase_windows(load_end, [(run["name"], run["start_s"], run["end_s"]) for run in runs])
+    windows = {name: window_stats(samples, lo, hi, args.size) for name, lo, hi in spans}
+    spans = swap_windows(swaps, args.swap_window)
+    around = {name: window_stats(samples, lo, hi, args.size, True) for name, lo, hi in spans}
     total, loaded = windows["whole run"]["all"], swaps_under_load(swaps, load_end)
     errors = sum(1 for s in samples if s.failed)
     reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
@@ -497,17 +466,17 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
     summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
     summary["per_second"] = round(len(samples) / load_end, 2) if load_end > 0 else None
     summary |= {"load_seconds": round(load_end, 3), "load_extended_s": round(got.extended_s, 3)}
-    summary["max_requests_reached"] = len(samples) >= args.max_requests
-    summary |= {"swaps": len(swaps), "swaps_under_load": loaded}
+    summary |= {"max_requests_reached": len(samples) >= args.max_requests, "swaps": len(swaps)}
+    summary["swaps_under_load"] = loaded
     summary["indexer_runs_ok"] = all(run["ok"] for run in runs) and len(runs) == len(args.rebuilds)
+    changes = [
+        {"event": e.kind, "index": e.index, "at_s": round(e.at, 3), "previous": e.previous} for e in events
+    ]
     return {
         "summary": summary | {"passed": not reasons, "failure_reasons": reasons},
         "windows": windows | around,
         "swaps": swap_rows(events, runs, list(around.values())),
-        "alias_events": [
-            {"event": e.kind, "index": e.index, "at_s": round(e.at, 3), "previous": e.previous}
-            for e in events
-        ],
+        "alias_events": changes,
         "alias_polls": watcher.polls,
         "alias_poll_errors": watcher.poll_errors[:20],
         "indexer_runs": runs,
@@ -517,7 +486,8 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
         "disturbed_phases": [name for name, cpu in got.cpu.items() if harness.is_disturbed(cpu)],
         "timeline": timeline(samples, load_end),
         "cleanup": got.cleanup,
-    }, samples
+        "samples": samples,
+    }
 
 
 def settings_of(args, got: Collected) -> dict[str, Any]:
@@ -529,20 +499,7 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
-    settings["server"] = f"{SERVER}, {Layout.default().name}"
-    return settings
-
-
-def run(args) -> tuple[dict[str, Any], list[Sample]]:
-    got = Collected()
-    before = harness.load_before(args.wait_idle)
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
-        measure(args, Path(folder), got)
-    analysed, samples = analyse(args, got)
-    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
-    results = harness.envelope(args, before)
-    results["load_started_at"] = started.isoformat(timespec="milliseconds")
-    return results | {"settings": settings_of(args, got), **analysed}, samples
+    return settings | {"server": f"{SERVER}, {Layout.default().name}"}
 
 
 def write_requests(samples: list[Sample], stem: Path) -> Path:
@@ -591,11 +548,9 @@ def swaps(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 TABLES = ["summary", ("latency of successful requests per window", windows), ("swaps", swaps)]
-REPORT = harness.Report(
-    "Search API under sustained load while `indexer full` rebuilds and swaps the alias",
-    [*TABLES, ("indexer runs", runs), "cpu", "error_examples"],
-    context,
-)
+TABLES += [("indexer runs", runs), "cpu", "error_examples"]
+TITLE = "Search API under sustained load while `indexer full` rebuilds and swaps the alias"
+REPORT = harness.Report(TITLE, TABLES, context)
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -607,14 +562,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
         raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
     signal.signal(signal.SIGTERM, interrupt)
+    got = Collected()
     try:
-        results, samples = run(args)
+        before = harness.load_before(args.wait_idle)
+        with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
+            measure(args, Path(folder), got)
     except KeyboardInterrupt:
         say("interrupted: servers stopped, indices and table removed")
         return 130
+    analysed = analyse(args, got)
+    samples = analysed.pop("samples")
+    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
+    results = harness.envelope(args, before) | {"load_started_at": started.isoformat(timespec="milliseconds")}
+    results |= {"settings": settings_of(args, got), **analysed}
     harness.write_results(results, REPORT, args, requests_file=lambda stem: write_requests(samples, stem))
     return 0 if results["summary"]["passed"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
