@@ -332,7 +332,7 @@ def summary_row(label: str, family: str, results: list[QueryResult], sources: di
 def summarise(results: list[QueryResult], edits: list[Edit], sources: dict[str, str]) -> dict[str, Any]:
     """Rows per edit, per family, and overall (every edit but the identity control)."""
     by_edit = [
-        summary_row(e.name, e.family, [r for r in results if r.edit == e.name], sources) for e in edits
+        summary_row(e.name, e.family, [q for q in results if q.edit == e.name], sources) for e in edits
     ]
     families = list(dict.fromkeys(edit.family for edit in edits))
     by_family = [summary_row(f, f, [r for r in results if r.family == f], sources) for f in families]
@@ -449,9 +449,8 @@ def run_baseline(queries: np.ndarray, catalog: np.ndarray, products: list[Produc
 
 def options() -> harness.Options:
     opts = harness.Options("quality", "Near-duplicate product retrieval through the search API, per edit.")
-    opts.add(
-        "--products", type=int, help=f"the first N products (default all, ~68; --smoke {SMOKE_PRODUCTS})"
-    )
+    products = f"the first N products (default all, ~68; --smoke {SMOKE_PRODUCTS})"
+    opts.add("--products", type=int, help=products)
     edits = f"comma-separated, default all (--smoke {','.join(SMOKE_EDITS)}): {', '.join(EDIT_NAMES)}"
     opts.add("--edits", help=edits)
     opts.add("--index-type", default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw", help="index type")
@@ -466,12 +465,8 @@ def measure(args, folder: Path, products: list[Product], queries: list[Query], r
     from imgsearch.features import FeatureExtractor
 
     photos, seconds, names = folder / "photos", {}, [(p, n) for p in products for n in catalog_file_names(p)]
-    extra = {
-        "ES_VECTOR_INDEX_TYPE": args.index_type,
-        "MYSQL_DELETED_COLUMN": "",
-        "VGG16_SEED": str(args.seed),
-    }
-    extra |= {"VGG16_PRECISION": args.precision, "VGG16_COMPILE": args.compile}
+    extra = {"ES_VECTOR_INDEX_TYPE": args.index_type, "MYSQL_DELETED_COLUMN": ""}
+    extra |= {"VGG16_SEED": str(args.seed), "VGG16_PRECISION": args.precision, "VGG16_COMPILE": args.compile}
     rows = [(number, product.relation_id, name) for number, (product, name) in enumerate(names, 1)]
     with harness.throwaway_catalog(photos, "bench-quality", args.weights, rows, **extra) as (env, _):
         extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
@@ -480,9 +475,8 @@ def measure(args, folder: Path, products: list[Product], queries: list[Query], r
         report, meter = harness.indexer_run(env | {"INDEXER_REPORT_DIR": str(folder / "reports")}, extractor)
         statuses = dict(report.statuses)
         if report.outcome != "succeeded" or statuses.get("indexed", 0) != len(rows):
-            raise RuntimeError(
-                f"indexer full {report.outcome}: {report.message}; {statuses} of {len(rows)} rows"
-            )
+            problem = f"{report.outcome}: {report.message}; {statuses} of {len(rows)} rows"
+            raise RuntimeError(f"indexer full {problem}")
         build = {"index": report.index, "statuses": statuses, "seconds": round(meter.wall, 1)}
         say(f"querying the API ({len(queries)} uploads) ...")
         api_env = env | {"SEARCH_ACCESS_LOG": "0"}
@@ -492,27 +486,18 @@ def measure(args, folder: Path, products: list[Product], queries: list[Query], r
         seconds["api_queries"], started = round(time.perf_counter() - started, 1), time.perf_counter()
         say("in-process baseline ...")
         stored = stored_vectors(env, list(range(1, len(rows) + 1)))
-        cosines = np.sum(
-            stored * extract_all(extractor, [(photos / n).read_bytes() for _, n in names]), axis=1
-        )
-        vectors = {
-            "min_cosine": round(float(cosines.min()), 7),
-            "mean_cosine": round(float(cosines.mean()), 7),
-        }
+        recomputed = extract_all(extractor, [(photos / n).read_bytes() for _, n in names])
+        cosines = np.sum(stored * recomputed, axis=1)  # the stored vectors against the catalog files'
+        vectors = {"min_cosine": round(float(cosines.min()), 7)}
+        vectors["mean_cosine"] = round(float(cosines.mean()), 7)
         run_baseline(extract_all(extractor, [q.data for q in queries]), stored, products, results)
         seconds |= {"baseline": round(time.perf_counter() - started, 1), "index": build["seconds"]}
     settings = harness.pick(args, "smoke weights seed index_type") | {"model": extractor.info.as_meta()}
     settings |= {"model_device": extractor.device, "compute": extractor.compute.as_meta()}
-    settings |= {
-        "alias": env["ES_INDEX"],
-        "table": env["MYSQL_TABLE"],
-        "index": build,
-        "page_size": PAGE_SIZE,
-    }
-    settings |= {
-        "catalog_jpeg_quality": CATALOG_QUALITY,
-        "server": f"{SERVER}, {Layout.default().name} (gthread)",
-    }
+    settings |= {"alias": env["ES_INDEX"], "table": env["MYSQL_TABLE"]}
+    settings |= {"index": build, "page_size": PAGE_SIZE}
+    settings["catalog_jpeg_quality"] = CATALOG_QUALITY
+    settings["server"] = f"{SERVER}, {Layout.default().name} (gthread)"
     return {"settings": settings, "api_stats": stats, "stored_vs_recomputed": vectors, "seconds": seconds}
 
 
@@ -527,11 +512,8 @@ def run(args, folder: Path) -> dict[str, Any]:
     measured = measure(args, folder, products, queries, results)
     model = measured["api_stats"].get("model") or measured["settings"]["model"]
     seed = f", seed {args.seed}" if model.get("weights") == "random" else ""
-    corpus = {
-        "products": len(products),
-        "images": 2 * len(products),
-        "sources": len({p.source for p in products}),
-    }
+    corpus = {"products": len(products), "images": 2 * len(products)}
+    corpus["sources"] = len({p.source for p in products})
     measured["weights"] = f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})"
     measured["note"] = RANDOM_NOTE if args.weights == "random" else None
     measured["corpus"] = corpus | {"list": [product.describe() for product in products]}
