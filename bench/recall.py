@@ -119,10 +119,9 @@ class Recommendation:
 def recommend(candidates: Sequence[Candidate], target: float = RECALL_TARGET) -> Recommendation:
     """Recall >= target everywhere, then p50 tied with the fastest, then the least memory."""
     passed = [c for c in candidates if c.recall >= target]
+    low = [c for c in candidates if c not in passed]
     reasons = [
-        f"{c.name}: dropped, recall@10 {c.recall:.3f} at {c.recall_size:,} vectors < {target}"
-        for c in candidates
-        if c not in passed
+        f"{c.name}: dropped, recall@10 {c.recall:.3f} at {c.recall_size:,} vectors < {target}" for c in low
     ]
     if not passed:
         best = max(candidates, key=lambda c: c.recall, default=None)
@@ -157,11 +156,9 @@ def candidates_of(sizes: list[dict[str, Any]], api_only: bool) -> list[Candidate
     largest = max(sizes, key=lambda s: s["size"])
     candidates = []
     for row in (row for row in largest["rows"] if row["api_setting"] or not api_only):
+        key = (row["variant"], row["num_candidates"])
         same = [
-            (entry["size"], other)
-            for entry in sizes
-            for other in entry["rows"]
-            if other["variant"] == row["variant"] and other["num_candidates"] == row["num_candidates"]
+            (e["size"], o) for e in sizes for o in e["rows"] if (o["variant"], o["num_candidates"]) == key
         ]
         worst_size, worst = min(same, key=lambda pair: pair[1]["recall_mean"])
         memory = largest["indices"][row["index_type"]]["expected_offheap_per_vector"]["total"]
@@ -323,32 +320,26 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
     files = primaries["segments"].get("file_sizes", {})
     sizes = {ext: info["size_in_bytes"] for ext, info in files.items()}
     hot, compound = HOT_FILES[quantization_of(plan.vector_index_type)], "cfs" in sizes
-    facts = {
-        "index": name,
-        "index_type": plan.vector_index_type,
-        "seconds": seconds,
-        "feature_mapping": mapping,
-    }
+    facts = {"index": name, "index_type": plan.vector_index_type, "seconds": seconds}
+    facts["feature_mapping"] = mapping
     facts |= {"docs": primaries["docs"]["count"], "segments": primaries["segments"]["count"]}
     facts |= {"store_bytes": primaries["store"]["size_in_bytes"], "file_sizes": sizes}
     facts["file_descriptions"] = {ext: info.get("description", "") for ext, info in files.items()}
     facts |= {"compound_file": compound, "hot_files": list(hot)}
-    facts["hot_bytes_per_vector"] = (
-        None if compound else round(sum(sizes.get(e, 0) for e in hot) / plan.docs, 1)
-    )
+    hot_bytes = None if compound else round(sum(sizes.get(e, 0) for e in hot) / plan.docs, 1)
+    facts["hot_bytes_per_vector"] = hot_bytes
     m = mapping["index_options"].get("m", 16)
     expected = offheap_bytes_per_vector(config.vector_index_type, DIMS, m)
     return facts | {"disk_usage": disk_usage(es, name), "expected_offheap_per_vector": expected}
 
 
 def disk_usage(es, name: str) -> dict[str, Any]:
-    """knn_vectors bytes of the vector field and _source bytes (the analysis reads the whole index)."""
+    """knn_vectors bytes of the vector field and _source bytes."""
     from elasticsearch import ApiError
 
+    slow = es.options(request_timeout=USAGE_TIMEOUT)  # the analysis reads the whole index
     try:
-        usage = es.options(request_timeout=USAGE_TIMEOUT).indices.disk_usage(
-            index=name, run_expensive_tasks=True
-        )
+        usage = slow.indices.disk_usage(index=name, run_expensive_tasks=True)
     except ApiError as exc:
         return {"error": str(exc)}
     fields, feature = usage.body[name]["fields"], usage.body[name]["fields"]["feature"]
@@ -477,12 +468,8 @@ def run(args) -> dict[str, Any]:
 
 
 def rows(api_only: bool) -> Callable[[dict], list[dict]]:
-    return lambda results: [
-        {"vectors": e["size"]} | row
-        for e in results["sizes"]
-        for row in e["rows"]
-        if row["api_setting"] or not api_only
-    ]
+    chosen = lambda row: row["api_setting"] or not api_only  # noqa: E731
+    return lambda res: [{"vectors": e["size"]} | r for e in res["sizes"] for r in e["rows"] if chosen(r)]
 
 
 def storage(results: dict[str, Any]) -> list[dict[str, Any]]:
