@@ -107,16 +107,13 @@ def throwaway_catalog(
     from indexer import load_mysql_config
 
     require("ES_URL", "MYSQL_URL")
+    rows = [row if isinstance(row, tuple) else (n, product_of(n), row.name) for n, row in enumerate(rows, 1)]
     name = uuid.uuid4().hex[:10]
     alias, table = f"{prefix}-{name}", f"{prefix.replace('-', '_')}_{name}"
     with serve_folder_process(photos) as server:
         stack = stack_environment(os.environ["ES_URL"], os.environ["MYSQL_URL"], alias, table, **extra)
         env = {**os.environ, **stack, "IMAGE_BASE_URL": server.url, "VGG16_WEIGHTS": weights}
         try:
-            rows = [
-                row if isinstance(row, tuple) else (n, product_of(n), row.name)
-                for n, row in enumerate(rows, 1)
-            ]
             load_catalog(load_mysql_config(env), [CatalogEntry(*row) for row in rows])
             yield env, server
         finally:

@@ -12,19 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from bench import harness
+from bench import harness, searchside
 from bench.corpus import CorpusPlan, drop_index, ensure_index
 from bench.harness import say
 from bench.loadgen import KeepAliveClient, Outcome, http_worker, latency_stats, run_load, timed_call
-from bench.searchside import (
-    SERVER,
-    PhaseMeter,
-    elasticsearch_pids,
-    id_request,
-    query_jpegs,
-    upload_request,
-    warm_api,
-)
+from bench.searchside import PhaseMeter, id_request, upload_request
 from tests.support.apiserver import ApiServer, Layout, get_json, running_api
 from tests.support.processes import rss_bytes
 
@@ -86,14 +78,13 @@ class Workload:
     def prepare(cls, args, es, folder: Path) -> Workload:
         from imgsearch.imaging import decode_image
 
-        jpegs, rng = query_jpegs(folder, args.query_photos, args.seed), np.random.default_rng(args.seed)
+        jpegs = searchside.query_jpegs(folder, args.query_photos, args.seed)
+        rng = np.random.default_rng(args.seed)
         ids = {c: [str(i) for i in rng.integers(1, args.docs + 1, args.id_requests)] for c in args.levels}
         wanted, stored = sorted({i for level in ids.values() for i in level}), {}
         for start in range(0, len(wanted), 500):
             found = es.mget(index=args.alias, ids=wanted[start : start + 500], source=FIELDS)["docs"]
-            stored |= {
-                doc["_id"]: (doc["_source"]["feature"], doc["_source"]["relation_id"]) for doc in found
-            }
+            stored |= {doc["_id"]: tuple(doc["_source"][field] for field in FIELDS) for doc in found}
         soak_ids = [str(i) for i in rng.integers(1, args.docs + 1, 5000)]
         return cls(jpegs, [decode_image(data) for data in jpegs], ids, stored, soak_ids)
 
@@ -103,7 +94,7 @@ class Run:
 
     def __init__(self, args, es, index: str, extractor, work: Workload) -> None:
         self.args, self.es, self.index, self.extractor, self.work = args, es, index, extractor, work
-        self.es_pids, self.servers = elasticsearch_pids(es), []
+        self.es_pids, self.servers = searchside.elasticsearch_pids(es), []
 
     def meter(self) -> PhaseMeter:
         api = [pid for server in self.servers for pid in server.pids()]
@@ -135,10 +126,7 @@ class Run:
             count, warm = max(args.upload_requests, concurrency), upload_request(work.jpegs[-1], args.size)
             jobs = [upload_request(work.jpegs[n % len(work.jpegs)], args.size) for n in range(count)]
         elif series == "by id":
-            jobs, warm = (
-                [id_request(image_id, args.size) for image_id in ids],
-                id_request(work.soak_ids[0], args.size),
-            )
+            jobs, warm = [id_request(i, args.size) for i in ids], id_request(work.soak_ids[0], args.size)
         else:
             jobs, warm = ids, ids[0]
         worker = http_worker(server.host, server.port) if server else self.raw_worker(series)
@@ -159,9 +147,8 @@ class Run:
         args, work, extract = self.args, self.work, self.extractor.extract_one
         send = KeepAliveClient(server.host, server.port)
         calls = {"model": lambda n: timed_call("model", lambda: extract(work.pixels[n]).size)}
-        calls["decode+model"] = lambda n: timed_call(
-            "decode+model", lambda: extract(decode_image(work.jpegs[n])).size
-        )
+        decoded = lambda n: extract(decode_image(work.jpegs[n])).size  # noqa: E731
+        calls["decode+model"] = lambda n: timed_call("decode+model", lambda: decoded(n))
         calls["upload"] = lambda n: send(upload_request(work.jpegs[n], args.size))
         outcomes: dict[str, list[Outcome]] = {kind: [] for kind in calls}
         send(upload_request(work.jpegs[0], args.size))  # warm the connection
@@ -238,7 +225,7 @@ def measure(run: Run, env: dict[str, str], folder: Path) -> dict[str, Any]:
         theirs, ours = get_json(server.url + "/ready")[1].get("compute", {}), run.extractor.compute.as_meta()
         if (theirs.get("precision"), theirs.get("compile")) != (ours["precision"], ours["compile"]):
             raise RuntimeError(f"the API computes {theirs}, this process {ours}")
-        warm_api(server, work.jpegs[0], work.soak_ids[0], args.size)
+        searchside.warm_api(server, work.jpegs[0], work.soak_ids[0], args.size)
         say("measuring concurrency 1 (model / decode+model / upload interleaved) ...")
         phases = run.interleaved(server)
         for level in args.levels:
@@ -252,10 +239,9 @@ def measure(run: Run, env: dict[str, str], folder: Path) -> dict[str, Any]:
             names.append(other.name)
             with running_api(env, folder, other, args.api_start_timeout) as second:
                 run.servers = [server, second]
-                warm_api(second, work.jpegs[0], work.soak_ids[0], args.size)
-                for number, series, each in product(
-                    range(1, LAYOUT_ROUNDS + 1), ("upload", "by id"), (server, second)
-                ):
+                searchside.warm_api(second, work.jpegs[0], work.soak_ids[0], args.size)
+                rounds = product(range(1, LAYOUT_ROUNDS + 1), ("upload", "by id"), (server, second))
+                for number, series, each in rounds:
                     label = f" [{each.layout.name}, round {number}]"
                     layouts.append(run.phase(series, args.layout_concurrency, each, label))
                 rss[other.name] = round(sum(map(rss_bytes, second.pids())) / 2**20, 1)
@@ -281,11 +267,8 @@ def summary_of(measured: dict[str, Any]) -> dict[str, Any]:
     summary["upload_minus_decode_model_ms"] = minus(by_upload, decode_model)
     summary["upload_minus_model_paired_ms"] = upload.get("paired_minus_model_ms")
     summary["upload_minus_decode_model_paired_ms"] = upload.get("paired_minus_decode_model_ms")
-    summary |= {
-        "id_p50_ms": by_id,
-        "raw_knn_p50_ms": p50("raw kNN"),
-        "raw_get_knn_p50_ms": p50("raw get+kNN"),
-    }
+    summary |= {"id_p50_ms": by_id, "raw_knn_p50_ms": p50("raw kNN")}
+    summary["raw_get_knn_p50_ms"] = p50("raw get+kNN")
     summary["api_overhead_ms"] = minus(by_id, p50("raw kNN"))
     summary["api_http_overhead_ms"] = minus(by_id, p50("raw get+kNN"))
     summary["soak_errors"] = soak["non_2xx"] + soak["connection_errors"] if soak else None
@@ -330,7 +313,7 @@ def settings_of(args, plan: CorpusPlan, extractor) -> dict[str, Any]:
     names = "smoke docs alias index_type levels id_requests:id_requests_per_level upload_requests:"
     names += "upload_requests_per_level size:page_size soak_seconds soak_concurrency soak_upload_share"
     settings = harness.pick(args, names + " weights seed") | {"corpus": plan.describe()}
-    settings |= {"server": f"{SERVER}, {Layout.default().name} (gthread)", "es_request": request}
+    settings |= {"server": f"{searchside.SERVER}, {Layout.default().name} (gthread)", "es_request": request}
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide, 25% portrait), q 85-92"
     model = {"model_device": extractor.device, "model_fingerprint": extractor.info.fingerprint}
     return settings | model | {"model_compute": extractor.compute.as_meta()}
@@ -358,9 +341,8 @@ def run(args) -> dict[str, Any] | None:
         work = Workload.prepare(args, es, folder / "queries")
         before = harness.load_before(args.wait_idle)
         # a client like the API's (one retry), its pool large enough for the highest concurrency
-        options = {"request_timeout": 30, "max_retries": 1, "retry_on_timeout": True} | connection_options(
-            config
-        )
+        options = {"request_timeout": 30, "max_retries": 1, "retry_on_timeout": True}
+        options |= connection_options(config)
         raw = Elasticsearch(config.url, connections_per_node=max(args.levels) + 4, **options)
         bench, started_at = Run(args, raw, index["index"], extractor, work), jvm_started_at(raw)
         warm = min(ES_WARM_REQUESTS, 5 * args.id_requests)  # untimed: a fresh JVM compiles its hot paths
@@ -372,10 +354,8 @@ def run(args) -> dict[str, Any] | None:
     elastic["uptime_at_start_s"] = round(time.time() - started_at) if started_at else None
     elastic |= {"restarted_during_run": jvm_started_at(raw) != started_at, "warm_up_requests": warm}
     summary = summary_of(measured)
-    results = harness.envelope(args, before) | {
-        "settings": settings_of(args, plan, extractor),
-        "index": index,
-    }
+    results = harness.envelope(args, before) | {"settings": settings_of(args, plan, extractor)}
+    results["index"] = index
     results |= measured | {"summary": summary, "targets": targets_of(summary), "elasticsearch": elastic}
     return results | {"disturbed_phases": disturbed(measured, elastic)}
 
