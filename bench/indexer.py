@@ -157,7 +157,12 @@ class Bench:
         return Phase(name, what, rows, meter, extra | ({"rows_changed": changed} if changed else {}))
 
     def naive(self) -> Phase:
-        """The tutorial loop into its own throwaway index (index, model and connection made untimed)."""
+        """The tutorials' loop into its own throwaway index (index, model and connection made untimed):
+        `LIMIT offset, n` pages, urllib download, keras load_img, model.predict on a batch of one,
+        L2-normalised, one streaming_bulk per page."""
+        import keras
+        from elasticsearch.helpers import streaming_bulk
+
         from imgsearch.esclient import make_client
         from imgsearch.features import build_vgg16
         from imgsearch.indices import load_index_definition
@@ -169,43 +174,33 @@ class Bench:
         es.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
         model = build_vgg16(args.weights, MODEL_SEED)  # Keras's default float32, as the tutorials run it
         model.predict(np.zeros((1, 224, 224, 3), dtype=np.float32), verbose=0)  # builds predict: untimed
+        base_url, page = config.fetch.base_url, args.naive_page_size
+        limit = min(args.naive_images, args.images)
+        query = f"SELECT id, relation_id, photo FROM `{config.mysql.table}` LIMIT %s, %s"
+
+        def action(row: tuple[int, str, str]) -> dict[str, Any]:
+            with urllib.request.urlopen(base_url + row[2], timeout=30) as response:
+                image = keras.utils.load_img(io.BytesIO(response.read()), target_size=(224, 224))
+            batch = keras.applications.vgg16.preprocess_input(keras.utils.img_to_array(image)[None])
+            feature = model.predict(batch, verbose=0)[0]
+            document = dict(zip(("source_id", "relation_id", "photo"), row, strict=True))
+            document |= {"image_url": base_url + row[2], "status": "indexed"}
+            document["feature"] = (feature / np.linalg.norm(feature)).tolist()
+            return {"_index": index, "_id": str(row[0]), "_source": document}
+
         connection = connect(config.mysql)
         try:
             with self.meter() as meter:
-                page = (config.mysql.table, config.fetch.base_url, args.naive_page_size)
-                limit = min(args.naive_images, args.images)
-                indexed = naive_index(model, es, index, connection, limit, *page)
+                cursor, indexed = connection.cursor(), 0
+                while indexed < limit:
+                    cursor.execute(query, (indexed, min(page, limit - indexed)))
+                    if not (rows := cursor.fetchall()):
+                        break
+                    indexed += sum(ok for ok, _ in streaming_bulk(es, map(action, rows)))
+                cursor.close()
         finally:
             connection.close()
-        return Phase("naive", WHAT["naive"].format(page=args.naive_page_size), indexed, meter)
-
-
-def naive_index(model, es, index: str, connection, limit: int, table: str, base_url: str, page: int) -> int:
-    """The tutorials' loop: `LIMIT offset, n` pages, urllib download, keras load_img, model.predict on
-    a batch of one, L2-normalised, one streaming_bulk per page; returns the rows indexed."""
-    import keras
-    from elasticsearch.helpers import streaming_bulk
-
-    def action(row: tuple[int, str, str]) -> dict[str, Any]:
-        with urllib.request.urlopen(base_url + row[2], timeout=30) as response:
-            image = keras.utils.load_img(io.BytesIO(response.read()), target_size=(224, 224))
-        batch = keras.applications.vgg16.preprocess_input(keras.utils.img_to_array(image)[None])
-        feature = model.predict(batch, verbose=0)[0]
-        document = dict(zip(("source_id", "relation_id", "photo"), row, strict=True))
-        document |= {"image_url": base_url + row[2], "status": "indexed"}
-        document["feature"] = (feature / np.linalg.norm(feature)).tolist()
-        return {"_index": index, "_id": str(row[0]), "_source": document}
-
-    cursor, indexed = connection.cursor(), 0
-    while indexed < limit:
-        query = f"SELECT id, relation_id, photo FROM `{table}` LIMIT %s, %s"
-        cursor.execute(query, (indexed, min(page, limit - indexed)))
-        rows = cursor.fetchall()
-        if not rows:
-            break
-        indexed += sum(ok for ok, _ in streaming_bulk(es, map(action, rows)))
-    cursor.close()
-    return indexed
+        return Phase("naive", WHAT["naive"].format(page=page), indexed, meter)
 
 
 def grow_catalog(env: dict[str, str], photos: list[Path], total: int) -> None:
@@ -382,20 +377,16 @@ TABLES = ["summary", "ratios", ("ceilings, measured once first", ceilings), "pha
 REPORT = harness.Report("Indexer throughput: pipeline vs model ceiling vs naive", TABLES, context)
 
 
-def configure_tensorflow(intra: int, inter: int) -> None:
-    """Thread pools must be set before TensorFlow initialises its runtime (0 keeps TF's default)."""
-    import tensorflow as tf
-
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = options().parse(argv)
     before = harness.load_before(args.wait_idle)
-    configure_tensorflow(args.intra_op_threads, args.inter_op_threads)
+    import tensorflow as tf
+
+    # thread pools must be set before TensorFlow initialises its runtime (0 keeps TF's default)
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     with tempfile.TemporaryDirectory(prefix="bench-indexer-") as folder:
         measured = run(args, Path(folder))
     results = harness.envelope(args, before) | measured
