@@ -1,8 +1,7 @@
 """Bench data: catalog photos made from scikit-image's samples, and large indices of real + synthetic vectors.
 
-A search bench index is built with the project's own index definition and alias swap, force-merged,
-and kept across runs: its `_meta.bench` records what it was built from, so a later run with the same
-parameters (and the same model fingerprint) reuses it instead of loading again.
+A search bench index is kept across runs: its `_meta.bench` records what it was built from, so a later
+run with the same parameters (and the same model fingerprint) reuses it instead of loading again.
 """
 
 from __future__ import annotations
@@ -52,14 +51,11 @@ def write_photos(
     from demo.catalog import PHOTOS, sample_photo
 
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    samples = [sample_photo(name) for name in PHOTOS]
-    paths: list[Path] = []
+    rng, samples, paths = np.random.default_rng(seed), [sample_photo(name) for name in PHOTOS], []
     for number in range(count):
-        path = folder / f"{number + 1:05d}-{PHOTOS[number % len(PHOTOS)]}.jpg"
+        paths.append(folder / f"{number + 1:05d}-{PHOTOS[number % len(PHOTOS)]}.jpg")
         quality = int(rng.integers(85, 93))
-        photo_variant(samples[number % len(samples)], rng, sizes).save(path, "JPEG", quality=quality)
-        paths.append(path)
+        photo_variant(samples[number % len(samples)], rng, sizes).save(paths[-1], "JPEG", quality=quality)
     return paths
 
 
@@ -75,9 +71,6 @@ class CorpusPlan:
     product_spread: float = 0.10
     image_spread: float = 0.04
     generator: int = 1
-
-    def as_meta(self) -> dict[str, Any]:
-        return asdict(self)
 
     def describe(self) -> str:
         return (
@@ -114,7 +107,6 @@ def noise(rng: np.random.Generator, rows: int, norm: float) -> np.ndarray:
 
 
 def members_around(centres: np.ndarray, sizes: np.ndarray, rng, spread: float) -> np.ndarray:
-    """`sizes[i]` images around centre i."""
     repeated = np.repeat(centres, sizes, axis=0)
     return unit_rows(repeated + noise(rng, len(repeated), spread))
 
@@ -158,16 +150,10 @@ def bulk_actions(index: str, real: np.ndarray, plan: CorpusPlan) -> Iterator[dic
     """Documents of the project's mapping (dynamic: strict), as imgsearch.documents builds them."""
     now = datetime.now(UTC).isoformat()
     for doc_id, relation_id, vector in corpus(real, plan):
-        document = {
-            "source_id": doc_id,
-            "relation_id": relation_id,
-            "photo": f"bench/{doc_id}.jpg",
-            "image_url": f"http://bench.invalid/{doc_id}.jpg",
-            "status": "indexed",
-            "updated_at": "2026-01-01T00:00:00+00:00",
-            "indexed_at": now,
-            "feature": np.round(vector, 6).tolist(),
-        }
+        document = {"source_id": doc_id, "relation_id": relation_id, "photo": f"bench/{doc_id}.jpg"}
+        document |= {"image_url": f"http://bench.invalid/{doc_id}.jpg", "status": "indexed"}
+        document |= {"updated_at": "2026-01-01T00:00:00+00:00", "indexed_at": now}
+        document["feature"] = np.round(vector, 6).tolist()
         yield {"_index": index, "_id": str(doc_id), "_source": document}
 
 
@@ -197,7 +183,7 @@ def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint:
     for index in indices.aliased_indices(es, alias):
         meta = indices.index_meta(es, index)
         same_model = meta.get("model", {}).get("fingerprint") == fingerprint
-        if meta.get("bench") == plan.as_meta() and same_model and es.count(index=index)["count"] == plan.docs:
+        if meta.get("bench") == asdict(plan) and same_model and es.count(index=index)["count"] == plan.docs:
             return index
     return None
 
@@ -205,14 +191,8 @@ def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint:
 def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seconds: dict) -> dict[str, Any]:
     """The physical index behind the bench alias and how it came to be."""
     stats = es.indices.stats(index=index, metric="docs,store,segments").body["indices"][index]["primaries"]
-    counts = {"docs": stats["docs"]["count"], "segments": stats["segments"]["count"]}
-    facts = {
-        "alias": alias,
-        "index": index,
-        "reused": reused,
-        **counts,
-        "store_bytes": stats["store"]["size_in_bytes"],
-    }
+    facts = {"alias": alias, "index": index, "reused": reused, "docs": stats["docs"]["count"]}
+    facts |= {"segments": stats["segments"]["count"], "store_bytes": stats["store"]["size_in_bytes"]}
     return facts | {"seconds": seconds, "corpus": indices.index_meta(es, index).get("bench_stats", {})}
 
 
@@ -231,7 +211,7 @@ def ensure_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photos:
     real = real_vectors(extractor, photos, plan.real_photos, plan.seed)
     seconds = {"real_vectors": round(time.perf_counter() - clock, 1)}
     meta = {"model": extractor.info.as_meta(), "created_at": datetime.now(UTC).isoformat()}
-    meta |= {"created_by": "bench.search", "bench": plan.as_meta(), "bench_stats": corpus_stats(real, plan)}
+    meta |= {"created_by": "bench.search", "bench": asdict(plan), "bench_stats": corpus_stats(real, plan)}
     index = indices.version_name(alias, datetime.now(UTC))
     indexer.delete_old_versions(es, alias, keep=0)  # leftovers of interrupted builds; never the live one
     seconds |= build_version(es, index, indices.load_index_definition(config, meta), real, plan)

@@ -10,7 +10,9 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from tests.support.catalog import stack_environment
+from tests.support.catalog import drop_catalog, stack_environment
+from tests.support.imageserver import serve_folder_process
 from tests.support.processes import process_seconds
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -31,7 +34,7 @@ class Options:
     """A scenario's command line: the common options, its own, and defaults that differ under --smoke."""
 
     def __init__(self, name: str, summary: str) -> None:
-        self.presets: dict[str, tuple[Any, Any]] = {}
+        self.name, self.presets = name, {}
         prog, summary = f"python -m bench.{name}", f"{summary} See bench/README.md."
         self.parser = argparse.ArgumentParser(prog, description=summary)
         self.add("--smoke", action="store_true", help=f"a quick run of every phase; results {name}-smoke-*")
@@ -61,8 +64,14 @@ class Options:
             default = os.environ.get(name, "auto")
             self.add(f"--{flag}", choices=choices, default=default, help=f"{name} (default auto)")
 
-    def parse(self, argv: Sequence[str]) -> argparse.Namespace:
+    def api(self) -> None:
+        self.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to settle")
+
+    def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """The options (argv: sys.argv[1:] by default), kept with the bench's name for the results."""
+        argv = sys.argv[1:] if argv is None else list(argv)
         args = self.parser.parse_args(argv)
+        args.bench, args.argv = self.name, argv
         for key, (full, smoke) in self.presets.items():
             if getattr(args, key) is None:
                 setattr(args, key, smoke if args.smoke else full)
@@ -87,20 +96,28 @@ def require(*names: str) -> None:
         raise SystemExit(f'{" and ".join(missing)} not set: run eval "$(bash scripts/stack.sh env)" first')
 
 
-def throwaway_env(alias: str, table: str, base_url: str, weights: str, **extra: str) -> dict[str, str]:
-    """os.environ plus a throwaway alias and table, photos on a local server, no replicas."""
-    require("ES_URL", "MYSQL_URL")
-    stack = stack_environment(os.environ["ES_URL"], os.environ["MYSQL_URL"], alias, table, **extra)
-    return {**os.environ, **stack, "IMAGE_BASE_URL": base_url, "VGG16_WEIGHTS": weights}
-
-
-def seed_catalog(env: dict[str, str], rows: list[tuple[int, str, str]] | list[Path]) -> None:
-    """(id, relation_id, photo) rows into the run's table; photos: ids from 1, three per product."""
+@contextmanager
+def throwaway_catalog(
+    photos: Path, prefix: str, weights: str, rows: list, cleanup: dict | None = None, **extra: str
+) -> Iterator[tuple[dict[str, str], Any]]:
+    """`photos` served by a child process; os.environ plus a throwaway alias `<prefix>-<random>` and table,
+    no replicas, the table filled with `rows` ((id, relation_id, photo), or photo paths: ids from 1,
+    three per product); (env, server); everything removed afterwards (what was, into `cleanup`)."""
     from demo.catalog import CatalogEntry, load_catalog
     from indexer import load_mysql_config
 
+    require("ES_URL", "MYSQL_URL")
     rows = [row if isinstance(row, tuple) else (n, product_of(n), row.name) for n, row in enumerate(rows, 1)]
-    load_catalog(load_mysql_config(env), [CatalogEntry(*row) for row in rows])
+    name = uuid.uuid4().hex[:10]
+    alias, table = f"{prefix}-{name}", f"{prefix.replace('-', '_')}_{name}"
+    with serve_folder_process(photos) as server:
+        stack = stack_environment(os.environ["ES_URL"], os.environ["MYSQL_URL"], alias, table, **extra)
+        env = {**os.environ, **stack, "IMAGE_BASE_URL": server.url, "VGG16_WEIGHTS": weights}
+        try:
+            load_catalog(load_mysql_config(env), [CatalogEntry(*row) for row in rows])
+            yield env, server
+        finally:
+            (cleanup if cleanup is not None else {}).update(drop_catalog(env))
 
 
 def product_of(row_id: int) -> str:
@@ -122,9 +139,6 @@ def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, *
             return run.run(), meter
     finally:
         source.close()
-
-
-# --- the machine ------------------------------------------------------------------------------------
 
 
 def machine_facts() -> dict[str, Any]:
@@ -207,15 +221,12 @@ def is_disturbed(cpu: dict[str, float]) -> bool:
     return cpu.get("other_cores", 0.0) > DISTURBED_CORES or cpu.get("other_es_ops", 0) > DISTURBED_ES_OPS
 
 
-# --- results ----------------------------------------------------------------------------------------
-
-
-def envelope(name: str, argv: Sequence[str], before: list[float]) -> dict[str, Any]:
+def envelope(args: argparse.Namespace, before: list[float]) -> dict[str, Any]:
     """What every result starts with: the bench, the exact command, when, the machine, the load average."""
     python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
     return {
-        "benchmark": name,
-        "command": f"{python} -m bench.{name} {shlex.join(argv)}".rstrip(),
+        "benchmark": args.bench,
+        "command": f"{python} -m bench.{args.bench} {shlex.join(args.argv)}".rstrip(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_facts(),
         "load_average": {"before": before, "after": load_average()},
@@ -270,10 +281,11 @@ class Report:
 
 
 def write_results(
-    results: dict[str, Any], report: Report, folder: Path, smoke: bool, **files: Callable[[Path], Path]
-) -> list[Path]:
+    results: dict, report: Report, args: argparse.Namespace, **files: Callable[[Path], Path]
+) -> None:
     """<name>[-smoke]-<UTC>.json and .md, <name>-latest.md for full runs; `files` are further writers,
     each given the path stem and returning the file it wrote (recorded in the JSON under its key)."""
+    folder, smoke = args.results_dir, args.smoke
     folder.mkdir(parents=True, exist_ok=True)
     name = results["benchmark"]
     stem = folder / f"{name}{'-smoke' if smoke else ''}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
@@ -285,4 +297,3 @@ def write_results(
         (folder / f"{name}-latest.md").write_text(markdown)
     print(markdown)
     print("written: " + ", ".join(str(path) for path in paths))
-    return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import threading
 import time
@@ -17,7 +18,6 @@ import numpy as np
 # A keep-alive connection the server closed while idle fails like this on its next request.
 STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 REQUEST_TIMEOUT = 120.0
-Worker = Callable[[], tuple[Callable[[Any], "Outcome"], Callable[[], int]]]
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One call: its latency, HTTP status (0: no answer), hits returned, error text, when it started
-    (perf_counter) and the first bytes of the answer when it was not a 2xx."""
+    """One call: latency, HTTP status (0: no answer), hits (-1: not a search answer), error text, start
+    (perf_counter) and the first bytes of a non-2xx answer."""
 
     kind: str
     seconds: float
@@ -69,7 +69,8 @@ def multipart_image(data: bytes, filename: str = "query.jpg") -> tuple[bytes, di
 
 
 class KeepAliveClient:
-    """One HTTP/1.1 connection reused for every request; reconnects once if the server dropped it."""
+    """One HTTP/1.1 connection reused for every request; reconnects once if the server dropped it.
+    Called with a request, it is a load worker: the request timed as an Outcome."""
 
     def __init__(self, host: str, port: int) -> None:
         self.reconnects = 0
@@ -91,14 +92,20 @@ class KeepAliveClient:
     def close(self) -> None:
         self._connection.close()
 
+    def __call__(self, request: HttpRequest) -> Outcome:
+        return timed_http(self, request)
+
 
 def hit_count(body: bytes) -> int:
-    """len(hits) of a search answer (-1 when it is not one)."""
     try:
         hits = json.loads(body).get("hits")
     except (ValueError, AttributeError):
         return -1
     return len(hits) if isinstance(hits, list) else -1
+
+
+def failure(kind: str, start: float, exc: BaseException) -> Outcome:
+    return Outcome(kind, time.perf_counter() - start, 0, error=f"{type(exc).__name__}: {exc}", start=start)
 
 
 def timed_http(client: KeepAliveClient, request: HttpRequest) -> Outcome:
@@ -108,22 +115,11 @@ def timed_http(client: KeepAliveClient, request: HttpRequest) -> Outcome:
         status, body = client.send(request)
     except (OSError, http.client.HTTPException) as exc:
         client.close()
-        error = f"{type(exc).__name__}: {exc}"
-        return Outcome(request.kind, time.perf_counter() - start, 0, error=error, start=start)
+        return failure(request.kind, start, exc)
     seconds = time.perf_counter() - start
     if 200 <= status < 300:
         return Outcome(request.kind, seconds, status, hit_count(body), start=start)
     return Outcome(request.kind, seconds, status, start=start, detail=body[:400].decode(errors="replace"))
-
-
-def http_worker(host: str, port: int) -> Worker:
-    """Factory of per-thread callers: each thread gets its own keep-alive connection."""
-
-    def make() -> tuple[Callable[[Any], Outcome], Callable[[], int]]:
-        client = KeepAliveClient(host, port)
-        return (lambda request: timed_http(client, request)), lambda: client.reconnects
-
-    return make
 
 
 def timed_call(kind: str, call: Callable[[], int]) -> Outcome:
@@ -132,9 +128,12 @@ def timed_call(kind: str, call: Callable[[], int]) -> Outcome:
     try:
         hits = call()
     except Exception as exc:  # noqa: BLE001 - a benchmark counts failures instead of stopping
-        error = f"{type(exc).__name__}: {exc}"
-        return Outcome(kind, time.perf_counter() - start, 0, error=error, start=start)
+        return failure(kind, start, exc)
     return Outcome(kind, time.perf_counter() - start, 200, hits, start=start)
+
+
+def http_worker(host: str, port: int) -> Callable[[], KeepAliveClient]:
+    return lambda: KeepAliveClient(host, port)
 
 
 @dataclass
@@ -147,52 +146,43 @@ class LoadResult:
     reconnects: int = 0
 
 
-class JobFeed:
-    """Hands jobs to the threads: a fixed list, or made by number until a deadline (or None from it)."""
-
-    def __init__(self, jobs: list[Any] | None = None, make_job: Callable[[int], Any] | None = None):
-        self._jobs, self._make_job = jobs, make_job
-        self._next = 0
-        self._deadline = float("inf")
-        self._lock = threading.Lock()
-
-    def start(self, seconds: float | None) -> None:
-        if seconds is not None:
-            self._deadline = time.perf_counter() + seconds
-
-    def take(self) -> Any | None:
-        with self._lock:
-            number = self._next
-            self._next += 1
-        if self._jobs is not None:
-            return self._jobs[number] if number < len(self._jobs) else None
-        return self._make_job(number) if time.perf_counter() < self._deadline else None
-
-
 def run_load(
-    make_worker: Worker, feed: JobFeed, concurrency: int, warm_job: Any = None, seconds: float | None = None
+    make_worker: Callable[[], Callable[[Any], Outcome]],
+    jobs: list[Any] | Callable[[int], Any],
+    concurrency: int,
+    warm_job: Any = None,
+    seconds: float | None = None,
 ) -> LoadResult:
     """`concurrency` threads, each: build its caller, run `warm_job` untimed, then wait for the others;
-    then all take jobs from `feed` until it is empty (or `seconds` have passed)."""
-    barrier = threading.Barrier(concurrency + 1)
+    then all take jobs (a list, or a function of the job number; None stops) until none is left or
+    `seconds` have passed. A caller's `reconnects` attribute, if any, is summed."""
+    make_job = jobs if callable(jobs) else lambda number: jobs[number] if number < len(jobs) else None
+    barrier, lock, numbers = threading.Barrier(concurrency + 1), threading.Lock(), itertools.count()
+    deadline = [float("inf")]
     outcomes: list[list[Outcome]] = [[] for _ in range(concurrency)]
     reconnects = [0] * concurrency
 
+    def take() -> Any:
+        with lock:
+            number = next(numbers)
+        return make_job(number) if time.perf_counter() < deadline[0] else None
+
     def thread_main(number: int) -> None:
-        call, reconnected = make_worker()
+        call = make_worker()
         if warm_job is not None:
             call(warm_job)
         barrier.wait()
-        while (job := feed.take()) is not None:
+        while (job := take()) is not None:
             outcomes[number].append(call(job))
-        reconnects[number] = reconnected()
+        reconnects[number] = getattr(call, "reconnects", 0)
 
     threads = [threading.Thread(target=thread_main, args=(n,), daemon=True) for n in range(concurrency)]
     for thread in threads:
         thread.start()
     barrier.wait()
     started = time.perf_counter()
-    feed.start(seconds)
+    if seconds is not None:
+        deadline[0] = started + seconds
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
@@ -212,14 +202,12 @@ def latency_stats(outcomes: list[Outcome], wall: float | None = None, page_size:
         "statuses": dict(sorted(Counter(str(o.status) for o in outcomes).items())),
         "short_pages": sum(1 for o in outcomes if o.ok and 0 <= o.hits < page_size),
     }
-    errors = Counter(o.error for o in outcomes if o.error)
-    if errors:
+    if errors := Counter(o.error for o in outcomes if o.error):
         stats["errors"] = dict(errors.most_common(5))
     if good.size:
         values = [*np.percentile(good, [50, 95, 99]), good.mean(), good.max()]
         names = ("p50", "p95", "p99", "mean", "max")
         stats |= {f"{name}_ms": round(float(value), 2) for name, value in zip(names, values, strict=True)}
     if wall:
-        stats["per_second"] = round(len(outcomes) / wall, 2)
-        stats["seconds"] = round(wall, 3)
+        stats |= {"per_second": round(len(outcomes) / wall, 2), "seconds": round(wall, 3)}
     return stats

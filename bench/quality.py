@@ -6,10 +6,8 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,11 +18,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from bench import harness
 from bench.harness import say
-from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image
-from bench.searchside import SERVER
-from tests.support.apiserver import ApiServer, Layout, running_api
-from tests.support.catalog import drop_catalog
-from tests.support.imageserver import serve_folder_process
+from bench.loadgen import KeepAliveClient
+from bench.searchside import SERVER, upload_request
+from tests.support.apiserver import ApiServer, Layout, get_json, running_api
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 CATALOG_QUALITY = 92  # JPEG quality of the catalog files and of the edited queries (unless an edit sets one)
@@ -42,27 +38,13 @@ RANDOM_NOTE = (
 )
 
 
-# --- corpus -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """A sample photo and how it is cut: a (columns, rows) grid, (1, 1) for the whole photo."""
-
-    name: str
-    grid: tuple[int, int] = (1, 1)
-    second_photo: str | None = None  # the same scene from another camera, for the second view
-
-
-# name, (columns, rows) of tiles; the motorcycle's second view is the other camera of the stereo pair
+# Sample photos in order, cut into (columns, rows) tiles (default the whole photo); the motorcycle's
+# second view is the other camera of the stereo pair.
+SOURCES = "astronaut chelsea motorcycle_left coins coffee horse rocket camera page color ihc logo "
+SOURCES += "hubble_deep_field clock_motion retina text moon phantom cell brick grass gravel"
 GRIDS = {"astronaut": (2, 2), "motorcycle_left": (3, 2), "coffee": (3, 2), "rocket": (3, 2), "camera": (2, 2)}
 GRIDS |= {"ihc": (2, 2), "hubble_deep_field": (4, 3), "retina": (3, 3), "moon": (2, 2)}
-NAMES = "astronaut chelsea motorcycle_left coins coffee horse rocket camera page color ihc logo "
-NAMES += "hubble_deep_field clock_motion retina text moon phantom cell brick grass gravel"
-SOURCES = tuple(
-    Source(name, GRIDS.get(name, (1, 1)), "motorcycle_right" if name == "motorcycle_left" else None)
-    for name in NAMES.split()
-)
+SECOND_PHOTOS = {"motorcycle_left": "motorcycle_right"}
 
 
 @dataclass
@@ -76,15 +58,12 @@ class Product:
     second: Image.Image = field(repr=False)
     second_view: str = ""
 
-    @property
-    def grayscale(self) -> bool:
-        pixels = np.asarray(self.original.convert("RGB"), dtype=np.int16)
-        return bool(np.abs(pixels - pixels[..., :1]).max() <= 2)
-
     def describe(self) -> dict[str, Any]:
         size, box = list(self.original.size), list(self.box) if self.box else None
+        pixels = np.asarray(self.original.convert("RGB"), dtype=np.int16)
         facts = {"relation_id": self.relation_id, "source": self.source, "box": box, "size": size}
-        return facts | {"second_view": self.second_view, "grayscale": self.grayscale}
+        grayscale = bool(np.abs(pixels - pixels[..., :1]).max() <= 2)
+        return facts | {"second_view": self.second_view, "grayscale": grayscale}
 
 
 def tile_boxes(size: tuple[int, int], grid: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -108,8 +87,10 @@ def perspective_coefficients(
     return tuple(float(c) for c in np.linalg.solve(np.array(rows, float), np.array(values, float)))
 
 
-def perspective_shift(image: Image.Image, insets: np.ndarray) -> Image.Image:
-    """The image seen slightly off-axis: each corner moved inwards by insets[i] (fractions of w, h)."""
+def second_view(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, str]:
+    """Another shot of the product: seen slightly off-axis (each corner moved inwards by 0-6% of the
+    width and height), then 0.75x or 1.3x."""
+    insets, scale = rng.uniform(0.0, 0.06, size=(4, 2)), float(rng.choice([0.75, 1.3]))
     width, height = image.size
     corners = [(0, 0), (width, 0), (width, height), (0, height)]
     inwards = [(1, 1), (-1, 1), (-1, -1), (1, -1)]
@@ -118,52 +99,32 @@ def perspective_shift(image: Image.Image, insets: np.ndarray) -> Image.Image:
         for (x, y), (sx, sy), (dx, dy) in zip(corners, inwards, insets, strict=True)
     ]
     coefficients = perspective_coefficients(corners, quad)
-    return image.transform(image.size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC)
-
-
-def second_view(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, str]:
-    """Another shot of the product: a mild perspective shift (0-6% per corner), then 0.75x or 1.3x."""
-    insets = rng.uniform(0.0, 0.06, size=(4, 2))
-    scale = float(rng.choice([0.75, 1.3]))
-    shot = rescale(perspective_shift(image, insets), scale)
-    return shot, f"perspective (corners in by up to {insets.max():.0%}), {scale}x"
-
-
-def products_of(source: Source, number: int, rng: np.random.Generator) -> list[Product]:
-    """The products cut from one sample photo; relation ids numbered from `number`."""
-    from demo.catalog import sample_photo
-
-    photo = sample_photo(source.name)
-    other = sample_photo(source.second_photo) if source.second_photo else None
-    products: list[Product] = []
-    whole = source.grid == (1, 1)
-    for position, box in enumerate(tile_boxes(photo.size, source.grid)):
-        tile = photo.crop(box)
-        if np.asarray(tile.convert("L"), float).std() < MIN_TILE_STD:
-            continue
-        if other is not None:
-            second, how = other.crop(box), f"same region of {source.second_photo} (other camera)"
-        else:
-            second, how = second_view(tile, rng)
-        row, column = divmod(position, source.grid[0])
-        suffix = "" if whole else f"-r{row}c{column}"
-        relation_id = f"q{number + len(products):03d}-{source.name}{suffix}"
-        products.append(Product(relation_id, source.name, None if whole else box, tile, second, how))
-    return products
+    shifted = image.transform(image.size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC)
+    return rescale(shifted, scale), f"perspective (corners in by up to {insets.max():.0%}), {scale}x"
 
 
 def build_products(limit: int | None, seed: int) -> list[Product]:
-    """Products of every source in SOURCES order, the first `limit` of them (all with None)."""
-    rng = np.random.default_rng(seed)
-    products: list[Product] = []
-    for source in SOURCES:
-        products += products_of(source, len(products) + 1, rng)
+    """The products cut from the SOURCES in order, the first `limit` of them (all with None)."""
+    from demo.catalog import sample_photo
+
+    rng, products = np.random.default_rng(seed), []
+    for name in SOURCES.split():
+        photo, grid, second_photo = sample_photo(name), GRIDS.get(name, (1, 1)), SECOND_PHOTOS.get(name)
+        other = sample_photo(second_photo) if second_photo else None
+        for position, box in enumerate(tile_boxes(photo.size, grid)):
+            tile = photo.crop(box)
+            if np.asarray(tile.convert("L"), float).std() < MIN_TILE_STD:
+                continue
+            if other:
+                second, how = other.crop(box), f"same region of {second_photo} (other camera)"
+            else:
+                second, how = second_view(tile, rng)
+            row, column = divmod(position, grid[0])
+            relation_id = f"q{len(products) + 1:03d}-{name}" + ("" if grid == (1, 1) else f"-r{row}c{column}")
+            products.append(Product(relation_id, name, None if grid == (1, 1) else box, tile, second, how))
         if limit is not None and len(products) >= limit:
             break
     return products[:limit] if limit is not None else products
-
-
-# --- edits ------------------------------------------------------------------------------------------
 
 
 def crop_box(size: tuple[int, int], keep: float, anchor: tuple[float, float]) -> tuple[int, int, int, int]:
@@ -305,19 +266,18 @@ def make_queries(catalog_files: list[bytes], edits: list[Edit]) -> list[Query]:
     return queries
 
 
-# --- ranks and accuracy -----------------------------------------------------------------------------
-
-
 def rank_of(wanted: str, ranked: Sequence[str]) -> int | None:
     """1-based position of `wanted` among distinct ranked products; None when it is not there."""
     return ranked.index(wanted) + 1 if wanted in ranked else None
 
 
+def within(rank: int | None, k: int) -> bool:
+    return rank is not None and rank <= k
+
+
 def accuracy(ranks: Sequence[int | None], k: int) -> float | None:
     """Share of queries whose product is within the first k (None for no queries)."""
-    if not ranks:
-        return None
-    return sum(1 for rank in ranks if rank is not None and rank <= k) / len(ranks)
+    return sum(within(rank, k) for rank in ranks) / len(ranks) if ranks else None
 
 
 def product_ranking(scores: np.ndarray, image_products: np.ndarray, products: int) -> np.ndarray:
@@ -354,8 +314,7 @@ class QueryResult:
 
 def summary_row(label: str, family: str, results: list[QueryResult], sources: dict[str, str]) -> dict:
     """Accuracy of one group of queries, API and baseline, and how often they disagree."""
-    api = [r.api_rank for r in results]
-    baseline = [r.baseline_rank for r in results]
+    api, baseline = [r.api_rank for r in results], [r.baseline_rank for r in results]
     sibling = [r for r in results if r.api_rank != 1 and r.api_top and sources.get(r.api_top[0]) == r.source]
     return {
         "edit": label,
@@ -373,7 +332,7 @@ def summary_row(label: str, family: str, results: list[QueryResult], sources: di
 def summarise(results: list[QueryResult], edits: list[Edit], sources: dict[str, str]) -> dict[str, Any]:
     """Rows per edit, per family, and overall (every edit but the identity control)."""
     by_edit = [
-        summary_row(e.name, e.family, [r for r in results if r.edit == e.name], sources) for e in edits
+        summary_row(e.name, e.family, [q for q in results if q.edit == e.name], sources) for e in edits
     ]
     families = list(dict.fromkeys(edit.family for edit in edits))
     by_family = [summary_row(f, f, [r for r in results if r.family == f], sources) for f in families]
@@ -382,10 +341,22 @@ def summarise(results: list[QueryResult], edits: list[Edit], sources: dict[str, 
     return {"by_edit": by_edit, "by_family": by_family, "overall": overall}
 
 
+def agreement(results: list[QueryResult]) -> dict[str, Any]:
+    """How far the API's answers are from the in-process baseline (ranks as the API's page shows them)."""
+    gaps = [abs(r.score_gap) for r in results if r.score_gap is not None]
+    on_page = lambda rank: rank if within(rank, PAGE_SIZE) else None  # noqa: E731
+    return {
+        "queries": len(results),
+        "top1_differs": sum(1 for r in results if r.top1_differs),
+        "top5_hit_differs": sum(1 for r in results if within(r.api_rank, 5) != within(r.baseline_rank, 5)),
+        "rank_differs": sum(1 for r in results if on_page(r.api_rank) != on_page(r.baseline_rank)),
+        "score_gap_max": round(max(gaps), 6) if gaps else None,
+        "score_gap_median": round(float(np.median(gaps)), 6) if gaps else None,
+    }
+
+
 def check_weights(weights: str) -> None:
     """Stop early, with a clear message, when the weights cannot be loaded offline."""
-    if weights == "random":
-        return
     if weights == "imagenet":
         homes = [os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"), "/tmp/.keras"]
         if not any(Path(home, "models", IMAGENET_FILE).is_file() for home in homes):
@@ -393,8 +364,7 @@ def check_weights(weights: str) -> None:
                 f"--weights imagenet needs {Path(homes[0], 'models', IMAGENET_FILE)}, which is not there and "
                 "cannot be downloaded on this machine: copy the file there (or pass --weights PATH to a .h5)"
             )
-        return
-    if not Path(weights).is_file():
+    elif weights != "random" and not Path(weights).is_file():
         raise SystemExit(f"--weights {weights}: no such file (use random, imagenet or a path to .h5 weights)")
 
 
@@ -405,41 +375,24 @@ def catalog_file_names(product: Product) -> tuple[str, str]:
 def write_catalog(products: list[Product], folder: Path) -> list[bytes]:
     """Both views of every product as JPEG files; returns the original view's bytes per product."""
     folder.mkdir(parents=True, exist_ok=True)
-    originals = []
     for product in products:
-        first, second = catalog_file_names(product)
-        data = encode_jpeg(product.original.convert("RGB"), CATALOG_QUALITY)
-        (folder / first).write_bytes(data)
-        (folder / second).write_bytes(encode_jpeg(product.second.convert("RGB"), CATALOG_QUALITY))
-        originals.append(data)
-    return originals
-
-
-# --- through the API --------------------------------------------------------------------------------
-
-
-def search_api(client: KeepAliveClient, query: Query) -> tuple[int, float, list[dict[str, Any]]]:
-    """POST /search with the query as a multipart upload: status, milliseconds, hits."""
-    body, headers = multipart_image(query.data)
-    started = time.perf_counter()
-    status, answer = client.send(HttpRequest("upload", "POST", f"/search?size={PAGE_SIZE}", body, headers))
-    milliseconds = (time.perf_counter() - started) * 1000
-    hits = json.loads(answer).get("hits", []) if status == 200 else []
-    return status, milliseconds, hits
+        for name, image in zip(catalog_file_names(product), (product.original, product.second), strict=True):
+            (folder / name).write_bytes(encode_jpeg(image.convert("RGB"), CATALOG_QUALITY))
+    return [(folder / catalog_file_names(product)[0]).read_bytes() for product in products]
 
 
 def query_api(server: ApiServer, queries: list[Query], results: list[QueryResult]) -> dict[str, Any]:
     """Every query through POST /search, one at a time; fills the API side of `results`; GET /stats."""
-    from tests.support.apiserver import get_json
-
     status, stats = get_json(server.url + "/stats")
     if status != 200:
         raise RuntimeError(f"GET /stats answered {status}: {stats}")
     client = KeepAliveClient(server.host, server.port)
     try:
         for number, (query, result) in enumerate(zip(queries, results, strict=True), start=1):
-            status, milliseconds, hits = search_api(client, query)
-            result.api_status, result.api_ms = status, round(milliseconds, 1)
+            request, started = upload_request(query.data, PAGE_SIZE), time.perf_counter()
+            status, answer = client.send(request)
+            result.api_status, result.api_ms = status, round((time.perf_counter() - started) * 1000, 1)
+            hits = json.loads(answer).get("hits", []) if status == 200 else []
             result.api_top = [hit["relation_id"] for hit in hits]
             result.api_scores = [hit["score"] for hit in hits]
             result.api_rank = rank_of(result.product, result.api_top)
@@ -451,13 +404,9 @@ def query_api(server: ApiServer, queries: list[Query], results: list[QueryResult
     return stats
 
 
-# --- the in-process baseline ------------------------------------------------------------------------
-
-
 def padded_batch(images: list[np.ndarray], size: int) -> np.ndarray:
     """The images stacked and padded with black ones up to `size`, so every batch has one shape."""
-    pad = [np.zeros_like(images[0])] * (size - len(images))
-    return np.stack([*images, *pad])
+    return np.stack([*images, *[np.zeros_like(images[0])] * (size - len(images))])
 
 
 def extract_all(extractor, blobs: list[bytes]) -> np.ndarray:
@@ -477,28 +426,17 @@ def stored_vectors(env: dict[str, str], ids: list[int]) -> np.ndarray:
     from imgsearch.esclient import make_client
 
     config = load_elastic_config(env)
-    es = make_client(config)
-    docs = es.mget(index=config.alias, ids=[str(i) for i in ids], source=["feature"])["docs"]
+    docs = make_client(config).mget(index=config.alias, ids=[str(i) for i in ids], source=["feature"])["docs"]
     missing = [doc["_id"] for doc in docs if not doc.get("found") or not doc["_source"].get("feature")]
     if missing:
         raise RuntimeError(f"no stored vector for ids {missing[:10]}")
     return np.array([doc["_source"]["feature"] for doc in docs], dtype=np.float32)
 
 
-def vector_agreement(stored: np.ndarray, recomputed: np.ndarray) -> dict[str, float]:
-    """Cosine between each stored vector and the one recomputed in-process from the same file."""
-    cosines = np.sum(stored * recomputed, axis=1)
-    return {"min_cosine": round(float(cosines.min()), 7), "mean_cosine": round(float(cosines.mean()), 7)}
-
-
-def run_baseline(
-    query_vectors: np.ndarray, catalog: np.ndarray, products: list[Product], results: list[QueryResult]
-) -> None:
+def run_baseline(queries: np.ndarray, catalog: np.ndarray, products: list[Product], results: list) -> None:
     """Exact cosine against every catalog vector; products ranked by their best image."""
-    image_products = np.arange(len(catalog)) // 2
-    names = [product.relation_id for product in products]
-    scores = query_vectors @ catalog.T
-    for row, result in zip(scores, results, strict=True):
+    image_products, names = np.arange(len(catalog)) // 2, [product.relation_id for product in products]
+    for row, result in zip(queries @ catalog.T, results, strict=True):
         order = product_ranking(row, image_products, len(products))
         best = [float(row[image_products == p].max()) for p in order[:PAGE_SIZE]]
         result.baseline_top = [names[p] for p in order[:PAGE_SIZE]]
@@ -509,105 +447,61 @@ def run_baseline(
             result.score_gap = round(result.api_scores[0] - (1 + cosine) / 2, 6)
 
 
-def within(rank: int | None, k: int) -> bool:
-    return rank is not None and rank <= k
-
-
-def on_page(rank: int | None) -> int | None:
-    """The rank as the API can show it: None beyond its page of PAGE_SIZE products."""
-    return rank if within(rank, PAGE_SIZE) else None
-
-
-def agreement(results: list[QueryResult]) -> dict[str, Any]:
-    """How far the API's answers are from the in-process baseline."""
-    gaps = [abs(r.score_gap) for r in results if r.score_gap is not None]
-    return {
-        "queries": len(results),
-        "top1_differs": sum(1 for r in results if r.top1_differs),
-        "top5_hit_differs": sum(1 for r in results if within(r.api_rank, 5) != within(r.baseline_rank, 5)),
-        "rank_differs": sum(1 for r in results if on_page(r.api_rank) != on_page(r.baseline_rank)),
-        "score_gap_max": round(max(gaps), 6) if gaps else None,
-        "score_gap_median": round(float(np.median(gaps)), 6) if gaps else None,
-    }
-
-
-# --- the run ----------------------------------------------------------------------------------------
-
-
 def options() -> harness.Options:
     opts = harness.Options("quality", "Near-duplicate product retrieval through the search API, per edit.")
-    opts.add(
-        "--products", type=int, help=f"the first N products (default all, ~68; --smoke {SMOKE_PRODUCTS})"
-    )
+    products = f"the first N products (default all, ~68; --smoke {SMOKE_PRODUCTS})"
+    opts.add("--products", type=int, help=products)
     edits = f"comma-separated, default all (--smoke {','.join(SMOKE_EDITS)}): {', '.join(EDIT_NAMES)}"
     opts.add("--edits", help=edits)
     opts.add("--index-type", default=os.environ.get("ES_VECTOR_INDEX_TYPE") or "int8_hnsw", help="index type")
-    opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
+    opts.api()
     opts.model(int(os.environ.get("VGG16_SEED") or 1234), "VGG16_SEED and the seed of the second views")
     return opts
 
 
-def index_catalog(env: dict[str, str], extractor, products: list[Product]) -> dict[str, Any]:
-    """Rows 2i+1 (the photo) and 2i+2 (the second view) of product i, then `indexer full` in-process."""
-    names = [(p.relation_id, name) for p in products for name in catalog_file_names(p)]
-    harness.seed_catalog(env, [(number, *pair) for number, pair in enumerate(names, 1)])
-    report, meter = harness.indexer_run(env, extractor)
-    statuses = dict(report.statuses)
-    if report.outcome != "succeeded" or statuses.get("indexed", 0) != len(names):
-        raise RuntimeError(
-            f"indexer full {report.outcome}: {report.message}; {statuses} of {len(names)} rows"
-        )
-    return {"index": report.index, "statuses": statuses, "seconds": round(meter.wall, 1)}
-
-
 def measure(args, folder: Path, products: list[Product], queries: list[Query], results: list) -> dict:
-    """Index the catalog, every query through the API, then the in-process baseline; clean up."""
+    """Both views of product i as catalog rows 2i+1 and 2i+2, indexed by `indexer full` in-process; every
+    query through the API, then the in-process baseline; clean up."""
     from imgsearch.features import FeatureExtractor
 
-    name, seconds, photos = uuid.uuid4().hex[:10], {}, folder / "photos"
-    extra = {
-        "ES_VECTOR_INDEX_TYPE": args.index_type,
-        "MYSQL_DELETED_COLUMN": "",
-        "VGG16_SEED": str(args.seed),
-    }
-    extra |= {"VGG16_PRECISION": args.precision, "VGG16_COMPILE": args.compile}
-    with serve_folder_process(photos) as server:
-        alias, table = f"bench-quality-{name}", f"bench_quality_{name}"
-        env = harness.throwaway_env(alias, table, server.url, args.weights, **extra)
-        try:
-            extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
-            extractor.warm_up()
-            say("indexing (indexer full, in-process) ...")
-            build = index_catalog(env | {"INDEXER_REPORT_DIR": str(folder / "reports")}, extractor, products)
-            say(f"querying the API ({len(queries)} uploads) ...")
-            with running_api(
-                env | {"SEARCH_ACCESS_LOG": "0"}, folder, Layout.default(), args.api_start_timeout
-            ) as api:
-                started = time.perf_counter()
-                stats = query_api(api, queries, results)
-            seconds["api_queries"], started = round(time.perf_counter() - started, 1), time.perf_counter()
-            say("in-process baseline ...")
-            stored = stored_vectors(env, list(range(1, 2 * len(products) + 1)))
-            files = [(photos / n).read_bytes() for p in products for n in catalog_file_names(p)]
-            vectors = vector_agreement(stored, extract_all(extractor, files))
-            run_baseline(extract_all(extractor, [q.data for q in queries]), stored, products, results)
-            seconds |= {"baseline": round(time.perf_counter() - started, 1), "index": build["seconds"]}
-        finally:
-            drop_catalog(env)
+    photos, seconds, names = folder / "photos", {}, [(p, n) for p in products for n in catalog_file_names(p)]
+    extra = {"ES_VECTOR_INDEX_TYPE": args.index_type, "MYSQL_DELETED_COLUMN": ""}
+    extra |= {"VGG16_SEED": str(args.seed), "VGG16_PRECISION": args.precision, "VGG16_COMPILE": args.compile}
+    rows = [(number, product.relation_id, name) for number, (product, name) in enumerate(names, 1)]
+    with harness.throwaway_catalog(photos, "bench-quality", args.weights, rows, **extra) as (env, _):
+        extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
+        extractor.warm_up()
+        say("indexing (indexer full, in-process) ...")
+        report, meter = harness.indexer_run(env | {"INDEXER_REPORT_DIR": str(folder / "reports")}, extractor)
+        statuses = dict(report.statuses)
+        if report.outcome != "succeeded" or statuses.get("indexed", 0) != len(rows):
+            problem = f"{report.outcome}: {report.message}; {statuses} of {len(rows)} rows"
+            raise RuntimeError(f"indexer full {problem}")
+        build = {"index": report.index, "statuses": statuses, "seconds": round(meter.wall, 1)}
+        say(f"querying the API ({len(queries)} uploads) ...")
+        api_env = env | {"SEARCH_ACCESS_LOG": "0"}
+        with running_api(api_env, folder, Layout.default(), args.api_start_timeout) as api:
+            started = time.perf_counter()
+            stats = query_api(api, queries, results)
+        seconds["api_queries"], started = round(time.perf_counter() - started, 1), time.perf_counter()
+        say("in-process baseline ...")
+        stored = stored_vectors(env, list(range(1, len(rows) + 1)))
+        recomputed = extract_all(extractor, [(photos / n).read_bytes() for _, n in names])
+        cosines = np.sum(stored * recomputed, axis=1)  # the stored vectors against the catalog files'
+        vectors = {"min_cosine": round(float(cosines.min()), 7)}
+        vectors["mean_cosine"] = round(float(cosines.mean()), 7)
+        run_baseline(extract_all(extractor, [q.data for q in queries]), stored, products, results)
+        seconds |= {"baseline": round(time.perf_counter() - started, 1), "index": build["seconds"]}
     settings = harness.pick(args, "smoke weights seed index_type") | {"model": extractor.info.as_meta()}
     settings |= {"model_device": extractor.device, "compute": extractor.compute.as_meta()}
-    settings |= {
-        "alias": env["ES_INDEX"],
-        "table": env["MYSQL_TABLE"],
-        "index": build,
-        "page_size": PAGE_SIZE,
-    }
+    settings |= {"alias": env["ES_INDEX"], "table": env["MYSQL_TABLE"]}
+    settings |= {"index": build, "page_size": PAGE_SIZE}
     settings["catalog_jpeg_quality"] = CATALOG_QUALITY
     settings["server"] = f"{SERVER}, {Layout.default().name} (gthread)"
     return {"settings": settings, "api_stats": stats, "stored_vs_recomputed": vectors, "seconds": seconds}
 
 
-def run(args, argv: list[str], folder: Path) -> dict[str, Any]:
+def run(args, folder: Path) -> dict[str, Any]:
     """The corpus and queries, the measurement, and the results of every query."""
     products = build_products(args.products, args.seed)
     queries = make_queries(write_catalog(products, folder / "photos"), args.edit_list)
@@ -618,11 +512,8 @@ def run(args, argv: list[str], folder: Path) -> dict[str, Any]:
     measured = measure(args, folder, products, queries, results)
     model = measured["api_stats"].get("model") or measured["settings"]["model"]
     seed = f", seed {args.seed}" if model.get("weights") == "random" else ""
-    corpus = {
-        "products": len(products),
-        "images": 2 * len(products),
-        "sources": len({p.source for p in products}),
-    }
+    corpus = {"products": len(products), "images": 2 * len(products)}
+    corpus["sources"] = len({p.source for p in products})
     measured["weights"] = f"{model.get('weights')}{seed} (fingerprint {model.get('fingerprint')})"
     measured["note"] = RANDOM_NOTE if args.weights == "random" else None
     measured["corpus"] = corpus | {"list": [product.describe() for product in products]}
@@ -630,17 +521,17 @@ def run(args, argv: list[str], folder: Path) -> dict[str, Any]:
     measured["edits"] = [{key: getattr(edit, key) for key in keys} for edit in args.edit_list]
     measured["summary"] = summarise(results, args.edit_list, {p.relation_id: p.source for p in products})
     measured |= {"agreement": agreement(results), "queries": [asdict(result) for result in results]}
-    return harness.envelope("quality", argv, before) | measured
+    return harness.envelope(args, before) | measured
 
 
 def context(results: dict[str, Any]) -> list[str]:
     settings, corpus = results["settings"], results["corpus"]
-    matches = results["api_stats"].get("model_matches")
     return [
         *([f"> **!!! {results['note']} !!!**"] if results["note"] else []),
         f"Weights: **{results['weights']}** (from the API's `GET /stats`; model matches the index: "
-        f"{matches}). Index type `{settings['index_type']}`, {corpus['images']} documents of "
-        f"{corpus['products']} products; API {settings['server']}; model on {settings['model_device']}.",
+        f"{results['api_stats'].get('model_matches')}). Index type `{settings['index_type']}`, "
+        f"{corpus['images']} documents of {corpus['products']} products; API {settings['server']}; model on "
+        f"{settings['model_device']}.",
         f"API vs in-process baseline (exact cosine over the stored vectors): {results['agreement']}. Stored "
         f"vectors vs recomputed from the catalog: {results['stored_vs_recomputed']}. "
         f"Seconds: {results['seconds']}.",
@@ -657,19 +548,18 @@ REPORT = harness.Report("Near-duplicate product retrieval through the search API
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     args = options().parse(argv)
     check_weights(args.weights)
     args.products = args.products or (SMOKE_PRODUCTS if args.smoke else None)
     names = args.edits.split(",") if args.edits else SMOKE_EDITS if args.smoke else EDIT_NAMES
     args.edit_list = select_edits(name.strip() for name in names if name.strip())
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as folder:
-        results = run(args, argv, Path(folder))
-    harness.write_results(results, REPORT, args.results_dir, args.smoke)
+        results = run(args, Path(folder))
+    harness.write_results(results, REPORT, args)
     if results["note"]:
         print(f"\n{'!' * 100}\n!!! {results['note']}\n{'!' * 100}\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

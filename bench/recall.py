@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,17 +54,10 @@ GEOMETRIES = {
 }
 
 
-# --- pure logic (unit-tested) -----------------------------------------------------------------------
-
-
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation between ranks, as numpy's default."""
     if not values:
         raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return float(np.percentile(values, q))
 
 
 def recall_per_query(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], k: int) -> list[float]:
@@ -93,13 +85,11 @@ def offheap_bytes_per_vector(index_type: str, dims: int, m: int) -> dict[str, fl
     """Expected page-cache bytes per vector kNN search keeps hot (Elastic's sizing guide): the vectors
     it scores (float 4*dims, int8 dims+4, int4 dims/2+4, bbq dims/8+14) plus the HNSW graph (4*m)."""
     sizes = {"float": 4.0 * dims, "int8": dims + 4.0, "int4": dims / 2 + 4.0, "bbq": dims / 8 + 14.0}
-    vectors = sizes[quantization_of(index_type)]
-    graph = 4.0 * m if index_type.endswith("hnsw") else 0.0
+    vectors, graph = sizes[quantization_of(index_type)], 4.0 * m if index_type.endswith("hnsw") else 0.0
     return {"vectors": vectors, "graph": graph, "total": vectors + graph}
 
 
 def quantization_of(index_type: str) -> str:
-    """float, int8, int4 or bbq."""
     prefix = index_type.split("_", 1)[0]
     return prefix if prefix in ("int8", "int4", "bbq") else "float"
 
@@ -115,36 +105,30 @@ class Candidate:
     bytes_per_vector: float
 
 
+def latency_limit(fastest_ms: float, tolerance: float, slack_ms: float) -> float:
+    """The slowest p50 that still ties with the fastest: `tolerance` over it or `slack_ms`, the larger."""
+    return max(fastest_ms * (1 + tolerance), fastest_ms + slack_ms)
+
+
 @dataclass(frozen=True)
 class Recommendation:
     choice: str | None
     reasons: list[str]
 
 
-def latency_limit(fastest_ms: float, tolerance: float, slack_ms: float) -> float:
-    """The slowest p50 that still ties with the fastest: `tolerance` over it or `slack_ms`, the larger."""
-    return max(fastest_ms * (1 + tolerance), fastest_ms + slack_ms)
-
-
-def recommend(
-    candidates: Sequence[Candidate],
-    target: float = RECALL_TARGET,
-    tolerance: float = LATENCY_TOLERANCE,
-    slack_ms: float = LATENCY_SLACK_MS,
-) -> Recommendation:
+def recommend(candidates: Sequence[Candidate], target: float = RECALL_TARGET) -> Recommendation:
     """Recall >= target everywhere, then p50 tied with the fastest, then the least memory."""
     passed = [c for c in candidates if c.recall >= target]
+    low = [c for c in candidates if c not in passed]
     reasons = [
-        f"{c.name}: dropped, recall@10 {c.recall:.3f} at {c.recall_size:,} vectors < {target}"
-        for c in candidates
-        if c not in passed
+        f"{c.name}: dropped, recall@10 {c.recall:.3f} at {c.recall_size:,} vectors < {target}" for c in low
     ]
     if not passed:
         best = max(candidates, key=lambda c: c.recall, default=None)
         best_text = f"; best: {best.name} with {best.recall:.3f}" if best else ""
         return Recommendation(None, [*reasons, f"no variant reaches recall@10 {target}{best_text}"])
     fastest = min(passed, key=lambda c: c.p50_ms)
-    limit = latency_limit(fastest.p50_ms, tolerance, slack_ms)
+    limit = latency_limit(fastest.p50_ms, LATENCY_TOLERANCE, LATENCY_SLACK_MS)
     near = [c for c in passed if c.p50_ms <= limit]
     reasons += [
         f"{c.name}: dropped, p50 {c.p50_ms:.2f} ms > {limit:.2f} ms (the fastest that qualifies, "
@@ -172,11 +156,9 @@ def candidates_of(sizes: list[dict[str, Any]], api_only: bool) -> list[Candidate
     largest = max(sizes, key=lambda s: s["size"])
     candidates = []
     for row in (row for row in largest["rows"] if row["api_setting"] or not api_only):
+        key = (row["variant"], row["num_candidates"])
         same = [
-            (entry["size"], other)
-            for entry in sizes
-            for other in entry["rows"]
-            if other["variant"] == row["variant"] and other["num_candidates"] == row["num_candidates"]
+            (e["size"], o) for e in sizes for o in e["rows"] if (o["variant"], o["num_candidates"]) == key
         ]
         worst_size, worst = min(same, key=lambda pair: pair[1]["recall_mean"])
         memory = largest["indices"][row["index_type"]]["expected_offheap_per_vector"]["total"]
@@ -196,7 +178,7 @@ class Variant:
     def name(self) -> str:
         if self.oversample is None:
             return self.index_type
-        return f"{self.index_type}, " + (f"rescore x{self.oversample:g}" if self.oversample else "no rescore")
+        return f"{self.index_type}, {f'rescore x{self.oversample:g}' if self.oversample else 'no rescore'}"
 
     def rescore_vector(self) -> dict[str, float] | None:
         return None if self.oversample is None else {"oversample": self.oversample}
@@ -214,12 +196,9 @@ def knn_request(vector: list[float], top: int, k: int, num_candidates: int, vari
 
     request = queries.similarity_search(vector, size=top, from_=0, k=k, collapse=False)
     request["knn"]["num_candidates"] = num_candidates
-    if variant.rescore_vector() is not None:
-        request["knn"]["rescore_vector"] = variant.rescore_vector()
+    if (rescore := variant.rescore_vector()) is not None:
+        request["knn"]["rescore_vector"] = rescore
     return request
-
-
-# --- options and vectors ------------------------------------------------------------------------------
 
 
 def options() -> harness.Options:
@@ -314,9 +293,6 @@ def query_stats(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> 
     return {"queries": len(queries)} | {key: round(float(value), 4) for key, value in figures.items()}
 
 
-# --- Elasticsearch ----------------------------------------------------------------------------------
-
-
 def elastic_config(index: str, index_type: str):
     """The project's Elasticsearch settings (ES_* from the environment) for one bench index."""
     from imgsearch.config import load_elastic_config
@@ -334,7 +310,7 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
 
     meta = {"model": model, "created_at": datetime.now(UTC).isoformat(), "created_by": "bench.recall"}
     config = elastic_config(name, plan.vector_index_type)
-    body = indices.load_index_definition(config, meta | {"bench": plan.as_meta()})
+    body = indices.load_index_definition(config, meta | {"bench": asdict(plan)})
     if es.indices.exists(index=name):  # a leftover of an interrupted run of this bench
         es.indices.delete(index=name)
     seconds = build_version(es, name, body, real, plan)
@@ -344,42 +320,33 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
     files = primaries["segments"].get("file_sizes", {})
     sizes = {ext: info["size_in_bytes"] for ext, info in files.items()}
     hot, compound = HOT_FILES[quantization_of(plan.vector_index_type)], "cfs" in sizes
+    facts = {"index": name, "index_type": plan.vector_index_type, "seconds": seconds}
+    facts["feature_mapping"] = mapping
+    facts |= {"docs": primaries["docs"]["count"], "segments": primaries["segments"]["count"]}
+    facts |= {"store_bytes": primaries["store"]["size_in_bytes"], "file_sizes": sizes}
+    facts["file_descriptions"] = {ext: info.get("description", "") for ext, info in files.items()}
+    facts |= {"compound_file": compound, "hot_files": list(hot)}
+    hot_bytes = None if compound else round(sum(sizes.get(e, 0) for e in hot) / plan.docs, 1)
+    facts["hot_bytes_per_vector"] = hot_bytes
     m = mapping["index_options"].get("m", 16)
-    return {
-        "index": name,
-        "index_type": plan.vector_index_type,
-        "seconds": seconds,
-        "feature_mapping": mapping,
-        "docs": primaries["docs"]["count"],
-        "segments": primaries["segments"]["count"],
-        "store_bytes": primaries["store"]["size_in_bytes"],
-        "file_sizes": sizes,
-        "file_descriptions": {ext: info.get("description", "") for ext, info in files.items()},
-        "compound_file": compound,
-        "hot_files": list(hot),
-        "hot_bytes_per_vector": None if compound else round(sum(sizes.get(e, 0) for e in hot) / plan.docs, 1),
-        "disk_usage": disk_usage(es, name),
-        "expected_offheap_per_vector": offheap_bytes_per_vector(config.vector_index_type, DIMS, m),
-    }
+    expected = offheap_bytes_per_vector(config.vector_index_type, DIMS, m)
+    return facts | {"disk_usage": disk_usage(es, name), "expected_offheap_per_vector": expected}
 
 
 def disk_usage(es, name: str) -> dict[str, Any]:
-    """knn_vectors bytes of the vector field and _source bytes (the analysis reads the whole index)."""
+    """knn_vectors bytes of the vector field and _source bytes."""
     from elasticsearch import ApiError
 
+    slow = es.options(request_timeout=USAGE_TIMEOUT)  # the analysis reads the whole index
     try:
-        usage = es.options(request_timeout=USAGE_TIMEOUT).indices.disk_usage(
-            index=name, run_expensive_tasks=True
-        )
+        usage = slow.indices.disk_usage(index=name, run_expensive_tasks=True)
     except ApiError as exc:
         return {"error": str(exc)}
-    fields = usage.body[name]["fields"]
-    return {
-        "total_bytes": usage.body[name]["all_fields"]["total_in_bytes"],
-        "feature_knn_vectors_bytes": fields["feature"]["knn_vectors_in_bytes"],
-        "feature_total_bytes": fields["feature"]["total_in_bytes"],
-        "source_bytes": fields.get("_source", {}).get("total_in_bytes", 0),
-    }
+    fields, feature = usage.body[name]["fields"], usage.body[name]["fields"]["feature"]
+    usage = {"total_bytes": usage.body[name]["all_fields"]["total_in_bytes"]}
+    usage |= {"feature_knn_vectors_bytes": feature["knn_vectors_in_bytes"]}
+    usage |= {"feature_total_bytes": feature["total_in_bytes"]}
+    return usage | {"source_bytes": fields.get("_source", {}).get("total_in_bytes", 0)}
 
 
 @dataclass
@@ -479,7 +446,7 @@ def settings_of(args, real_source: str, model: dict[str, Any]) -> dict[str, Any]
     return settings
 
 
-def run(args, argv: list[str]) -> dict[str, Any]:
+def run(args) -> dict[str, Any]:
     from imgsearch import esclient, indices
 
     es = esclient.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
@@ -487,7 +454,7 @@ def run(args, argv: list[str]) -> dict[str, Any]:
     real = shaped(real, args.geometry)
     before = harness.load_average()
     sizes = [run_size(es, args, real, model, size) for size in args.sizes]
-    results = harness.envelope("recall", argv, before) | {"elasticsearch_version": indices.server_version(es)}
+    results = harness.envelope(args, before) | {"elasticsearch_version": indices.server_version(es)}
     results |= {"settings": settings_of(args, real_source, model), "sizes": sizes}
     results["recommendation"] = asdict(recommend(candidates_of(sizes, api_only=True)))
     results["recommendation_any_num_candidates"] = asdict(recommend(candidates_of(sizes, api_only=False)))
@@ -500,19 +467,18 @@ def run(args, argv: list[str]) -> dict[str, Any]:
     return results
 
 
-def api_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"vectors": e["size"]} | row for e in results["sizes"] for row in e["rows"] if row["api_setting"]]
+def rows(api_only: bool) -> Callable[[dict], list[dict]]:
+    chosen = lambda row: row["api_setting"] or not api_only  # noqa: E731
+    return lambda res: [{"vectors": e["size"]} | r for e in res["sizes"] for r in e["rows"] if chosen(r)]
 
 
 def storage(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Disk after the force-merge and expected off-heap memory per vector."""
-    keys = ("segments", "store_bytes", "compound_file", "hot_bytes_per_vector", "disk_usage")
-    keys += ("expected_offheap_per_vector",)
-    indices = [
-        (entry["size"], kind, facts) for entry in results["sizes"] for kind, facts in entry["indices"].items()
-    ]
+    keys = "segments store_bytes compound_file hot_bytes_per_vector disk_usage expected_offheap_per_vector"
     return [
-        {"vectors": size, "type": kind} | {key: facts[key] for key in keys} for size, kind, facts in indices
+        {"vectors": entry["size"], "type": kind} | {key: facts[key] for key in keys.split()}
+        for entry in results["sizes"]
+        for kind, facts in entry["indices"].items()
     ]
 
 
@@ -531,37 +497,25 @@ def context(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def sweep(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"vectors": entry["size"]} | row for entry in results["sizes"] for row in entry["rows"]]
-
-
 def machine_use(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Who used the cores while each size was measured (the index builds are not counted)."""
     keys = ("size", "cpu", "other_es_ops", "load_average", "corpus_stats", "query_stats")
     return [{key: entry[key] for key in keys} for entry in results["sizes"]]
 
 
-TABLES = [
-    ("at the API's k and num_candidates", api_rows),
-    ("storage", storage),
-    ("num_candidates sweep", sweep),
-]
-REPORT = harness.Report(
-    "dense_vector index types: recall@10, kNN latency, disk and memory",
-    [*TABLES, ("machine use while measuring", machine_use)],
-    context,
-)
+TABLES = [("at the API's k and num_candidates", rows(True)), ("storage", storage)]
+TABLES += [("num_candidates sweep", rows(False)), ("machine use while measuring", machine_use)]
+REPORT = harness.Report("dense_vector index types: recall@10, kNN latency, disk and memory", TABLES, context)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     args = resolve(options().parse(argv))
-    results = run(args, argv)
-    harness.write_results(results, REPORT, args.results_dir, args.smoke)
+    results = run(args)
+    harness.write_results(results, REPORT, args)
     chosen = results["recommendation"]
     print(f"recommendation: {chosen['choice'] or 'none'} ({chosen['reasons'][-1]})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

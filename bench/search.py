@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -13,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from bench import harness
-from bench.corpus import CorpusPlan, drop_index, ensure_index, write_photos
+from bench import harness, searchside
+from bench.corpus import CorpusPlan, drop_index, ensure_index
 from bench.harness import say
-from bench.loadgen import JobFeed, Outcome, http_worker, latency_stats, run_load, timed_call
-from bench.searchside import QUERY_SIZE, PhaseMeter, elasticsearch_pids, id_request, upload_request, warm_api
-from tests.support.apiserver import ApiServer, Layout, running_api
+from bench.loadgen import KeepAliveClient, Outcome, http_worker, latency_stats, run_load, timed_call
+from bench.searchside import PhaseMeter, id_request, upload_request
+from tests.support.apiserver import ApiServer, Layout, get_json, running_api
 from tests.support.processes import rss_bytes
 
 LAYOUT_ROUNDS = 3
@@ -29,7 +28,7 @@ PAUSE = 0.02  # between interleaved calls, so one process's idle TensorFlow thre
 TARGETS = {"upload_minus_model_ms": ("<=", 20.0), "id_p50_ms": ("<", 20.0), "api_overhead_ms": ("<", 5.0)}
 TARGETS["soak_errors"] = ("<=", 0)
 KINDS = ("by id", "upload")
-SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
+FIELDS = ["feature", "relation_id"]
 
 
 def options() -> harness.Options:
@@ -52,20 +51,9 @@ def options() -> harness.Options:
     opts.add("--drop", action="store_true", help="delete the bench index after the run")
     opts.add("--drop-only", action="store_true", help="delete the bench index and exit")
     opts.add("--build-only", action="store_true", help="build the bench index (or find it reusable) and exit")
-    opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to settle")
+    opts.api()
     opts.model(1234, "VGG16_SEED and the corpus, photo and request seed")
     return opts
-
-
-def raw_client(config, connections: int):
-    """A client like the API's (one retry) with a pool large enough for the highest concurrency."""
-    from elasticsearch import Elasticsearch
-
-    from imgsearch.esclient import connection_options
-
-    options = {"request_timeout": 30, "max_retries": 1, "retry_on_timeout": True}
-    options |= connection_options(config)
-    return Elasticsearch(config.url, connections_per_node=connections, **options)
 
 
 def elastic_config(args):
@@ -90,19 +78,13 @@ class Workload:
     def prepare(cls, args, es, folder: Path) -> Workload:
         from imgsearch.imaging import decode_image
 
-        photos = write_photos(folder, args.query_photos, args.seed + 7, QUERY_SIZE)
-        jpegs = [path.read_bytes() for path in photos]
+        jpegs = searchside.query_jpegs(folder, args.query_photos, args.seed)
         rng = np.random.default_rng(args.seed)
         ids = {c: [str(i) for i in rng.integers(1, args.docs + 1, args.id_requests)] for c in args.levels}
         wanted, stored = sorted({i for level in ids.values() for i in level}), {}
         for start in range(0, len(wanted), 500):
-            found = es.mget(
-                index=args.alias, ids=wanted[start : start + 500], source=["feature", "relation_id"]
-            )
-            stored |= {
-                doc["_id"]: (doc["_source"]["feature"], doc["_source"]["relation_id"])
-                for doc in found["docs"]
-            }
+            found = es.mget(index=args.alias, ids=wanted[start : start + 500], source=FIELDS)["docs"]
+            stored |= {doc["_id"]: tuple(doc["_source"][field] for field in FIELDS) for doc in found}
         soak_ids = [str(i) for i in rng.integers(1, args.docs + 1, 5000)]
         return cls(jpegs, [decode_image(data) for data in jpegs], ids, stored, soak_ids)
 
@@ -112,57 +94,50 @@ class Run:
 
     def __init__(self, args, es, index: str, extractor, work: Workload) -> None:
         self.args, self.es, self.index, self.extractor, self.work = args, es, index, extractor, work
-        self.es_pids, self.servers = elasticsearch_pids(es), []
+        self.es_pids, self.servers = searchside.elasticsearch_pids(es), []
 
     def meter(self) -> PhaseMeter:
         api = [pid for server in self.servers for pid in server.pids()]
         return PhaseMeter(self.es, self.index, {"api": api, "elasticsearch": self.es_pids})
 
-    def raw_worker(self, with_get: bool):
-        """Per-thread callers of the API's Elasticsearch work for a search by id, in this process."""
+    def raw_worker(self, series: str):
+        """Per-thread callers of the API's Elasticsearch work for a search by id, in this process:
+        `raw get+kNN` fetches the stored vector first, `raw kNN` has it already."""
         from searchapi.search import find_similar
 
         es, alias, size, stored = self.es, self.args.alias, self.args.size, self.work.stored
-        kind = "raw get+kNN" if with_get else "raw kNN"
 
         def search(image_id: str) -> int:
-            if with_get:
-                found = es.get(index=alias, id=image_id, source=["feature", "relation_id"])["_source"]
+            if series == "raw get+kNN":
+                found = es.get(index=alias, id=image_id, source=FIELDS)["_source"]
                 vector, relation = found["feature"], found["relation_id"]
             else:
                 vector, relation = stored[image_id]
             return len(find_similar(es, alias, vector, size=size, exclude_relation_id=relation).hits)
 
-        return lambda: ((lambda image_id: timed_call(kind, lambda: search(image_id))), lambda: 0)
+        return lambda: lambda image_id: timed_call(series, lambda: search(image_id))
 
-    def load(
-        self, name: str, series: str, worker, jobs: list, warm, concurrency: int, layout: str = ""
-    ) -> dict:
-        """One closed-loop load over a fixed list of jobs, each client warmed by `warm` first: a phase."""
-        with self.meter() as cpu:
-            result = run_load(worker, JobFeed(jobs), concurrency, warm)
-        stats = latency_stats(result.outcomes, result.wall, self.args.size)
-        say(f"  {name}: p50 {stats.get('p50_ms', '-')} ms, {stats.get('per_second')} /s")
-        phase = {"phase": name, "series": series, "concurrency": concurrency}
-        phase |= {"layout": layout} if layout else {}
-        return phase | stats | {"reconnects": result.reconnects, "cpu": cpu.as_dict()}
-
-    def api(self, series: str, server: ApiServer, concurrency: int, label: str = "") -> dict:
-        """Uploads (--upload-requests, at least one per client) or searches by id (--id-requests)."""
-        args, work, worker = self.args, self.work, http_worker(server.host, server.port)
+    def phase(self, series: str, concurrency: int, server: ApiServer | None = None, label: str = "") -> dict:
+        """One closed-loop load over a fixed list of jobs, each client warmed first: uploads
+        (--upload-requests, at least one per client), searches by id or raw (--id-requests)."""
+        args, work = self.args, self.work
+        ids = work.ids.get(concurrency, work.soak_ids)[: args.id_requests]
         if series == "upload":
             count, warm = max(args.upload_requests, concurrency), upload_request(work.jpegs[-1], args.size)
             jobs = [upload_request(work.jpegs[n % len(work.jpegs)], args.size) for n in range(count)]
+        elif series == "by id":
+            jobs, warm = [id_request(i, args.size) for i in ids], id_request(work.soak_ids[0], args.size)
         else:
-            ids, warm = work.ids.get(concurrency, work.soak_ids), id_request(work.soak_ids[0], args.size)
-            jobs = [id_request(image_id, args.size) for image_id in ids[: args.id_requests]]
+            jobs, warm = ids, ids[0]
+        worker = http_worker(server.host, server.port) if server else self.raw_worker(series)
+        with self.meter() as cpu:
+            result = run_load(worker, jobs, concurrency, warm)
+        stats = latency_stats(result.outcomes, result.wall, args.size)
         name = f"{series} c={concurrency}{label}"
-        return self.load(name, series, worker, jobs, warm, concurrency, label and server.layout.name)
-
-    def raw(self, concurrency: int, with_get: bool) -> dict:
-        series, ids = "raw get+kNN" if with_get else "raw kNN", self.work.ids[concurrency]
-        worker = self.raw_worker(with_get)
-        return self.load(f"{series} c={concurrency}", series, worker, list(ids), ids[0], concurrency)
+        say(f"  {name}: p50 {stats.get('p50_ms', '-')} ms, {stats.get('per_second')} /s")
+        phase = {"phase": name, "series": series, "concurrency": concurrency}
+        phase |= {"layout": server.layout.name} if label else {}
+        return phase | stats | {"reconnects": result.reconnects, "cpu": cpu.as_dict()}
 
     def interleaved(self, server: ApiServer) -> list[dict]:
         """Concurrency 1: model, decode+model and upload call by call, in rotating order, so the shared
@@ -170,11 +145,10 @@ class Run:
         from imgsearch.imaging import decode_image
 
         args, work, extract = self.args, self.work, self.extractor.extract_one
-        send, _ = http_worker(server.host, server.port)()
+        send = KeepAliveClient(server.host, server.port)
         calls = {"model": lambda n: timed_call("model", lambda: extract(work.pixels[n]).size)}
-        calls["decode+model"] = lambda n: timed_call(
-            "decode+model", lambda: extract(decode_image(work.jpegs[n])).size
-        )
+        decoded = lambda n: extract(decode_image(work.jpegs[n])).size  # noqa: E731
+        calls["decode+model"] = lambda n: timed_call("decode+model", lambda: decoded(n))
         calls["upload"] = lambda n: send(upload_request(work.jpegs[n], args.size))
         outcomes: dict[str, list[Outcome]] = {kind: [] for kind in calls}
         send(upload_request(work.jpegs[0], args.size))  # warm the connection
@@ -205,7 +179,7 @@ class Run:
         say(f"  soak: {args.soak_concurrency} clients for {args.soak_seconds:.0f} s ...")
         with self.meter() as cpu:
             worker, warm = http_worker(server.host, server.port), id_request(work.soak_ids[0], args.size)
-            result = run_load(worker, JobFeed(make_job=job), args.soak_concurrency, warm, args.soak_seconds)
+            result = run_load(worker, job, args.soak_concurrency, warm, args.soak_seconds)
         outcomes, wall = result.outcomes, result.wall
         by_kind = {k: latency_stats([o for o in outcomes if o.kind == k], wall, args.size) for k in KINDS}
         total = latency_stats(outcomes, wall, args.size) | {"reconnects": result.reconnects}
@@ -224,15 +198,14 @@ def layout_summary(phases: list[dict], names: list[str]) -> list[dict[str, Any]]
     """Per layout and series its best round (highest requests/s: the one the shared machine slowed
     least), with the ratios to the first layout's best round (the documented one)."""
     rows = []
-    for series in ("upload", "by id"):
-        for name in names:
-            mine = [p for p in phases if p.get("layout") == name and p["series"] == series and "p50_ms" in p]
-            if mine:
-                best = max(mine, key=lambda phase: phase["per_second"])
-                row = {"layout": name, "series": series, "rounds": len(mine), "best_round": best["phase"]}
-                row |= {key: best[key] for key in ("p50_ms", "p95_ms", "per_second")}
-                row["per_second_rounds"] = [p["per_second"] for p in mine]
-                rows.append(row | {"disturbed_rounds": sum(harness.is_disturbed(p["cpu"]) for p in mine)})
+    for series, name in product(("upload", "by id"), names):
+        mine = [p for p in phases if p.get("layout") == name and p["series"] == series and "p50_ms" in p]
+        if mine:
+            best = max(mine, key=lambda phase: phase["per_second"])
+            row = {"layout": name, "series": series, "rounds": len(mine), "best_round": best["phase"]}
+            row |= {key: best[key] for key in ("p50_ms", "p95_ms", "per_second")}
+            row["per_second_rounds"] = [p["per_second"] for p in mine]
+            rows.append(row | {"disturbed_rounds": sum(harness.is_disturbed(p["cpu"]) for p in mine)})
     for row in rows:
         base = next(r for r in rows if r["series"] == row["series"])
         row["p50_over_first"] = round(row["p50_ms"] / base["p50_ms"], 3)
@@ -243,45 +216,39 @@ def layout_summary(phases: list[dict], names: list[str]) -> list[dict[str, Any]]
 def measure(run: Run, env: dict[str, str], folder: Path) -> dict[str, Any]:
     """The API in the documented layout: concurrency 1 interleaved, every level, the sustained load;
     with --layouts the other layout next to it (idle servers cost no CPU), measured A B A B."""
-    args, main = run.args, Layout.default()
+    args, main, work = run.args, Layout.default(), run.work
     layouts, names, rss = [], [main.name], {}
     with running_api(env, folder, main, args.api_start_timeout) as server:
         run.servers = [server]
-        same_compute(server, run.extractor)
-        warm_api(server, run.work.jpegs[0], run.work.soak_ids[0], args.size)
+        # the API must compute in this process's precision and compile mode, or the model series
+        # compare apples with pears
+        theirs, ours = get_json(server.url + "/ready")[1].get("compute", {}), run.extractor.compute.as_meta()
+        if (theirs.get("precision"), theirs.get("compile")) != (ours["precision"], ours["compile"]):
+            raise RuntimeError(f"the API computes {theirs}, this process {ours}")
+        searchside.warm_api(server, work.jpegs[0], work.soak_ids[0], args.size)
         say("measuring concurrency 1 (model / decode+model / upload interleaved) ...")
         phases = run.interleaved(server)
         for level in args.levels:
             say(f"measuring concurrency {level} ...")
-            phases += [run.api("upload", server, level)] if level > 1 else []
-            phases += [run.api("by id", server, level), run.raw(level, True), run.raw(level, False)]
+            phases += [run.phase("upload", level, server)] if level > 1 else []
+            phases += [run.phase("by id", level, server), run.phase("raw get+kNN", level)]
+            phases += [run.phase("raw kNN", level)]
         soak = run.sustained(server) if args.soak_seconds > 0 else None
         if args.layouts:
             other = Layout(2, 4) if main != Layout(2, 4) else Layout(1, 8)
             names.append(other.name)
             with running_api(env, folder, other, args.api_start_timeout) as second:
                 run.servers = [server, second]
-                warm_api(second, run.work.jpegs[0], run.work.soak_ids[0], args.size)
-                for number, series, each in product(
-                    range(1, LAYOUT_ROUNDS + 1), ("upload", "by id"), (server, second)
-                ):
+                searchside.warm_api(second, work.jpegs[0], work.soak_ids[0], args.size)
+                rounds = product(range(1, LAYOUT_ROUNDS + 1), ("upload", "by id"), (server, second))
+                for number, series, each in rounds:
                     label = f" [{each.layout.name}, round {number}]"
-                    layouts.append(run.api(series, each, args.layout_concurrency, label))
+                    layouts.append(run.phase(series, args.layout_concurrency, each, label))
                 rss[other.name] = round(sum(map(rss_bytes, second.pids())) / 2**20, 1)
         rss[main.name] = round(sum(map(rss_bytes, server.pids())) / 2**20, 1)
     layout = {"names": names, "concurrency": args.layout_concurrency, "server_rss_mib": rss}
     layout |= {"summary": layout_summary(layouts, names), "phases": layouts}
     return {"phases": phases, "soak": soak, "layouts": layout, "server_rss_mib": rss[main.name]}
-
-
-def same_compute(server: ApiServer, extractor) -> None:
-    """The API computes in this process's precision and compile mode, or the model series compare apples
-    with pears."""
-    from tests.support.apiserver import get_json
-
-    theirs, ours = get_json(server.url + "/ready")[1].get("compute", {}), extractor.compute.as_meta()
-    if (theirs.get("precision"), theirs.get("compile")) != (ours["precision"], ours["compile"]):
-        raise RuntimeError(f"the API computes {theirs}, this process {ours}")
 
 
 def summary_of(measured: dict[str, Any]) -> dict[str, Any]:
@@ -294,36 +261,26 @@ def summary_of(measured: dict[str, Any]) -> dict[str, Any]:
 
     upload = next(p for p in measured["phases"] if p["series"] == "upload")
     soak = measured["soak"]["all"] if measured["soak"] else None
-    summary = {"model_p50_ms": p50("model"), "decode_model_p50_ms": p50("decode+model")}
-    summary["upload_p50_ms"] = p50("upload")
-    summary["upload_minus_model_ms"] = minus(p50("upload"), p50("model"))
-    summary["upload_minus_decode_model_ms"] = minus(p50("upload"), p50("decode+model"))
+    model, decode_model, by_upload, by_id = p50("model"), p50("decode+model"), p50("upload"), p50("by id")
+    summary = {"model_p50_ms": model, "decode_model_p50_ms": decode_model, "upload_p50_ms": by_upload}
+    summary["upload_minus_model_ms"] = minus(by_upload, model)
+    summary["upload_minus_decode_model_ms"] = minus(by_upload, decode_model)
     summary["upload_minus_model_paired_ms"] = upload.get("paired_minus_model_ms")
     summary["upload_minus_decode_model_paired_ms"] = upload.get("paired_minus_decode_model_ms")
-    summary |= {"id_p50_ms": p50("by id"), "raw_knn_p50_ms": p50("raw kNN")}
+    summary |= {"id_p50_ms": by_id, "raw_knn_p50_ms": p50("raw kNN")}
     summary["raw_get_knn_p50_ms"] = p50("raw get+kNN")
-    summary["api_overhead_ms"] = minus(p50("by id"), p50("raw kNN"))
-    summary["api_http_overhead_ms"] = minus(p50("by id"), p50("raw get+kNN"))
+    summary["api_overhead_ms"] = minus(by_id, p50("raw kNN"))
+    summary["api_http_overhead_ms"] = minus(by_id, p50("raw get+kNN"))
     summary["soak_errors"] = soak["non_2xx"] + soak["connection_errors"] if soak else None
     return summary
 
 
 def targets_of(summary: dict[str, Any]) -> dict[str, Any]:
     checks = {"<": lambda value, limit: value < limit, "<=": lambda value, limit: value <= limit}
-    targets = {name: {"target": limit, "value": summary[name]} for name, (_, limit) in TARGETS.items()}
-    for name, (op, limit) in TARGETS.items():
-        targets[name]["met"] = None if summary[name] is None else checks[op](summary[name], limit)
-    return targets
-
-
-def elasticsearch_facts(es, started_at: float | None, warm_requests: int) -> dict[str, Any]:
-    from imgsearch.indices import server_version
-
     return {
-        "version": server_version(es),
-        "uptime_at_start_s": round(time.time() - started_at) if started_at else None,
-        "restarted_during_run": jvm_started_at(es) != started_at,
-        "warm_up_requests": warm_requests,
+        name: {"target": limit, "value": summary[name]}
+        | {"met": None if summary[name] is None else checks[op](summary[name], limit)}
+        for name, (op, limit) in TARGETS.items()
     }
 
 
@@ -353,21 +310,22 @@ def settings_of(args, plan: CorpusPlan, extractor) -> dict[str, Any]:
     k = queries.initial_k(args.size, 0)
     request = queries.similarity_search([0.0], size=args.size, from_=0, k=k, exclude_relation_id="<own>")
     request["knn"].pop("query_vector")
-    names = "smoke docs alias index_type levels id_requests:id_requests_per_level"
-    names += " upload_requests:upload_requests_per_level size:page_size soak_seconds"
-    settings = harness.pick(args, names)
-    settings |= harness.pick(args, "soak_concurrency soak_upload_share weights seed")
-    settings |= {"corpus": plan.describe(), "server": f"{SERVER}, {Layout.default().name} (gthread)"}
-    settings["es_request"] = request
+    names = "smoke docs alias index_type levels id_requests:id_requests_per_level upload_requests:"
+    names += "upload_requests_per_level size:page_size soak_seconds soak_concurrency soak_upload_share"
+    settings = harness.pick(args, names + " weights seed") | {"corpus": plan.describe()}
+    settings |= {"server": f"{searchside.SERVER}, {Layout.default().name} (gthread)", "es_request": request}
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide, 25% portrait), q 85-92"
     model = {"model_device": extractor.device, "model_fingerprint": extractor.info.fingerprint}
     return settings | model | {"model_compute": extractor.compute.as_meta()}
 
 
-def run(args, argv: list[str]) -> dict[str, Any] | None:
+def run(args) -> dict[str, Any] | None:
     """Build or reuse the index, prepare the workload, warm Elasticsearch, measure; results or None."""
-    from imgsearch.esclient import make_client
+    from elasticsearch import Elasticsearch
+
+    from imgsearch.esclient import connection_options, make_client
     from imgsearch.features import FeatureExtractor
+    from imgsearch.indices import server_version
 
     config = elastic_config(args)
     es = make_client(config)
@@ -382,16 +340,21 @@ def run(args, argv: list[str]) -> dict[str, Any] | None:
             return None
         work = Workload.prepare(args, es, folder / "queries")
         before = harness.load_before(args.wait_idle)
-        raw = raw_client(config, max(args.levels) + 4)
+        # a client like the API's (one retry), its pool large enough for the highest concurrency
+        options = {"request_timeout": 30, "max_retries": 1, "retry_on_timeout": True}
+        options |= connection_options(config)
+        raw = Elasticsearch(config.url, connections_per_node=max(args.levels) + 4, **options)
         bench, started_at = Run(args, raw, index["index"], extractor, work), jvm_started_at(raw)
         warm = min(ES_WARM_REQUESTS, 5 * args.id_requests)  # untimed: a fresh JVM compiles its hot paths
-        run_load(bench.raw_worker(True), JobFeed(work.soak_ids[:warm]), 2)
+        run_load(bench.raw_worker("raw get+kNN"), work.soak_ids[:warm], 2)
         env = {**os.environ, "ES_URL": config.url, "ES_INDEX": args.alias, "VGG16_SEED": str(args.seed)}
         env |= {f"VGG16_{name.upper()}": getattr(args, name) for name in ("weights", "precision", "compile")}
         measured = measure(bench, env, folder)
-    elastic = elasticsearch_facts(raw, started_at, warm)
+    elastic = {"version": server_version(raw)}
+    elastic["uptime_at_start_s"] = round(time.time() - started_at) if started_at else None
+    elastic |= {"restarted_during_run": jvm_started_at(raw) != started_at, "warm_up_requests": warm}
     summary = summary_of(measured)
-    results = harness.envelope("search", argv, before) | {"settings": settings_of(args, plan, extractor)}
+    results = harness.envelope(args, before) | {"settings": settings_of(args, plan, extractor)}
     results["index"] = index
     results |= measured | {"summary": summary, "targets": targets_of(summary), "elasticsearch": elastic}
     return results | {"disturbed_phases": disturbed(measured, elastic)}
@@ -411,29 +374,20 @@ def context(results: dict[str, Any]) -> list[str]:
     ]
 
 
-TABLES = [
-    "targets",
-    "summary",
-    "phases",
-    ("sustained load", lambda r: r["soak"] and {"all": r["soak"]["all"]} | r["soak"]["by_kind"]),
-]
-TABLES += [
-    ("gunicorn layouts, best round each", lambda r: r["layouts"]["summary"]),
-    ("layout rounds", lambda r: r["layouts"]["phases"]),
-]
-REPORT = harness.Report(
-    "Search API latency: upload vs bare model, by id vs raw kNN, sustained load", TABLES, context
-)
+TABLES = ["targets", "summary", "phases"]
+TABLES += [("sustained load", lambda r: r["soak"] and {"all": r["soak"]["all"]} | r["soak"]["by_kind"])]
+TABLES += [("gunicorn layouts, best round each", lambda r: r["layouts"]["summary"])]
+TABLES += [("layout rounds", lambda r: r["layouts"]["phases"])]
+TITLE = "Search API latency: upload vs bare model, by id vs raw kNN, sustained load"
+REPORT = harness.Report(TITLE, TABLES, context)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     args = options().parse(argv)
     args.levels = sorted({1, *(int(level) for level in str(args.levels).split(",") if level.strip())})
     args.alias = args.alias or f"bench-search-{args.docs}"
-    results = None if args.drop_only else run(args, argv)
-    if results:
-        harness.write_results(results, REPORT, args.results_dir, args.smoke)
+    if not args.drop_only and (results := run(args)):
+        harness.write_results(results, REPORT, args)
     if args.drop_only or args.drop:
         from imgsearch.esclient import make_client
 
@@ -442,4 +396,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

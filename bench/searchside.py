@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bench.harness import CpuMeter
@@ -10,6 +11,13 @@ from tests.support.apiserver import ApiServer
 
 QUERY_SIZE = ((600, 450), (680, 510))  # query photos: "640x480-ish" JPEGs
 SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
+
+
+def query_jpegs(folder: Path, count: int, seed: int) -> list[bytes]:
+    """`count` upload JPEGs of ~640x480 (the photo seed + 7)."""
+    from bench.corpus import write_photos
+
+    return [path.read_bytes() for path in write_photos(folder, count, seed + 7, QUERY_SIZE)]
 
 
 def upload_request(jpeg: bytes, size: int) -> HttpRequest:

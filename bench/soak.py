@@ -27,13 +27,11 @@ import numpy as np
 from bench import harness
 from bench.corpus import write_photos
 from bench.harness import CpuMeter, say
-from bench.loadgen import HttpRequest, JobFeed, LoadResult, http_worker, latency_stats, run_load
+from bench.loadgen import HttpRequest, LoadResult, http_worker, latency_stats, run_load
 from bench.loadgen import Outcome as Sample
 from bench.loadgen import timed_http as timed_sample
-from bench.searchside import QUERY_SIZE, SERVER, elasticsearch_pids, id_request, upload_request, warm_api
+from bench.searchside import SERVER, elasticsearch_pids, id_request, query_jpegs, upload_request, warm_api
 from tests.support.apiserver import REPO, Layout, running_api
-from tests.support.catalog import drop_catalog
-from tests.support.imageserver import serve_folder_process
 
 KINDS = ("by id", "upload")
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
@@ -63,7 +61,7 @@ def options() -> harness.Options:
     opts.add("--weights", default=os.environ.get("VGG16_WEIGHTS") or "random", help="VGG16_WEIGHTS")
     opts.add("--seed", type=int, default=0, help="seed of the photos and the request mix")
     opts.add("--rebuild-timeout", type=float, default=900.0, help="seconds before a rebuild is stopped")
-    opts.add("--api-start-timeout", type=float, default=300.0, help="seconds the API may take to start")
+    opts.api()
     return opts
 
 
@@ -77,8 +75,7 @@ class LoadRunner:
         self.results: list[LoadResult] = []
         self.error: BaseException | None = None
         self.taken, self.lock, self.budget = 0, threading.Lock(), max_requests
-        self.warm = id_request("1", size)
-        self.worker = http_worker("127.0.0.1", port)
+        self.warm, self.worker = id_request("1", size), http_worker("127.0.0.1", port)
         self.threads = [threading.Thread(target=self.main, args=p, daemon=True) for p in pools if p[0]]
         self.running = len(self.threads)
 
@@ -96,8 +93,7 @@ class LoadRunner:
 
     def main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
         try:
-            feed = JobFeed(make_job=lambda _: self.take(job))
-            self.results.append(run_load(self.worker, feed, clients, self.warm))
+            self.results.append(run_load(self.worker, lambda _: self.take(job), clients, self.warm))
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
             self.stop.set()
@@ -143,8 +139,7 @@ class AliasWatcher(threading.Thread):
             except Exception as exc:  # noqa: BLE001 - a failed poll is recorded, the next one retried
                 self.poll_errors.append(f"{type(exc).__name__}: {exc}"[:300])
                 continue
-            seen = time.perf_counter()
-            self.polls += 1
+            seen, self.polls = time.perf_counter(), self.polls + 1
             self.events += alias_events(self.state, state, since, seen)
             self.state, since = state, seen
 
@@ -161,9 +156,7 @@ def rebuild_name(kind: str) -> str:
     return {"recompute": "full --recompute", "reuse": "full (reuse)"}.get(kind, "initial full")
 
 
-def run_indexer(
-    kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups
-) -> dict[str, Any]:
+def run_indexer(kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups) -> dict:
     """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file, CPU meanwhile (the
     indexer, a reaped child, taken out of the others); what it reported and what was wrong."""
     name, slug = rebuild_name(kind), f"{kind}-{uuid.uuid4().hex[:6]}"
@@ -172,8 +165,7 @@ def run_indexer(
     say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
     children = children_cpu_seconds()
     with open(log_path, "wb") as log, CpuMeter(groups) as meter:
-        start = time.perf_counter()
-        env = {**env, "INDEXER_REPORT_DIR": str(reports)}
+        start, env = time.perf_counter(), {**env, "INDEXER_REPORT_DIR": str(reports)}
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             code: int | None = process.wait(timeout=timeout)
@@ -200,8 +192,7 @@ def run_indexer(
 
 
 def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
 
 
 def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
@@ -215,11 +206,8 @@ def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float
 def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
     """(by-id clients, upload clients): round(concurrency x share) upload, at least one when the share
     is above 0 and at least one client left for by id when it is below 1."""
-    uploads = round(concurrency * upload_share)
-    if upload_share > 0:
-        uploads = max(uploads, 1)
-    if upload_share < 1:
-        uploads = min(uploads, concurrency - 1)
+    uploads = max(round(concurrency * upload_share), 1 if upload_share > 0 else 0)
+    uploads = min(uploads, concurrency - 1) if upload_share < 1 else uploads
     return concurrency - uploads, uploads
 
 
@@ -241,17 +229,13 @@ class AliasEvent:
         return replace(self, since=self.since - zero, seen=self.seen - zero)
 
 
-def alias_events(
-    before: dict[str, bool], after: dict[str, bool], since: float, seen: float
-) -> list[AliasEvent]:
+def alias_events(before: dict[str, bool], after: dict[str, bool], since: float, seen: float) -> list:
     """What changed between two polls of {version index: whether the alias points at it}."""
     events = [AliasEvent("created", name, since, seen) for name in sorted(after.keys() - before.keys())]
     old = ",".join(sorted(name for name, live in before.items() if live))
     new = ",".join(sorted(name for name, live in after.items() if live))
-    if old != new:
-        events.append(AliasEvent("swap", new, since, seen, old))
-    events += [AliasEvent("deleted", name, since, seen) for name in sorted(before.keys() - after.keys())]
-    return events
+    events += [AliasEvent("swap", new, since, seen, old)] if old != new else []
+    return events + [AliasEvent("deleted", name, since, seen) for name in sorted(before.keys() - after)]
 
 
 def run_problems(code: int | None, report: dict[str, Any] | None, status: str, rows: int) -> list[str]:
@@ -281,33 +265,21 @@ def watch_problems(report: dict[str, Any] | None, events: list[AliasEvent]) -> l
 
 def in_window(samples: list[Sample], lo: float, hi: float, overlap: bool = False) -> list[Sample]:
     """Requests that started in [lo, hi), or with `overlap` those in flight at any moment of it."""
-    if overlap:
-        return [s for s in samples if s.start < hi and s.end > lo]
-    return [s for s in samples if lo <= s.start < hi]
+    return [s for s in samples if (s.start < hi and s.end > lo if overlap else lo <= s.start < hi)]
 
 
-def window_stats(
-    samples: list[Sample], lo: float, hi: float, page_size: int, overlap: bool = False
-) -> dict[str, Any]:
+def window_stats(samples: list[Sample], lo: float, hi: float, page_size: int, overlap: bool = False) -> dict:
     """Requests, errors, requests/s and latency percentiles in one window, in all and per kind."""
-    chosen = in_window(samples, lo, hi, overlap)
-    span = max(hi - lo, 0.0)
-    stats: dict[str, Any] = {
-        "from_s": round(lo, 3),
-        "to_s": round(hi, 3),
-        "span_s": round(span, 3),
-        "selection": "in flight" if overlap else "started",
-        "errors": sum(1 for s in chosen if s.failed),
-        "all": latency_stats(chosen, span or None, page_size),
-    }
-    for kind in KINDS:
-        stats[kind] = latency_stats([s for s in chosen if s.kind == kind], span or None, page_size)
-    return stats
+    chosen, span = in_window(samples, lo, hi, overlap), max(hi - lo, 0.0)
+    stats = {"from_s": round(lo, 3), "to_s": round(hi, 3), "span_s": round(span, 3)}
+    stats["selection"] = "in flight" if overlap else "started"
+    stats["errors"] = sum(1 for s in chosen if s.failed)
+    kinds = {"all": chosen} | {kind: [s for s in chosen if s.kind == kind] for kind in KINDS}
+    return stats | {kind: latency_stats(some, span or None, page_size) for kind, some in kinds.items()}
 
 
 def phase_windows(load_end: float, runs: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """(name, from, to) relative to the load start: before, during the rebuilds (all, each), after, all.
-
+    """(name, from, to) relative to the load start: before, during the rebuilds (all, each), after, all;
     `runs` are (name, start, end) of the rebuilds in order; windows are clipped to [0, load_end]."""
 
     def clip(name: str, lo: float, hi: float) -> tuple[str, float, float]:
@@ -318,13 +290,11 @@ def phase_windows(load_end: float, runs: list[tuple[str, float, float]]) -> list
         return [clip("whole run", 0.0, load_end)]
     first, last = runs[0][1], runs[-1][2]
     windows = [clip("before rebuilds", 0.0, first), clip("during rebuilds", first, last)]
-    if len(runs) > 1:
-        windows += [clip(f"during {name}", start, end) for name, start, end in runs]
+    windows += [clip(f"during {name}", start, end) for name, start, end in runs] if len(runs) > 1 else []
     return [*windows, clip("after rebuilds", last, load_end), clip("whole run", 0.0, load_end)]
 
 
 def swap_windows(swaps: list[float], half: float) -> list[tuple[str, float, float]]:
-    """(name, from, to) of +-half seconds round each swap time."""
     return [(f"swap {n} ±{half:g} s", at - half, at + half) for n, at in enumerate(swaps, start=1)]
 
 
@@ -335,20 +305,12 @@ def nearest_swap(at: float, swaps: list[float]) -> float | None:
 
 def error_examples(samples: list[Sample], swaps: list[float], limit: int = ERROR_EXAMPLES) -> list[dict]:
     """The first `limit` failed requests, with the time to the nearest swap."""
-    failed = sorted((s for s in samples if s.failed), key=lambda s: s.start)[:limit]
     examples = []
-    for sample in failed:
+    for sample in sorted((s for s in samples if s.failed), key=lambda s: s.start)[:limit]:
         offset = nearest_swap(sample.start, swaps)
-        examples.append(
-            {
-                "start_s": round(sample.start, 3),
-                "seconds": round(sample.seconds, 3),
-                "kind": sample.kind,
-                "status": sample.status,
-                "error": sample.error or sample.detail,
-                "from_nearest_swap_s": None if offset is None else round(offset, 3),
-            }
-        )
+        example = {"start_s": round(sample.start, 3), "seconds": round(sample.seconds, 3)}
+        example |= {"kind": sample.kind, "status": sample.status, "error": sample.error or sample.detail}
+        examples.append(example | {"from_nearest_swap_s": None if offset is None else round(offset, 3)})
     return examples
 
 
@@ -360,15 +322,12 @@ def timeline(samples: list[Sample], end: float) -> list[dict[str, Any]]:
         buckets[min(max(int(sample.start), 0), seconds - 1)].append(sample)
     rows = []
     for second, bucket in enumerate(buckets):
-        row: dict[str, Any] = {"second": second, "errors": sum(1 for s in bucket if s.failed)}
+        rows.append({"second": second, "errors": sum(1 for s in bucket if s.failed)})
         for kind in KINDS:
             good = [s.seconds * 1000 for s in bucket if s.kind == kind and not s.failed]
-            row[kind] = {
-                "requests": sum(1 for s in bucket if s.kind == kind),
-                "p50_ms": round(float(np.median(good)), 1) if good else None,
-                "max_ms": round(max(good), 1) if good else None,
-            }
-        rows.append(row)
+            rows[-1][kind] = {"requests": sum(1 for s in bucket if s.kind == kind)}
+            rows[-1][kind]["p50_ms"] = round(float(np.median(good)), 1) if good else None
+            rows[-1][kind]["max_ms"] = round(max(good), 1) if good else None
     return rows
 
 
@@ -378,24 +337,19 @@ def swaps_under_load(swaps: list[float], load_end: float) -> int:
 
 def verdict(errors: int, runs_ok: list[bool], swaps_loaded: int, rebuilds: int) -> list[str]:
     """Why the run failed (empty: exit 0)."""
-    reasons = [f"{errors} requests failed"] if errors else []
     failed = sum(1 for ok in runs_ok if not ok)
-    if failed:
-        reasons.append(f"{failed} indexer run(s) failed")
-    if swaps_loaded < rebuilds:
-        reasons.append(f"{swaps_loaded} alias swap(s) under load, expected {rebuilds}")
-    return reasons
-
-
-# --- the run ----------------------------------------------------------------------------------------
+    reasons = [f"{errors} requests failed"] if errors else []
+    reasons += [f"{failed} indexer run(s) failed"] if failed else []
+    swaps = f"{swaps_loaded} alias swap(s) under load, expected {rebuilds}"
+    return reasons + ([swaps] if swaps_loaded < rebuilds else [])
 
 
 @dataclass
 class Collected:
     """Raw material of the results, in perf_counter time."""
 
-    alias: str
-    table: str
+    alias: str = ""
+    table: str = ""
     load_start: float = 0.0
     load_end: float = 0.0
     samples: list[Sample] = field(default_factory=list)
@@ -409,7 +363,7 @@ class Collected:
 
 
 def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Path, got: Collected) -> None:
-    """Baseline load, the rebuilds one after the other, then the tail; stops the load at the end."""
+    """Baseline load, the rebuilds one after the other, then the tail."""
     if not load.started.wait(timeout=120):
         raise RuntimeError(f"the load did not start: {load.error}")
     deadline = load.started_at + args.seconds
@@ -426,32 +380,25 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
     got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
 
 
-def prepare(args, folder: Path, stack: ExitStack, got: Collected) -> tuple[dict[str, str], list[bytes]]:
-    """Photos served over HTTP, the throwaway table, clean-up registered, the initial `full` run."""
-    say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
-    photos = write_photos(folder / "photos", args.images, args.seed)
-    queries = write_photos(folder / "queries", args.query_photos, args.seed + 7, QUERY_SIZE)
-    server = stack.enter_context(serve_folder_process(folder / "photos"))
-    extra = {"VGG16_SEED": MODEL_SEED, "INDEXER_KEEP_VERSIONS": str(args.keep_versions)}
-    extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env = harness.throwaway_env(got.alias, got.table, server.url, args.weights, **extra)
-    stack.callback(lambda: got.cleanup.update(drop_catalog(env)))
-    harness.seed_catalog(env, photos)
-    got.initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
-    if not got.initial["ok"]:
-        raise RuntimeError(
-            f"the initial `indexer full` failed: {got.initial['problems']}\n{got.initial['log_tail']}"
-        )
-    return env, [path.read_bytes() for path in queries]
-
-
 def measure(args, folder: Path, got: Collected) -> None:
-    """Set up, start the API, watcher and load, drive the rebuilds; everything stopped and removed after."""
+    """Photos served over HTTP, the throwaway table, the initial `full` run; the API, watcher and load
+    started, the rebuilds driven; everything stopped and removed afterwards."""
     from imgsearch.config import load_elastic_config
     from imgsearch.esclient import make_client
 
+    say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
+    photos = write_photos(where := folder / "photos", args.images, args.seed)
+    jpegs = query_jpegs(folder / "queries", args.query_photos, args.seed)
+    extra = {"VGG16_SEED": MODEL_SEED, "INDEXER_KEEP_VERSIONS": str(args.keep_versions)}
+    extra |= {"INDEXER_CHECKPOINT_SECONDS": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     with ExitStack() as stack:
-        env, jpegs = prepare(args, folder, stack, got)
+        catalog = harness.throwaway_catalog(where, "bench-soak", args.weights, photos, got.cleanup, **extra)
+        env, _ = stack.enter_context(catalog)
+        got.alias, got.table = env["ES_INDEX"], env["MYSQL_TABLE"]
+        got.initial = initial = run_indexer("initial", env, folder, args.images, args.rebuild_timeout, {})
+        if not initial["ok"]:
+            failed = f"{initial['problems']}\n{initial['log_tail']}"
+            raise RuntimeError(f"the initial `indexer full` failed: {failed}")
         api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
         say("starting the API (gunicorn) ...")
         api = stack.enter_context(running_api(api_env, folder, Layout.default(), args.api_start_timeout))
@@ -478,20 +425,14 @@ def measure(args, folder: Path, got: Collected) -> None:
             raise RuntimeError(f"the load generator failed: {load.error!r}")
 
 
-# --- results ----------------------------------------------------------------------------------------
-
-
 def swap_rows(events: list[AliasEvent], runs: list[dict[str, Any]], windows: list[dict]) -> list[dict]:
     """Each swap: when, from and to, how precisely seen, the old index's deletion, its run, its window."""
     deletions, rows = {e.index: e for e in events if e.kind == "deleted"}, []
     for number, swap in enumerate((e for e in events if e.kind == "swap"), start=1):
         deleted = deletions.get(swap.previous)
         run = next((r["name"] for r in runs if r["start_s"] <= swap.at <= r["end_s"] + 1), None)
-        row = {
-            "swap": number,
-            "at_s": round(swap.at, 3),
-            "seen_within_ms": round((swap.seen - swap.since) * 500, 1),
-        }
+        row = {"swap": number, "at_s": round(swap.at, 3)}
+        row["seen_within_ms"] = round((swap.seen - swap.since) * 500, 1)
         row |= {"from": swap.previous, "to": swap.index, "run": run}
         row["old_index_deleted_at_s"] = round(deleted.at, 3) if deleted else None
         row["deleted_after_swap_ms"] = round((deleted.at - swap.at) * 1000, 1) if deleted else None
@@ -506,19 +447,17 @@ def shifted(run: dict[str, Any], zero: float, events: list[AliasEvent]) -> dict[
     return run | times | {"ok": not problems, "problems": problems}
 
 
-def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
+def analyse(args, got: Collected) -> dict[str, Any]:
     """Windows before, during and after the rebuilds and round each swap; the verdict; everything else."""
     zero, load_end, watcher = got.load_start, got.load_end - got.load_start, got.watcher
     samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
     events = [event.shifted(zero) for event in watcher.events]
     runs = [shifted(run, zero, watcher.events) for run in got.runs]
     swaps = [e.at for e in events if e.kind == "swap"]
-    spans = [(run["name"], run["start_s"], run["end_s"]) for run in runs]
-    windows = {
-        name: window_stats(samples, lo, hi, args.size) for name, lo, hi in phase_windows(load_end, spans)
-    }
-    swap_spans = swap_windows(swaps, args.swap_window)
-    around = {name: window_stats(samples, lo, hi, args.size, True) for name, lo, hi in swap_spans}
+    spans = phase_windows(load_end, [(run["name"], run["start_s"], run["end_s"]) for run in runs])
+    windows = {name: window_stats(samples, lo, hi, args.size) for name, lo, hi in spans}
+    spans = swap_windows(swaps, args.swap_window)
+    around = {name: window_stats(samples, lo, hi, args.size, True) for name, lo, hi in spans}
     total, loaded = windows["whole run"]["all"], swaps_under_load(swaps, load_end)
     errors = sum(1 for s in samples if s.failed)
     reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
@@ -526,19 +465,18 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
     summary |= {key: total[key] for key in ("non_2xx", "connection_errors", "statuses")}
     summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
     summary["per_second"] = round(len(samples) / load_end, 2) if load_end > 0 else None
-    summary["load_seconds"] = round(load_end, 3)
-    summary["load_extended_s"] = round(got.extended_s, 3)
-    summary["max_requests_reached"] = len(samples) >= args.max_requests
-    summary |= {"swaps": len(swaps), "swaps_under_load": loaded}
+    summary |= {"load_seconds": round(load_end, 3), "load_extended_s": round(got.extended_s, 3)}
+    summary |= {"max_requests_reached": len(samples) >= args.max_requests, "swaps": len(swaps)}
+    summary["swaps_under_load"] = loaded
     summary["indexer_runs_ok"] = all(run["ok"] for run in runs) and len(runs) == len(args.rebuilds)
+    changes = [
+        {"event": e.kind, "index": e.index, "at_s": round(e.at, 3), "previous": e.previous} for e in events
+    ]
     return {
         "summary": summary | {"passed": not reasons, "failure_reasons": reasons},
         "windows": windows | around,
         "swaps": swap_rows(events, runs, list(around.values())),
-        "alias_events": [
-            {"event": e.kind, "index": e.index, "at_s": round(e.at, 3), "previous": e.previous}
-            for e in events
-        ],
+        "alias_events": changes,
         "alias_polls": watcher.polls,
         "alias_poll_errors": watcher.poll_errors[:20],
         "indexer_runs": runs,
@@ -548,7 +486,8 @@ def analyse(args, got: Collected) -> tuple[dict[str, Any], list[Sample]]:
         "disturbed_phases": [name for name, cpu in got.cpu.items() if harness.is_disturbed(cpu)],
         "timeline": timeline(samples, load_end),
         "cleanup": got.cleanup,
-    }, samples
+        "samples": samples,
+    }
 
 
 def settings_of(args, got: Collected) -> dict[str, Any]:
@@ -560,20 +499,7 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
-    settings["server"] = f"{SERVER}, {Layout.default().name}"
-    return settings
-
-
-def run(args, argv: list[str]) -> tuple[dict[str, Any], list[Sample]]:
-    got = Collected(alias=f"bench-soak-{(name := uuid.uuid4().hex[:8])}", table=f"bench_soak_{name}")
-    before = harness.load_before(args.wait_idle)
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
-        measure(args, Path(folder), got)
-    analysed, samples = analyse(args, got)
-    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
-    results = harness.envelope("soak", argv, before)
-    results["load_started_at"] = started.isoformat(timespec="milliseconds")
-    return results | {"settings": settings_of(args, got), **analysed}, samples
+    return settings | {"server": f"{SERVER}, {Layout.default().name}"}
 
 
 def write_requests(samples: list[Sample], stem: Path) -> Path:
@@ -622,11 +548,9 @@ def swaps(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 TABLES = ["summary", ("latency of successful requests per window", windows), ("swaps", swaps)]
-REPORT = harness.Report(
-    "Search API under sustained load while `indexer full` rebuilds and swaps the alias",
-    [*TABLES, ("indexer runs", runs), "cpu", "error_examples"],
-    context,
-)
+TABLES += [("indexer runs", runs), "cpu", "error_examples"]
+TITLE = "Search API under sustained load while `indexer full` rebuilds and swaps the alias"
+REPORT = harness.Report(TITLE, TABLES, context)
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -634,20 +558,26 @@ def interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     args = options().parse(argv)
     if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
         raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
     signal.signal(signal.SIGTERM, interrupt)
+    got = Collected()
     try:
-        results, samples = run(args, argv)
+        before = harness.load_before(args.wait_idle)
+        with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
+            measure(args, Path(folder), got)
     except KeyboardInterrupt:
         say("interrupted: servers stopped, indices and table removed")
         return 130
-    requests = lambda stem: write_requests(samples, stem)  # noqa: E731
-    harness.write_results(results, REPORT, args.results_dir, args.smoke, requests_file=requests)
+    analysed = analyse(args, got)
+    samples = analysed.pop("samples")
+    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
+    results = harness.envelope(args, before) | {"load_started_at": started.isoformat(timespec="milliseconds")}
+    results |= {"settings": settings_of(args, got), **analysed}
+    harness.write_results(results, REPORT, args, requests_file=lambda stem: write_requests(samples, stem))
     return 0 if results["summary"]["passed"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
