@@ -103,7 +103,7 @@ class Run:
     def raw_worker(self, series: str):
         """Per-thread callers of the API's Elasticsearch work for a search by id, in this process:
         `raw get+kNN` fetches the stored vector first, `raw kNN` has it already."""
-        from searchapi.search import find_similar
+        from searchapi import find_similar
 
         es, alias, size, stored = self.es, self.args.alias, self.args.size, self.work.stored
 

@@ -10,11 +10,13 @@ from flask import Flask
 
 from imgsearch.features import FeatureExtractor
 from imgsearch.settings import environ
+from searchapi import queries
 from searchapi.config import SearchConfig, load_search_config
 from searchapi.search import find_similar
 
-# create_app, make_search_client and find_similar are its public surface (what bench/ and demo/ use).
-__all__ = ["create_app", "find_similar", "make_search_client"]
+# Its public surface, what bench/ and demo/ use: the app, its client, and the very kNN request it sends
+# (find_similar, and the pure builders in queries) so that benches measure what the API asks.
+__all__ = ["create_app", "find_similar", "make_search_client", "queries"]
 
 log = logging.getLogger(__name__)
 

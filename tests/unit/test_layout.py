@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +22,24 @@ def python_files(*folders: str) -> list[Path]:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Every absolute module an import statement names (also inside functions)."""
+    """Every absolute module an import statement names (also inside functions); `from m import n`
+    counts as `m.n` where n is not in m's public surface (`__all__`)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.update(
+                f"{node.module}.{alias.name}" for alias in node.names if not public(node.module, alias.name)
+            )
             found.add(node.module)
     return found
+
+
+def public(module: str, name: str) -> bool:
+    if top(module) not in {"indexer", "searchapi"} or "." in module:
+        return True
+    return name in importlib.import_module(module).__all__
 
 
 def offenders(folders: tuple[str, ...], forbidden) -> list[str]:
