@@ -233,32 +233,38 @@ def envelope(args: argparse.Namespace, before: list[float]) -> dict[str, Any]:
     }
 
 
-def cell(value: Any) -> Any:
-    """A table cell: nested dicts and lists flattened into one line."""
+def cell(value: Any, percent: bool = False) -> Any:
+    """A table cell: nested dicts and lists flattened into one line; with `percent` a fraction as 70.4%."""
+    if percent and isinstance(value, float):
+        return f"{value:.1%}"
     if isinstance(value, dict):
         return ", ".join(f"{key} {cell(item)}" for key, item in value.items())
     return ", ".join(str(cell(item)) for item in value) if isinstance(value, list) else value
 
 
-def table(rows: Any) -> str:
-    """Markdown of a list of dicts (a row each), a dict of dicts (a row per key) or a dict (key, value)."""
+def table(rows: Any, percent: Sequence[str] = ()) -> str:
+    """Markdown of a list of dicts (a row each), a dict of dicts (a row per key) or a dict (key, value);
+    the `percent` columns (or keys) hold fractions, shown as percentages."""
     if isinstance(rows, dict) and all(isinstance(row, dict) for row in rows.values()):
         rows = [{"": name, **row} for name, row in rows.items()]
     if isinstance(rows, dict):
-        return tabulate([(key, cell(value)) for key, value in rows.items()], ["", "value"], tablefmt="github")
+        body = [(key, cell(value, key in percent)) for key, value in rows.items()]
+        return tabulate(body, ["", "value"], tablefmt="github")
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    body = [[cell(row.get(column)) for column in columns] for row in rows]
+    body = [[cell(row.get(column), column in percent) for column in columns] for row in rows]
     return tabulate(body, columns, tablefmt="github", missingval="-")
 
 
 @dataclass(frozen=True)
 class Report:
     """How a scenario's results read as markdown: a title, context lines, and the parts shown as tables
-    (result keys, or (caption, function of the results)); the disturbance verdict closes it."""
+    (result keys, or (caption, function of the results)), whose `percent` columns are fractions shown
+    as percentages; the disturbance verdict closes it."""
 
     title: str
     tables: Sequence[str | tuple[str, Callable[[dict], Any]]]
     context: Callable[[dict], list[str]] = lambda results: []
+    percent: Sequence[str] = ()
 
     def render(self, results: dict[str, Any]) -> str:
         machine, loads = results["machine"], results["load_average"]
@@ -271,7 +277,7 @@ class Report:
         parts += self.context(results)
         for part in self.tables:
             caption, rows = (part, results[part]) if isinstance(part, str) else (part[0], part[1](results))
-            parts += [f"## {caption}", table(rows)] if rows else []
+            parts += [f"## {caption}", table(rows, self.percent)] if rows else []
         rule = f"others used ≤ {DISTURBED_CORES} cores and sent Elasticsearch ≤ {DISTURBED_ES_OPS} requests"
         flagged = results.get("disturbed_phases", results.get("disturbed"))
         verdict = (

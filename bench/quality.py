@@ -166,12 +166,6 @@ def inner_scale(size: tuple[int, int], degrees: float) -> float:
     return min(width / (width * cos + height * sin), height / (width * sin + height * cos))
 
 
-def rotate_inner(image: Image.Image, degrees: float) -> Image.Image:
-    """Rotated by `degrees`, cropped to the largest centred box with no fill (a tilted shot)."""
-    rotated = image.rotate(degrees, Image.Resampling.BICUBIC, expand=False)
-    return crop(rotated, inner_scale(image.size, degrees))
-
-
 def pad_square(image: Image.Image, margin: float = 0.1, colour: str = "white") -> Image.Image:
     """Centred on a square canvas with a margin, as shops pad product shots."""
     side = round(max(image.size) * (1 + 2 * margin))
@@ -222,7 +216,7 @@ EDITS = (
     Edit("hue_+45", "colour", "hue rotated by 45 degrees", lambda i: shift_hue(i, 45)),
     Edit("flip_h", "geometric", "mirrored left-right", flip_horizontal),
     Edit("rotate_10", "geometric", "rotated 10 degrees, cropped to the largest box without fill",
-         lambda i: rotate_inner(i, 10)),
+         lambda i: crop(i.rotate(10, Image.Resampling.BICUBIC), inner_scale(i.size, 10))),
     Edit("rotate_90", "geometric", "rotated 90 degrees", lambda i: i.transpose(Image.Transpose.ROTATE_90)),
     Edit("pad_square", "overlay", "padded to a white square, 10% margin", pad_square),
     Edit("text_overlay", "overlay", "banner over the bottom fifth with 'SALE -30%' and a watermark",
@@ -372,15 +366,6 @@ def catalog_file_names(product: Product) -> tuple[str, str]:
     return f"{product.relation_id}-a.jpg", f"{product.relation_id}-b.jpg"
 
 
-def write_catalog(products: list[Product], folder: Path) -> list[bytes]:
-    """Both views of every product as JPEG files; returns the original view's bytes per product."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for product in products:
-        for name, image in zip(catalog_file_names(product), (product.original, product.second), strict=True):
-            (folder / name).write_bytes(encode_jpeg(image.convert("RGB"), CATALOG_QUALITY))
-    return [(folder / catalog_file_names(product)[0]).read_bytes() for product in products]
-
-
 def query_api(server: ApiServer, queries: list[Query], results: list[QueryResult]) -> dict[str, Any]:
     """Every query through POST /search, one at a time; fills the API side of `results`; GET /stats."""
     status, stats = get_json(server.url + "/stats")
@@ -503,8 +488,13 @@ def measure(args, folder: Path, products: list[Product], queries: list[Query], r
 
 def run(args, folder: Path) -> dict[str, Any]:
     """The corpus and queries, the measurement, and the results of every query."""
-    products = build_products(args.products, args.seed)
-    queries = make_queries(write_catalog(products, folder / "photos"), args.edit_list)
+    products, photos = build_products(args.products, args.seed), folder / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    for product in products:  # both views of every product; the queries edit the original's file
+        for name, image in zip(catalog_file_names(product), (product.original, product.second), strict=True):
+            (photos / name).write_bytes(encode_jpeg(image.convert("RGB"), CATALOG_QUALITY))
+    originals = [(photos / catalog_file_names(product)[0]).read_bytes() for product in products]
+    queries = make_queries(originals, args.edit_list)
     of = [(products[q.product], q) for q in queries]
     results = [QueryResult(p.relation_id, p.source, q.edit.name, q.edit.family, len(q.data)) for p, q in of]
     say(f"{len(products)} products, {len(queries)} queries; loading the model ...")
@@ -544,7 +534,8 @@ def per(key: str) -> Callable[[dict], list[dict]]:
 
 TABLES = [("per edit (top-k: the query's product among the first k)", per("by_edit"))]
 TABLES += [("per family", per("by_family")), "edits"]
-REPORT = harness.Report("Near-duplicate product retrieval through the search API", TABLES, context)
+PERCENT = [f"{side}_top{k}" for side in ("api", "baseline") for k in TOP_K]
+REPORT = harness.Report("Near-duplicate product retrieval through the search API", TABLES, context, PERCENT)
 
 
 def main(argv: list[str] | None = None) -> int:
