@@ -262,13 +262,6 @@ def load_real_vectors(args) -> tuple[np.ndarray, dict[str, Any], str]:
     return real, model, f"computed in {time.perf_counter() - started:.0f} s on {extractor.device}"
 
 
-def shaped(real: np.ndarray, geometry: str) -> np.ndarray:
-    """`as-is` keeps the photo vectors (random weights put every photo ~0.98 cosine from every other);
-    `centred` removes their shared mean, then ReLU-like clipping and unit length, which spreads random
-    pairs to ~0.3 cosine, the range of trained CNN features of unrelated images (an assumption)."""
-    return real if geometry == "as-is" else unit_rows(real - real.mean(axis=0, keepdims=True))
-
-
 def corpus_matrix(real: np.ndarray, plan: CorpusPlan) -> np.ndarray:
     """The vectors as Elasticsearch holds them (6 decimals as sent, float32); row i is document i + 1."""
     return np.round(np.stack([vector for _, _, vector in corpus(real, plan)]), 6).astype(np.float32)
@@ -451,7 +444,10 @@ def run(args) -> dict[str, Any]:
 
     es = esclient.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
     real, model, real_source = load_real_vectors(args)
-    real = shaped(real, args.geometry)
+    if args.geometry == "centred":  # random weights put every photo ~0.98 cosine from every other; minus
+        # their shared mean, clipped and unit length, random pairs spread to ~0.3 cosine, the range of
+        # trained CNN features of unrelated images (an assumption)
+        real = unit_rows(real - real.mean(axis=0, keepdims=True))
     before = harness.load_average()
     sizes = [run_size(es, args, real, model, size) for size in args.sizes]
     results = harness.envelope(args, before) | {"elasticsearch_version": indices.server_version(es)}
@@ -497,14 +493,11 @@ def context(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def machine_use(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Who used the cores while each size was measured (the index builds are not counted)."""
-    keys = ("size", "cpu", "other_es_ops", "load_average", "corpus_stats", "query_stats")
-    return [{key: entry[key] for key in keys} for entry in results["sizes"]]
-
-
+USE = ("size", "cpu", "other_es_ops", "load_average", "corpus_stats", "query_stats")
 TABLES = [("at the API's k and num_candidates", rows(True)), ("storage", storage)]
-TABLES += [("num_candidates sweep", rows(False)), ("machine use while measuring", machine_use)]
+TABLES += [("num_candidates sweep", rows(False))]
+# who used the cores while each size was measured (the index builds are not counted)
+TABLES += [("machine use while measuring", lambda res: [{key: e[key] for key in USE} for e in res["sizes"]])]
 REPORT = harness.Report("dense_vector index types: recall@10, kNN latency, disk and memory", TABLES, context)
 
 
