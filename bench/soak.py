@@ -543,25 +543,18 @@ def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [{key: run[key] for key in keys} | run["report"] for run in every if run]
 
 
-def swaps(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{key: value for key, value in swap.items() if key != "window"} for swap in results["swaps"]]
-
-
-TABLES = ["summary", ("latency of successful requests per window", windows), ("swaps", swaps)]
+TABLES = ["summary", ("latency of successful requests per window", windows)]
+TABLES += [("swaps", lambda res: [{k: v for k, v in swap.items() if k != "window"} for swap in res["swaps"]])]
 TABLES += [("indexer runs", runs), "cpu", "error_examples"]
 TITLE = "Search API under sustained load while `indexer full` rebuilds and swaps the alias"
 REPORT = harness.Report(TITLE, TABLES, context)
-
-
-def interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = options().parse(argv)
     if args.images < 1 or args.concurrency < 1 or args.max_requests < 1:
         raise SystemExit("--images, --concurrency and --max-requests must be at least 1")
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM raises KeyboardInterrupt too
     got = Collected()
     try:
         before = harness.load_before(args.wait_idle)
