@@ -66,11 +66,6 @@ def elasticsearch_ops(es, mine: str) -> dict[str, int]:
     }
 
 
-def ops_between(before: dict[str, int], after: dict[str, int]) -> int:
-    """Operations served in between (indices created meanwhile count whole, deleted ones not at all)."""
-    return sum(max(count - before.get(name, 0), 0) for name, count in after.items())
-
-
 class PhaseMeter(CpuMeter):
     """Cores per process group plus the requests other users sent Elasticsearch (`other_es_ops`)."""
 
@@ -84,7 +79,9 @@ class PhaseMeter(CpuMeter):
 
     def __exit__(self, *exc: object) -> None:
         super().__exit__(*exc)
-        self.other_es_ops = ops_between(self.ops, elasticsearch_ops(self.es, self.mine))
+        # operations served meanwhile: indices created meanwhile count whole, deleted ones not at all
+        after = elasticsearch_ops(self.es, self.mine).items()
+        self.other_es_ops = sum(max(count - self.ops.get(name, 0), 0) for name, count in after)
 
     def as_dict(self) -> dict[str, Any]:
         return super().as_dict() | {"other_es_ops": self.other_es_ops}
