@@ -252,25 +252,23 @@ def measure(run: Run, env: dict[str, str], folder: Path) -> dict[str, Any]:
 
 
 def summary_of(measured: dict[str, Any]) -> dict[str, Any]:
-    def p50(series: str) -> float | None:
-        phases = [p for p in measured["phases"] if p["series"] == series and p["concurrency"] == 1]
-        return next((p["p50_ms"] for p in phases if "p50_ms" in p), None)
-
-    def minus(a: float | None, b: float | None) -> float | None:
-        return round(a - b, 2) if a is not None and b is not None else None
-
+    """Each series' p50 at concurrency 1 and their differences: what the API adds to the model, to
+    Elasticsearch."""
+    one = [p for p in measured["phases"] if p["concurrency"] == 1 and "p50_ms" in p]
+    p50 = {p["series"]: p["p50_ms"] for p in reversed(one)}  # the first phase of a series wins
+    minus = lambda a, b: round(p50[a] - p50[b], 2) if a in p50 and b in p50 else None  # noqa: E731
     upload = next(p for p in measured["phases"] if p["series"] == "upload")
     soak = measured["soak"]["all"] if measured["soak"] else None
-    model, decode_model, by_upload, by_id = p50("model"), p50("decode+model"), p50("upload"), p50("by id")
-    summary = {"model_p50_ms": model, "decode_model_p50_ms": decode_model, "upload_p50_ms": by_upload}
-    summary["upload_minus_model_ms"] = minus(by_upload, model)
-    summary["upload_minus_decode_model_ms"] = minus(by_upload, decode_model)
+    names = {"model": "model", "decode_model": "decode+model", "upload": "upload"}
+    summary = {f"{name}_p50_ms": p50.get(series) for name, series in names.items()}
+    summary["upload_minus_model_ms"] = minus("upload", "model")
+    summary["upload_minus_decode_model_ms"] = minus("upload", "decode+model")
     summary["upload_minus_model_paired_ms"] = upload.get("paired_minus_model_ms")
     summary["upload_minus_decode_model_paired_ms"] = upload.get("paired_minus_decode_model_ms")
-    summary |= {"id_p50_ms": by_id, "raw_knn_p50_ms": p50("raw kNN")}
-    summary["raw_get_knn_p50_ms"] = p50("raw get+kNN")
-    summary["api_overhead_ms"] = minus(by_id, p50("raw kNN"))
-    summary["api_http_overhead_ms"] = minus(by_id, p50("raw get+kNN"))
+    summary |= {"id_p50_ms": p50.get("by id"), "raw_knn_p50_ms": p50.get("raw kNN")}
+    summary["raw_get_knn_p50_ms"] = p50.get("raw get+kNN")
+    summary["api_overhead_ms"] = minus("by id", "raw kNN")
+    summary["api_http_overhead_ms"] = minus("by id", "raw get+kNN")
     summary["soak_errors"] = soak["non_2xx"] + soak["connection_errors"] if soak else None
     return summary
 
