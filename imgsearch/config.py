@@ -175,7 +175,10 @@ class ModelConfig(EnvSettings):
         "vectors stay float32 unit vectors either way",
     )
     compile_mode: Annotated[str, choice(*COMPILE_MODES)] = env_var(
-        "VGG16_COMPILE", "auto", "auto: TensorFlow's graph, XLA for float32 on a CPU without AVX-512"
+        "VGG16_COMPILE",
+        "auto",
+        "auto: TensorFlow's graph, XLA for float32 on a CPU without AVX-512; KERAS_BACKEND=jax: xla; "
+        "KERAS_BACKEND=torch: eager or inductor (torch.compile)",
     )
 
 
