@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgsearch.settings import ConfigError
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 COMPILE_MODES = ("auto", "graph", "xla", "eager", "inductor")
 # The compile modes of each Keras backend (KERAS_BACKEND), `auto`'s choice first for the non-TF ones.
@@ -187,12 +189,12 @@ def choose_precision(requested: str, cpu: CpuFacts, gpus: list[GpuFacts]) -> tup
 
 
 def choose_backend_compile(requested: str, backend: str) -> tuple[str, str]:
-    """(compile mode, why) under JAX or torch; a mode of another backend is a ValueError naming both."""
+    """(compile mode, why) under JAX or torch; a mode of another backend is a ConfigError naming both."""
     modes = BACKEND_COMPILE_MODES[backend]
     if requested == "auto":
         return modes[0], f"auto: {BACKEND_AUTO_COMPILE[backend]}"
     if requested not in modes:
-        raise ValueError(
+        raise ConfigError(
             f"VGG16_COMPILE={requested} is not a compile mode of KERAS_BACKEND={backend} "
             f"(one of auto, {', '.join(modes)})"
         )
@@ -207,7 +209,7 @@ def choose_compile(
     if backend != "tensorflow":
         return choose_backend_compile(requested, backend)
     if requested not in BACKEND_COMPILE_MODES["tensorflow"] + ("auto",):
-        raise ValueError(f"VGG16_COMPILE={requested} is not a compile mode of KERAS_BACKEND=tensorflow")
+        raise ConfigError(f"VGG16_COMPILE={requested} is not a compile mode of KERAS_BACKEND=tensorflow")
     if requested != "auto":
         return requested, f"VGG16_COMPILE={requested}"
     if gpus:
@@ -246,5 +248,5 @@ def plan_compute(
         precision=chosen_precision,
         compile=chosen_compile,
         batch_size=batch_size or default_batch_size(chosen_precision, gpus),
-        reason=f"backend {backend}; precision {precision_reason}; compile {compile_reason}",
+        reason=f"precision {precision_reason}; compile {compile_reason}",
     )
