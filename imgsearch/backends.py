@@ -165,9 +165,6 @@ def jax_forward(model, features: Features, compile_mode: str) -> Forward:
     """jax.jit over a stateless call with the model's variables as arguments (not baked-in constants)."""
     import jax
 
-    trainable = [v.value for v in model.trainable_variables]
-    fixed = [v.value for v in model.non_trainable_variables]
-
     def stateless(trainable, fixed, images):
         return features(lambda x: model.stateless_call(trainable, fixed, x, training=False)[0], images)
 
@@ -178,6 +175,10 @@ def jax_forward(model, features: Features, compile_mode: str) -> Forward:
         padding = padded_size(n) - n
         if padding:
             images = np.concatenate([images, np.zeros((padding, *images.shape[1:]), images.dtype)])
+        # the variables' current arrays, read per call: Keras's own jitted functions (predict_on_batch)
+        # may replace (donate) the buffers a list captured once would still point at
+        trainable = [v.value for v in model.trainable_variables]
+        fixed = [v.value for v in model.non_trainable_variables]
         vectors, norms = compiled(trainable, fixed, images)
         return np.asarray(vectors)[:n], np.asarray(norms)[:n]
 

@@ -17,8 +17,9 @@ from imgsearch.backends import padded_size, parse_capability
 from imgsearch.compute import parse_cpuinfo, plan_compute
 
 REPO = Path(__file__).resolve().parents[2]
-# In a child process: decode the PNG/JPEG files given, run the random-weights model in float32, save
-# the vectors and print the fingerprint and compute plan.
+# In a child process: decode the PNG/JPEG files given, run the random-weights model in float32 (again
+# after Keras's own predict, which under JAX replaces the variables' buffers), save the vectors and
+# print the fingerprint and compute plan.
 EXTRACT = """
 import json, sys
 from pathlib import Path
@@ -29,6 +30,8 @@ folder = Path(sys.argv[1])
 images = np.stack([decode_image(path.read_bytes()) for path in sorted(folder.glob("image-*"))])
 model = FeatureExtractor("random", seed=1234, precision="float32")
 vectors, _ = model.extract(images)
+model.keras_model.predict_on_batch(np.zeros((1, 224, 224, 3), np.float32))  # under JAX: new variable buffers
+assert np.array_equal(model.extract(images)[0], vectors)
 np.save(folder / f"{model.compute.backend}.npy", vectors)
 print(json.dumps({"fingerprint": model.info.fingerprint, "compute": model.compute.as_meta()}))
 """
