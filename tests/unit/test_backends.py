@@ -104,6 +104,14 @@ def test_an_unknown_or_missing_backend_is_a_clear_error(backend, message):
     assert "KERAS_BACKEND" in last
 
 
+def test_the_model_variables_check_keras_backend_before_anything_connects():
+    """The indexer's and the API's configuration (ModelConfig) stops on a bad KERAS_BACKEND, exit 2."""
+    code = "from imgsearch.config import load_model_config; load_model_config({})"
+    done = run_under("nosuch", code)
+    assert "ConfigError: KERAS_BACKEND must be one of tensorflow, jax, torch" in done.stderr
+    assert run_under("tensorflow", code).returncode == 0
+
+
 def test_jax_and_torch_compile_modes():
     zen4 = parse_cpuinfo("flags\t: avx512f avx512_bf16\n", cores=2)
     jax = plan_compute("auto", "auto", zen4, [], backend="jax")
