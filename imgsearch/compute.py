@@ -13,8 +13,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgsearch.settings import ConfigError
+
 PRECISIONS = ("auto", "float32", "bfloat16")
-COMPILE_MODES = ("auto", "graph", "xla")
+COMPILE_MODES = ("auto", "graph", "xla", "eager", "inductor")
+# The compile modes of each Keras backend (KERAS_BACKEND), `auto`'s choice first for the non-TF ones.
+BACKEND_COMPILE_MODES = {"tensorflow": ("graph", "xla"), "jax": ("xla",), "torch": ("eager", "inductor")}
+BACKEND_AUTO_COMPILE = {
+    "jax": "JAX compiles with XLA (jax.jit over a stateless call)",
+    "torch": "eager PyTorch (torch.compile, VGG16_COMPILE=inductor, is not measured)",
+}
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_GPU_COMPUTE_CAPABILITY = (8, 0)  # Ampere and newer have bf16 tensor cores
 CPU_FLOAT32_BATCH = 8
@@ -144,12 +152,13 @@ def quiet_cuda_probe(gpu_present: bool | None = None) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class ComputePlan:
-    """The precision, compile mode and batch size the model runs with, and why."""
+    """The Keras backend, precision, compile mode and batch size the model runs with, and why."""
 
     precision: str
     compile: str
     batch_size: int
     reason: str
+    backend: str = "tensorflow"
 
     @property
     def keras_policy(self) -> str:
@@ -157,6 +166,7 @@ class ComputePlan:
 
     def as_meta(self) -> dict[str, object]:
         return {
+            "backend": self.backend,
             "precision": self.precision,
             "compile": self.compile,
             "batch_size": self.batch_size,
@@ -178,8 +188,28 @@ def choose_precision(requested: str, cpu: CpuFacts, gpus: list[GpuFacts]) -> tup
     return "float32", "auto: the CPU has no native bf16 (no amx_bf16/avx512_bf16); emulated bf16 is slower"
 
 
-def choose_compile(requested: str, precision: str, cpu: CpuFacts, gpus: list[GpuFacts]) -> tuple[str, str]:
-    """(graph | xla, why), from what bench/indexer.py measured on each CPU type (docs/hardware.md)."""
+def choose_backend_compile(requested: str, backend: str) -> tuple[str, str]:
+    """(compile mode, why) under JAX or torch; a mode of another backend is a ConfigError naming both."""
+    modes = BACKEND_COMPILE_MODES[backend]
+    if requested == "auto":
+        return modes[0], f"auto: {BACKEND_AUTO_COMPILE[backend]}"
+    if requested not in modes:
+        raise ConfigError(
+            f"VGG16_COMPILE={requested} is not a compile mode of KERAS_BACKEND={backend} "
+            f"(one of auto, {', '.join(modes)})"
+        )
+    return requested, f"VGG16_COMPILE={requested}"
+
+
+def choose_compile(
+    requested: str, precision: str, cpu: CpuFacts, gpus: list[GpuFacts], backend: str = "tensorflow"
+) -> tuple[str, str]:
+    """(graph | xla, why), from what bench/indexer.py measured on each CPU type (docs/hardware.md);
+    JAX and torch have their own modes (choose_backend_compile)."""
+    if backend != "tensorflow":
+        return choose_backend_compile(requested, backend)
+    if requested not in BACKEND_COMPILE_MODES["tensorflow"] + ("auto",):
+        raise ConfigError(f"VGG16_COMPILE={requested} is not a compile mode of KERAS_BACKEND=tensorflow")
     if requested != "auto":
         return requested, f"VGG16_COMPILE={requested}"
     if gpus:
@@ -199,7 +229,12 @@ def default_batch_size(precision: str, gpus: list[GpuFacts]) -> int:
 
 
 def plan_compute(
-    precision: str, compile_mode: str, cpu: CpuFacts, gpus: list[GpuFacts], batch_size: int | None = None
+    precision: str,
+    compile_mode: str,
+    cpu: CpuFacts,
+    gpus: list[GpuFacts],
+    batch_size: int | None = None,
+    backend: str = "tensorflow",
 ) -> ComputePlan:
     """The whole choice: requested values win over `auto`; the reason names both decisions."""
     if precision not in PRECISIONS:
@@ -207,8 +242,9 @@ def plan_compute(
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"VGG16_COMPILE must be one of {', '.join(COMPILE_MODES)}; got {compile_mode!r}")
     chosen_precision, precision_reason = choose_precision(precision, cpu, gpus)
-    chosen_compile, compile_reason = choose_compile(compile_mode, chosen_precision, cpu, gpus)
+    chosen_compile, compile_reason = choose_compile(compile_mode, chosen_precision, cpu, gpus, backend)
     return ComputePlan(
+        backend=backend,
         precision=chosen_precision,
         compile=chosen_compile,
         batch_size=batch_size or default_batch_size(chosen_precision, gpus),

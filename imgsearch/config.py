@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import field_validator, model_validator
 
+from imgsearch.backends import require_backend
 from imgsearch.compute import COMPILE_MODES, PRECISIONS
 from imgsearch.settings import (
     KEEP_SPACES,
@@ -175,8 +176,18 @@ class ModelConfig(EnvSettings):
         "vectors stay float32 unit vectors either way",
     )
     compile_mode: Annotated[str, choice(*COMPILE_MODES)] = env_var(
-        "VGG16_COMPILE", "auto", "auto: TensorFlow's graph, XLA for float32 on a CPU without AVX-512"
+        "VGG16_COMPILE",
+        "auto",
+        "auto: TensorFlow's graph, XLA for float32 on a CPU without AVX-512; KERAS_BACKEND=jax: xla; "
+        "KERAS_BACKEND=torch: eager or inductor (torch.compile)",
     )
+
+    @model_validator(mode="after")
+    def check_backend(self) -> ModelConfig:
+        """KERAS_BACKEND (Keras's own variable, read from the process environment when Keras is imported)
+        names an installed backend: checked with the other variables, before any connection is made."""
+        require_backend()
+        return self
 
 
 def check_credentials(config: ElasticConfig) -> None:

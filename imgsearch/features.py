@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from imgsearch.compute import (
-    ComputePlan,
-    CpuFacts,
-    GpuFacts,
-    plan_compute,
-    quiet_cuda_probe,
-    read_cpu_facts,
-)
+from imgsearch import backends
+from imgsearch.backends import gpu_facts, visible_gpus  # noqa: F401 - TensorFlow's, imported from here
+from imgsearch.compute import ComputePlan, CpuFacts, GpuFacts, plan_compute, read_cpu_facts
 from imgsearch.config import ModelConfig
 from imgsearch.imaging import TARGET_SIZE
 
@@ -102,53 +97,46 @@ def build_vgg16(weights: str, seed: int, policy: str = "float32"):
             keras.config.set_dtype_policy(previous)
     if from_file:
         model.load_weights(weights)
+    if weights == RANDOM_WEIGHTS:
+        model.set_weights(seeded_weights([w.shape for w in model.weights], seed))
     return model
 
 
-def visible_gpus() -> list:
-    """GPUs TensorFlow sees, set to grow memory on demand (the API and the indexer may share one).
-
-    Call it before anything else runs TensorFlow: its first device look-up initialises CUDA, which
-    on a machine without a GPU logs a cuInit ERROR that quiet_cuda_probe drops."""
-    import tensorflow as tf
-
-    with quiet_cuda_probe():
-        gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        with contextlib.suppress(RuntimeError, ValueError):  # already initialised: keep TF's allocation
-            tf.config.experimental.set_memory_growth(gpu, True)
-    return gpus
-
-
-def gpu_facts(gpus: list) -> list[GpuFacts]:
-    """Name and compute capability of each GPU TensorFlow sees (for the bf16 choice)."""
-    import tensorflow as tf
-
-    facts = []
-    for gpu in gpus:
-        try:
-            details = tf.config.experimental.get_device_details(gpu)
-        except (RuntimeError, ValueError):
-            details = {}
-        capability = details.get("compute_capability")
-        name = details.get("device_name", gpu.name)
-        facts.append(GpuFacts(name, tuple(capability) if capability else None))
-    return facts
+def seeded_weights(shapes: list[tuple[int, ...]], seed: int) -> list[np.ndarray]:
+    """Keras's default initialisers (glorot_uniform kernels, zero biases) drawn by numpy from `seed`:
+    the same values under every Keras backend (each backend's own random generator differs), so
+    VGG16_WEIGHTS=random gives one fingerprint and the same vectors everywhere."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for shape in shapes:
+        if len(shape) < 2:
+            arrays.append(np.zeros(shape, np.float32))
+            continue
+        receptive = int(np.prod(shape[:-2]))
+        limit = np.sqrt(6.0 / (shape[-2] * receptive + shape[-1] * receptive))
+        arrays.append(rng.uniform(-limit, limit, shape).astype(np.float32))
+    return arrays
 
 
 def describe_device(gpus: list[GpuFacts], cpu: CpuFacts, compute: ComputePlan) -> str:
-    """Where and how the model runs, for the log and benchmarks: TensorFlow places it on the first GPU."""
-    import tensorflow as tf
-
-    how = f"{compute.precision}, {compute.compile}"
+    """Where and how the model runs, for the log and benchmarks: the backend places it on the first GPU."""
+    how = f"{compute.backend}, {compute.precision}, {compute.compile}"
     if gpus:
         return f"GPU {gpus[0].name} ({len(gpus)} visible, {how})"
-    threads = tf.config.threading
-    return (
-        f"CPU {cpu.describe()} (no GPU visible to TensorFlow; intra-op threads "
-        f"{threads.get_intra_op_parallelism_threads() or 'auto'}, "
-        f"inter-op {threads.get_inter_op_parallelism_threads() or 'auto'}; {how})"
-    )
+    label = backends.LABELS[compute.backend]
+    return f"CPU {cpu.describe()} (no GPU visible to {label}; {backends.cpu_threads(compute.backend)}; {how})"
+
+
+def normalised_features(call: Callable, images) -> tuple[object, object]:
+    """Backend-neutral: uint8 RGB → preprocess_input (caffe BGR mean) → `call` (VGG16) → (unit
+    features float32, norms); compiled by each backend (imgsearch.backends)."""
+    import keras
+    from keras import ops
+
+    x = keras.applications.vgg16.preprocess_input(ops.cast(images, "float32"))
+    features = ops.cast(call(x), "float32")  # bf16 out of a mixed model
+    norms = ops.sqrt(ops.sum(ops.square(features), axis=1))
+    return features / ops.maximum(norms, MIN_FEATURE_NORM)[:, None], norms
 
 
 class FeatureExtractor:
@@ -162,12 +150,12 @@ class FeatureExtractor:
         compile_mode: str = "auto",
         batch_size: int | None = None,
     ) -> None:
-        """`auto` precision and compile mode follow the hardware (imgsearch.compute); others force them."""
-        import tensorflow as tf
-
-        gpus = gpu_facts(visible_gpus())
+        """`auto` precision and compile mode follow the hardware (imgsearch.compute); others force them.
+        The Keras backend is KERAS_BACKEND's (ConfigError when its package is missing)."""
+        backend = backends.require_backend()
+        gpus = backends.accelerators(backend)
         cpu = read_cpu_facts()
-        self.compute = plan_compute(precision, compile_mode, cpu, gpus, batch_size)
+        self.compute = plan_compute(precision, compile_mode, cpu, gpus, batch_size, backend)
         self.device = describe_device(gpus, cpu, self.compute)
         self._model = build_vgg16(weights, seed, self.compute.keras_policy)
         self.info = ModelInfo(
@@ -175,10 +163,8 @@ class FeatureExtractor:
             weights=describe_weights(weights),
             fingerprint=weights_fingerprint(self._model.get_weights()),
         )
-        self._forward = tf.function(
-            self._normalised_features,
-            input_signature=[tf.TensorSpec([None, *TARGET_SIZE, 3], tf.uint8)],
-            jit_compile=self.compute.compile == "xla",
+        self._forward = backends.compile_forward(
+            backend, self._model, normalised_features, self.compute.compile
         )
         self._lock = threading.Lock()
         log.info(
@@ -195,18 +181,8 @@ class FeatureExtractor:
         """The underlying Keras model (for benchmarks and weight export)."""
         return self._model
 
-    def _normalised_features(self, images):
-        """Graph: uint8 RGB → preprocess_input (caffe BGR mean) → VGG16 → (features, norms)."""
-        import keras
-        import tensorflow as tf
-
-        x = keras.applications.vgg16.preprocess_input(tf.cast(images, tf.float32))
-        features = tf.cast(self._model(x, training=False), tf.float32)  # bf16 out of a mixed model
-        norms = tf.norm(features, axis=1)
-        return features / tf.maximum(norms, MIN_FEATURE_NORM)[:, None], norms
-
     def warm_up(self) -> None:
-        """Trace and run the graph once so the first real request is not slow."""
+        """Trace and compile once so the first real request is not slow."""
         self.extract(np.zeros((1, *TARGET_SIZE, 3), dtype=np.uint8))
 
     def extract(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +191,7 @@ class FeatureExtractor:
             raise ValueError(f"expected images of shape [n, 224, 224, 3], got {images.shape}")
         with self._lock:
             vectors, norms = self._forward(images)
-        return vectors.numpy().astype(np.float32), norms.numpy()
+        return vectors.astype(np.float32), norms
 
     @classmethod
     def from_config(cls, config: ModelConfig, batch_size: int | None = None) -> FeatureExtractor:

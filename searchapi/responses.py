@@ -37,10 +37,11 @@ class ModelInfo(BaseModel):
 
 
 class Compute(BaseModel):
-    """How this process computes vectors (VGG16_PRECISION, VGG16_COMPILE) and why."""
+    """How this process computes vectors (KERAS_BACKEND, VGG16_PRECISION, VGG16_COMPILE) and why."""
 
+    backend: Literal["tensorflow", "jax", "torch"] = Field(description="The Keras backend (KERAS_BACKEND)")
     precision: Literal["float32", "bfloat16"]
-    compile: Literal["graph", "xla"]
+    compile: Literal["graph", "xla", "eager", "inductor"]
     batch_size: int = Field(description="Images per model call of an indexer here (a search sends one)")
     reason: str
 

@@ -180,7 +180,7 @@ def test_every_invalid_variable_is_named_at_once():
     message = str(raised.value)
     for expected in (
         "ES_INDEX must be a lowercase index/alias name, got 'Bad'",
-        "VGG16_COMPILE must be one of auto, graph, xla; got 'jit'",
+        "VGG16_COMPILE must be one of auto, graph, xla, eager, inductor; got 'jit'",
         "IMAGE_MAX_BYTES must be >= 1024, got 12",
         "MYSQL_TABLE must be a plain SQL identifier (letters, digits, _), got 'a b'",
     ):

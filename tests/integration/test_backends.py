@@ -1,0 +1,64 @@
+"""Keras backends on the real stack: an index built under TensorFlow is searched by an API under JAX,
+and an index built by the indexer under JAX is searched by an API under TensorFlow."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import urllib.request
+
+import pytest
+
+from searchapi import create_app
+from tests.integration.helpers import indexed_catalog, photo_entries, run_cli, seed
+from tests.integration.test_api_alias_swap import upload_request
+from tests.support.apiserver import get_json, gunicorn_api
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed"),
+]
+MIN_SCORE = 0.99  # each side in its own `auto` precision: bf16 under TF's graph and under XLA differ a little
+
+
+def test_an_api_under_jax_searches_an_index_built_under_tensorflow(
+    stack_urls, extractor, image_server, photo_folder, es, tmp_path
+):
+    entries = photo_entries(4, 2)
+    with (
+        indexed_catalog(stack_urls, extractor, image_server, str(tmp_path), es, entries) as env,
+        gunicorn_api(env, tmp_path / "api.log", KERAS_BACKEND="jax") as url,
+    ):
+        status, ready = get_json(url + "/ready")
+        assert status == 200 and ready["compute"]["backend"] == "jax", ready
+        stats = get_json(url + "/stats")[1]
+        assert stats["model_matches"] is True
+        assert stats["indices"][0]["compute"]["backend"] == "tensorflow"
+        for entry in entries:
+            request = upload_request(url, (photo_folder / entry.photo).read_bytes())
+            with urllib.request.urlopen(request, timeout=60) as response:
+                top = json.loads(response.read())["hits"][0]
+            assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
+            assert top["score"] > MIN_SCORE
+
+
+def test_an_api_under_tensorflow_searches_an_index_built_under_jax(
+    env, extractor, photo_folder, es, drop_table
+):
+    entries = photo_entries(4, 2)
+    seed(env, entries)
+    done = run_cli({**env, "KERAS_BACKEND": "jax"}, "full")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (mapping,) = es.indices.get_mapping(index=env["ES_INDEX"]).body.values()
+    assert mapping["mappings"]["_meta"]["compute"]["backend"] == "jax"
+    client = create_app(env, extractor=extractor).test_client()
+    stats = client.get("/stats").get_json()
+    assert stats["model_matches"] is True and stats["compute"]["backend"] == "tensorflow"
+    for entry in entries:
+        upload = (photo_folder / entry.photo).read_bytes()
+        response = client.post("/search?size=4", data={"image": (io.BytesIO(upload), "q.jpg")})
+        assert response.status_code == 200, response.get_json()
+        top = response.get_json()["hits"][0]
+        assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
+        assert top["score"] > MIN_SCORE
