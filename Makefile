@@ -13,7 +13,7 @@ ES9_VERSION := $(shell sed -n 's/^ES9_VERSION=//p' scripts/versions.env)
 # The 9.x pass runs its own nodes on these ports, beside the default ones, and stops them afterwards.
 ES9_TEST_PORTS ?= ES_PORT=9202 ES_TRANSPORT_PORT=9302 ES_SECURE_PORT=9203 ES_SECURE_TRANSPORT_PORT=9303
 
-.PHONY: help venv stack-up stack-down stack-status browser lint format test test-es9 test-unit demo serve clean \
+.PHONY: help venv backends stack-up stack-down stack-status browser lint format test test-es9 test-unit demo serve clean \
 	bench bench-smoke bench-indexer bench-search bench-recall bench-quality bench-soak
 BENCHES := indexer search recall quality soak
 
@@ -26,6 +26,13 @@ $(BIN)/.installed: requirements.txt
 	touch $@
 
 venv: $(BIN)/.installed  ## create .venv with the pinned requirements
+
+# The optional Keras backends (requirements-backends.txt): the tests prove JAX gives TensorFlow's vectors.
+$(BIN)/.backends: $(BIN)/.installed requirements-backends.txt
+	$(BIN)/pip install -q -r requirements-backends.txt
+	touch $@
+
+backends: $(BIN)/.backends  ## add the optional Keras backends (JAX) to .venv
 
 stack-up: venv  ## install (if needed) and start Elasticsearch + MariaDB locally (no Docker; ES_VERSION=<9.x> for 9.x)
 	$(STACK) up
@@ -50,18 +57,18 @@ browser:  ## install Debian's chromium if missing (the search page test drives i
 
 # The security-on node (port 9201) is stopped after the run when it was stopped before, even if pytest
 # died before its own clean-up; `stack-up` reuses services that are up and healthy (a demo keeps running).
-test: lint stack-up browser  ## lint, start the stack, run unit + integration tests against it, then test-es9
+test: lint backends stack-up browser  ## lint, start the stack, run unit + integration tests against it, then test-es9
 	secure_before="$$($(STACK) status-secure)"; rc=0; \
 	{ $(STACK_ENV) && ES_EXPECT_VERSION=$${ES_VERSION:-$(ES_DEFAULT_VERSION)} $(BIN)/pytest; } || rc=$$?; \
 	if [[ "$$secure_before" == *": stopped" ]]; then $(STACK) down-secure; fi; exit $$rc
 	$(MAKE) test-es9
 
-test-es9: venv browser  ## the integration suite against the ES9_VERSION of scripts/versions.env on ports 9202/9203 (started, then stopped)
+test-es9: backends browser  ## the integration suite against the ES9_VERSION of scripts/versions.env on ports 9202/9203 (started, then stopped)
 	export ES_VERSION=$(ES9_VERSION) ES_EXPECT_VERSION=$(ES9_VERSION) $(ES9_TEST_PORTS) && $(STACK) up && \
 	eval "$$($(STACK) env)" && rc=0 && { $(BIN)/pytest tests/integration $(PYTEST_ARGS) || rc=$$?; } && \
 	$(STACK) stop-es && $(STACK) down-secure && exit $$rc
 
-test-unit: venv  ## unit tests only (no services needed)
+test-unit: backends  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit
 
 demo: stack-up  ## index the demo catalog of real photos and serve the search page

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import field_validator, model_validator
 
-from imgsearch.backends import require_backend
+from imgsearch.backends import DEFAULT_BACKEND, require_backend
 from imgsearch.compute import COMPILE_MODES, PRECISIONS
 from imgsearch.settings import (
     KEEP_SPACES,
@@ -182,11 +182,18 @@ class ModelConfig(EnvSettings):
         "KERAS_BACKEND=torch: eager or inductor (torch.compile)",
     )
 
+    backend: str = env_var(
+        "KERAS_BACKEND",
+        DEFAULT_BACKEND,
+        "Keras's own variable, read when Keras is imported: tensorflow (fastest measured on CPUs) | jax | "
+        "torch; jax and torch are extras (requirements-backends.txt)",
+    )
+
     @model_validator(mode="after")
     def check_backend(self) -> ModelConfig:
-        """KERAS_BACKEND (Keras's own variable, read from the process environment when Keras is imported)
-        names an installed backend: checked with the other variables, before any connection is made."""
-        require_backend()
+        """KERAS_BACKEND names an installed backend: checked with the other variables, before any
+        connection is made."""
+        require_backend({"KERAS_BACKEND": self.backend})
         return self
 
 

@@ -106,7 +106,7 @@ def test_an_unknown_or_missing_backend_is_a_clear_error(backend, message):
 
 def test_the_model_variables_check_keras_backend_before_anything_connects():
     """The indexer's and the API's configuration (ModelConfig) stops on a bad KERAS_BACKEND, exit 2."""
-    code = "from imgsearch.config import load_model_config; load_model_config({})"
+    code = "import os; from imgsearch.config import load_model_config; load_model_config(os.environ)"
     done = run_under("nosuch", code)
     assert "ConfigError: KERAS_BACKEND must be one of tensorflow, jax, torch" in done.stderr
     assert run_under("tensorflow", code).returncode == 0
