@@ -31,5 +31,9 @@ class RowFailure(Exception):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type[RowFailure], tuple[RowStatus, str, str]]:
+        """Picklable with its three fields (it crosses from decode worker processes)."""
+        return RowFailure, (self.status, self.reason, self.message)
+
     def __str__(self) -> str:
         return f"{self.status}/{self.reason}: {self.message}"

@@ -11,6 +11,7 @@ from imgsearch.logsetup import configure_logging
 from imgsearch.settings import ConfigError
 from indexer.commands import EXIT_CONFIG, quiet_client_retries, run_rollback, run_status
 from indexer.config import environment_help
+from indexer.decoding import MIN_CORES_FOR_PROCESSES
 from indexer.job import run_job
 from indexer.partition import Partition
 from indexer.stop import StopToken, stop_on_signals
@@ -104,7 +105,26 @@ def run_options_parser() -> argparse.ArgumentParser:
         default=None,
         help="images per model call (default: by device and precision: 8 float32 CPU, 32 bf16 CPU, 64 GPU)",
     )
-    parser.add_argument("--workers", type=positive_int, default=8, help="download/decode threads (default 8)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="download threads (default: 8, or twice the decode processes if that is more)",
+    )
+    parser.add_argument(
+        "--decode-processes",
+        type=processes,
+        default=None,
+        metavar="N",
+        help="processes that decode images, 0 for none (the download threads decode); "
+        f"default: one per core from {MIN_CORES_FOR_PROCESSES} cores, else 0",
+    )
+    parser.add_argument(
+        "--bulk-streams",
+        type=positive_int,
+        default=2,
+        help="concurrent bulk requests to Elasticsearch (default 2; docs/benchmarks.md, ingest)",
+    )
     parser.add_argument(
         "--page-size", type=positive_int, default=500, help="rows per keyset page (default 500)"
     )
@@ -132,6 +152,13 @@ def partition(text: str) -> Partition:
         return Partition.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def processes(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -82,17 +82,26 @@ class ActionFeed:
             self.unanswered[str(action["_id"])] = action
             yield action
 
+    def drain(self) -> None:
+        """After a fatal error: take queued actions until this feed's end marker (put() never blocks)."""
+        while not self.exhausted and self._source.get() is not _END:
+            pass
+        self.exhausted = True
+
     def _until_flush(self, oldest: float | None) -> float | None:
         """Seconds the oldest unflushed action may still wait (None: nothing waits)."""
         return None if oldest is None else max(0.0, oldest + self._flush_seconds - time.monotonic())
 
 
 class BulkWriter:
-    """Streams actions to Elasticsearch on a background thread and reports each item's outcome.
+    """Streams actions to Elasticsearch on `streams` background threads and reports each item's outcome.
 
-    `streaming_bulk` chunks them (by count and bytes), retries 429-rejected items with backoff and
-    yields every item's result. When the cluster is unreachable or restarting, the actions sent but
-    not answered are sent again, until `retry_seconds` have passed without progress.
+    Each stream is one `streaming_bulk` over the shared queue: it chunks the actions (by count and
+    bytes), retries 429-rejected items with backoff and yields every item's result. Several streams
+    keep a node's write threads busy where one waits for each answer (docs/benchmarks.md, ingest).
+    When the cluster is unreachable or restarting, each stream sends again the actions it sent but
+    got no answer for, until `retry_seconds` have passed without progress. `on_result` is called for
+    one item at a time, whichever stream answered it.
     """
 
     def __init__(
@@ -102,17 +111,23 @@ class BulkWriter:
         retry_seconds: float = 300.0,
         max_pending: int = 2000,
         flush_seconds: float = 0.5,
+        streams: int = 1,
     ) -> None:
-        self._es = es
-        self._on_result = on_result
-        self._retry_seconds = retry_seconds
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
-        self._feed = ActionFeed(self._queue, flush_seconds)
-        self._thread = threading.Thread(target=self._run, name="bulk-writer", daemon=True)
-        self.error: BaseException | None = None
+        self._result_lock = threading.Lock()
+        self._on_result = on_result
+        self._streams = [
+            BulkStream(es, ActionFeed(self._queue, flush_seconds), self._account, retry_seconds, number)
+            for number in range(1, streams + 1)
+        ]
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((stream.error for stream in self._streams if stream.error is not None), None)
 
     def start(self) -> BulkWriter:
-        self._thread.start()
+        for stream in self._streams:
+            stream.thread.start()
         return self
 
     def put(self, action: Action) -> None:
@@ -122,10 +137,37 @@ class BulkWriter:
 
     def close(self) -> None:
         """Flush everything queued and wait; re-raise a fatal writer error."""
-        self._queue.put(_END)
-        self._thread.join()
+        for _ in self._streams:
+            self._queue.put(_END)
+        for stream in self._streams:
+            stream.thread.join()
         if self.error is not None:
             raise RuntimeError(f"bulk writer failed: {self.error}") from self.error
+
+    def _account(self, ok: bool, item: dict[str, object]) -> None:
+        doc_id = str(next(iter(item.values())).get("_id"))
+        success = bulk_item_ok(ok, item)
+        with self._result_lock:
+            self._on_result(doc_id, success, None if success else bulk_error_text(item))
+
+
+class BulkStream:
+    """One `streaming_bulk` pass after another on its own thread, over its feed, until the feed ends."""
+
+    def __init__(
+        self,
+        es: Elasticsearch,
+        feed: ActionFeed,
+        account: Callable[[bool, dict[str, object]], None],
+        retry_seconds: float,
+        number: int,
+    ) -> None:
+        self._es = es
+        self._feed = feed
+        self._account = account
+        self._retry_seconds = retry_seconds
+        self.thread = threading.Thread(target=self._run, name=f"bulk-writer-{number}", daemon=True)
+        self.error: BaseException | None = None
 
     def _run(self) -> None:
         try:
@@ -133,8 +175,7 @@ class BulkWriter:
                 self._wait_out_outage()
         except BaseException as exc:  # noqa: BLE001 - surfaced to the pipeline by close()/put()
             self.error = exc
-            while not self._feed.exhausted and self._queue.get() is not _END:
-                pass
+            self._feed.drain()
 
     def _wait_out_outage(self) -> None:
         """Stream until the feed ends or the cluster fails after progress; a failure before any
@@ -161,6 +202,7 @@ class BulkWriter:
                 max_backoff=30,
                 yield_ok=True,
             ):
+                self._feed.answered(str(next(iter(item.values())).get("_id")))
                 self._account(ok, item)
                 answered += 1
         except Exception as exc:
@@ -170,9 +212,3 @@ class BulkWriter:
             return
         if self._feed.exhausted and self._feed.unanswered:
             raise RuntimeError(f"{len(self._feed.unanswered)} bulk actions got no answer from streaming_bulk")
-
-    def _account(self, ok: bool, item: dict[str, object]) -> None:
-        doc_id = str(next(iter(item.values())).get("_id"))
-        success = bulk_item_ok(ok, item)
-        self._feed.answered(doc_id)
-        self._on_result(doc_id, success, None if success else bulk_error_text(item))

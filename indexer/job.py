@@ -129,6 +129,8 @@ def make_run(
     options = RunOptions(
         batch_size=args.batch_size,
         workers=args.workers,
+        decode_processes=args.decode_processes,
+        bulk_streams=args.bulk_streams,
         limit=args.limit,
         max_failure_ratio=args.max_failure_ratio,
         recompute=args.recompute,

@@ -52,7 +52,7 @@ class LockedRun:
         self.rows = RowIndexer(
             config, es, extractor, self.report, options, self.progress, self.lock.ensure_held, stop
         )
-        self.report.compute = extractor.compute.as_meta() | {"batch_size": self.rows.batch_size}
+        self.report.compute = extractor.compute.as_meta() | self.rows.shape()
         self._start_state()
 
     def _start_state(self) -> None:

@@ -17,10 +17,10 @@ from elasticsearch import Elasticsearch
 from imgsearch.documents import CatalogRow, delete_action, failed_document, index_action, indexed_document
 from imgsearch.errors import RowFailure, RowStatus
 from imgsearch.features import MIN_FEATURE_NORM, FeatureExtractor
-from imgsearch.imaging import decode_image
 from indexer import reuse
 from indexer.bulk import BulkWriter
 from indexer.config import IndexerConfig
+from indexer.decoding import Decoder, auto_decode_processes
 from indexer.fetch import ImageFetcher, resolve_photo
 from indexer.partition import WHOLE, Partition
 from indexer.progress import NoProgress, Progress
@@ -35,7 +35,9 @@ _DONE = object()
 @dataclass(frozen=True)
 class RunOptions:
     batch_size: int | None = None  # None: the extractor's, chosen for its device and precision
-    workers: int = 8
+    workers: int | None = None  # fetch threads; None: 8, or twice the decode processes
+    decode_processes: int | None = None  # None: one per core from 4 cores, else decode on the fetch threads
+    bulk_streams: int = 2
     limit: int | None = None
     max_failure_ratio: float = 0.01
     recompute: bool = False
@@ -125,11 +127,25 @@ class RowIndexer:
         self.still_allowed = still_allowed
         self.stop = stop or StopToken()
         self.batch_size = options.batch_size or extractor.compute.batch_size
-        self.fetcher = ImageFetcher(config.fetch, pool_size=options.workers)
+        self.decode_processes = options.decode_processes
+        if self.decode_processes is None:
+            self.decode_processes = auto_decode_processes()
+        self.workers = options.workers or max(8, 2 * self.decode_processes)
+        self.fetcher = ImageFetcher(config.fetch, pool_size=self.workers)
+        self.decode = Decoder(0)
         self.failed_ids: set[int] = set()
         self._pending: dict[str, RowFailure | RowStatus] = {}
         self._pending_lock = threading.Lock()
         self._tracker = CompletionTracker()
+
+    def shape(self) -> dict[str, int]:
+        """How the work is spread, for the run report."""
+        return {
+            "batch_size": self.batch_size,
+            "fetch_threads": self.workers,
+            "decode_processes": self.decode_processes,
+            "bulk_streams": self.options.bulk_streams,
+        }
 
     def index(
         self,
@@ -140,10 +156,20 @@ class RowIndexer:
     ) -> CompletionTracker:
         """Index every row into `target`; call `checkpoint` every few seconds and once all is written."""
         self._tracker = CompletionTracker()
-        writer = BulkWriter(self.es, self._on_bulk_result, self.config.run.es_retry_seconds).start()
+        streams, retry_seconds = self.options.bulk_streams, self.config.run.es_retry_seconds
+        writer = BulkWriter(self.es, self._on_bulk_result, retry_seconds, streams=streams).start()
+        self.decode = Decoder(self.decode_processes)
+        log.info(
+            "pipeline: %d fetch threads, %s, batches of %d, %d bulk streams",
+            self.workers,
+            f"{self.decode_processes} decode processes" if self.decode_processes else "decoding on them",
+            self.batch_size,
+            streams,
+        )
         try:
             self._index_rows(rows, target, position, writer, checkpoint)
         finally:
+            self.decode.close()
             writer.close()
         if checkpoint is not None:
             checkpoint(self._tracker)
@@ -153,10 +179,10 @@ class RowIndexer:
         """Feed the model from the fetch pool; each batch's documents are written while the next one runs."""
         batch: list[PreparedRow] = []
         in_flight: Future | None = None
-        ahead = max(self.options.workers * 4, self.batch_size * 3)
+        ahead = max(self.workers * 4, self.batch_size * 3)
         last_checkpoint = time.monotonic()
         with (
-            ThreadPoolExecutor(self.options.workers, thread_name_prefix="fetch") as pool,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="fetch") as pool,
             ThreadPoolExecutor(1, thread_name_prefix="model") as model,
         ):
             for prepared in timed(prefetch(rows, pool, self.prepare, ahead), self.report, "wait_for_rows"):
@@ -204,7 +230,7 @@ class RowIndexer:
                 data = self.fetcher.fetch(prepared.image_url)
             stage = RowStatus.DECODE_FAILED
             with Stopwatch(self.report, "decode"):
-                prepared.pixels = decode_image(data, self.config.fetch.max_pixels)
+                prepared.pixels = self.decode(data, self.config.fetch.max_pixels)
         except RowFailure as failure:
             prepared.failure = failure
         except Exception as exc:

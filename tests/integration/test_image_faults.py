@@ -114,8 +114,19 @@ def fault_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(
+    scope="module",
+    params=[{"decode_processes": 0, "bulk_streams": 1}, {"decode_processes": 2, "bulk_streams": 3}],
+    ids=["decode on the fetch threads, one bulk stream", "decode in 2 processes, 3 bulk streams"],
+)
+def spread(request) -> dict[str, int]:
+    """How the run spreads its work: every row's outcome must be the same either way."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def fault_server(fault_folder) -> Iterator[FaultServer]:
+def fault_server(fault_folder, spread) -> Iterator[FaultServer]:
+    """A fresh server (request counts from zero) for each way of spreading the work."""
     with serve_faults(fault_folder) as server:
         yield server
 
@@ -128,7 +139,7 @@ class FaultRun:
 
 
 @pytest.fixture(scope="module")
-def fault_run(stack_urls, es, extractor, fault_server, tmp_path_factory) -> Iterator[FaultRun]:
+def fault_run(spread, stack_urls, es, extractor, fault_server, tmp_path_factory) -> Iterator[FaultRun]:
     """One full rebuild over the whole matrix (fast timeout, small byte cap); cleaned up afterwards."""
     alias = f"test-faults-{uuid.uuid4().hex[:8]}"
     env = {
@@ -142,7 +153,7 @@ def fault_run(stack_urls, es, extractor, fault_server, tmp_path_factory) -> Iter
         env, [CatalogEntry(ROW_IDS[case.name], f"product-{ROW_IDS[case.name]}", case.photo) for case in CASES]
     )
     try:
-        report = run_full(env, extractor, max_failure_ratio=1.0, batch_size=4, workers=8)
+        report = run_full(env, extractor, max_failure_ratio=1.0, batch_size=4, workers=8, **spread)
         hits = es.search(index=alias, size=len(CASES) + 5)["hits"]["hits"]
         yield FaultRun(env, report, {hit["_id"]: hit["_source"] for hit in hits})
     finally:
@@ -231,3 +242,12 @@ def test_transient_failures_that_recover_index_the_same_image(fault_run):
     upright = vector(fault_run, "upright photo")
     for name in ("500 then 200", "429 then 200", "reset mid-body, then 200"):
         assert float(upright @ vector(fault_run, name)) > 0.9999
+
+
+def test_the_run_spread_its_work_as_asked(fault_run, spread):
+    shape = fault_run.report.compute
+    assert (shape["decode_processes"], shape["bulk_streams"]) == (
+        spread["decode_processes"],
+        spread["bulk_streams"],
+    )
+    assert shape["fetch_threads"] == 8

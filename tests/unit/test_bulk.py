@@ -58,7 +58,9 @@ def results() -> list[tuple[str, bool, str | None]]:
     return []
 
 
-def write(fake: FakeStreamingBulk, monkeypatch, results, actions, retry_seconds: float = 60.0) -> BulkWriter:
+def write(
+    fake: FakeStreamingBulk, monkeypatch, results, actions, retry_seconds: float = 60.0, streams: int = 1
+) -> BulkWriter:
     monkeypatch.setattr(bulk, "streaming_bulk", fake)
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
     lock = threading.Lock()
@@ -67,7 +69,7 @@ def write(fake: FakeStreamingBulk, monkeypatch, results, actions, retry_seconds:
         with lock:
             results.append((doc_id, ok, error))
 
-    writer = BulkWriter(None, record, retry_seconds=retry_seconds, flush_seconds=0.05).start()
+    writer = BulkWriter(None, record, retry_seconds, flush_seconds=0.05, streams=streams).start()
     for action in actions:
         writer.put(action)
     return writer
@@ -127,6 +129,38 @@ def test_an_outage_past_the_deadline_fails_the_writer_without_counting_the_chunk
     writer = write(FakeStreamingBulk(outages=100), monkeypatch, results, actions(2), retry_seconds=0.0)
     with pytest.raises(RuntimeError, match="bulk writer failed: Connection error"):
         writer.close()
+    assert results == []
+    with pytest.raises(RuntimeError, match="bulk writer stopped"):
+        writer.put(actions(1)[0])
+
+
+def test_several_streams_answer_every_action_once_one_result_at_a_time(monkeypatch, results):
+    inside = threading.Lock()
+
+    def one_at_a_time(doc_id: str, ok: bool, error: str | None) -> None:
+        assert inside.acquire(blocking=False), "on_result called by two streams at once"
+        threading.Event().wait(0.0005)  # a window in which a second, unlocked stream would enter
+        results.append((doc_id, ok, error))
+        inside.release()
+
+    fake = FakeStreamingBulk(outages=3)
+    monkeypatch.setattr(bulk, "streaming_bulk", fake)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    writer = BulkWriter(None, one_at_a_time, retry_seconds=60, flush_seconds=0.05, streams=3).start()
+    for action in actions(500):
+        writer.put(action)
+    writer.close()
+    assert sorted(int(doc_id) for doc_id, ok, _ in results if ok) == list(range(1, 501))
+    assert len(results) == 500
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("bulk-writer")]
+
+
+def test_a_fatal_error_in_one_of_several_streams_fails_the_writer_without_hanging(monkeypatch, results):
+    writer = write(FakeStreamingBulk(outages=1000), monkeypatch, results, actions(50), 0.0, streams=3)
+    closing = threading.Thread(target=lambda: pytest.raises(RuntimeError, writer.close))
+    closing.start()
+    closing.join(timeout=10)
+    assert not closing.is_alive(), "close() hung after a stream failed"
     assert results == []
     with pytest.raises(RuntimeError, match="bulk writer stopped"):
         writer.put(actions(1)[0])
