@@ -5,7 +5,8 @@
 from indexer.config import IndexerConfig, MySqlConfig, load_indexer_config, load_mysql_config
 from indexer.full import FullRebuild
 from indexer.incremental import IncrementalRun
-from indexer.pipeline import RunOptions
+from indexer.pipeline import RowIndexer, RunOptions
+from indexer.report import RunReport
 from indexer.source import CatalogSource, connect
 from indexer.versions import create_build_index, delete_old_versions, finish_build_index, swap_alias
 
@@ -15,7 +16,9 @@ __all__ = [
     "IncrementalRun",
     "IndexerConfig",
     "MySqlConfig",
+    "RowIndexer",
     "RunOptions",
+    "RunReport",
     "connect",
     "create_build_index",
     "delete_old_versions",

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from elasticsearch import Elasticsearch
 from elasticsearch.helpers import BULK_FLUSH, streaming_bulk
@@ -22,6 +23,19 @@ _END = object()
 
 BulkResultHandler = Callable[[str, bool, str | None], None]
 Action = dict[str, object]
+
+
+class Sink(Protocol):
+    """Where the pipeline's actions go: a BulkWriter, or a bench's counting sink."""
+
+    def start(self) -> Sink: ...
+
+    def put(self, action: Action) -> None: ...
+
+    def close(self) -> None: ...
+
+
+SinkFactory = Callable[[BulkResultHandler], Sink]
 
 
 def bulk_error_text(item: dict[str, object]) -> str:

@@ -18,7 +18,7 @@ from imgsearch.documents import CatalogRow, delete_action, failed_document, inde
 from imgsearch.errors import RowFailure, RowStatus
 from imgsearch.features import MIN_FEATURE_NORM, FeatureExtractor
 from indexer import reuse
-from indexer.bulk import BulkWriter
+from indexer.bulk import BulkResultHandler, BulkWriter, Sink, SinkFactory
 from indexer.config import IndexerConfig
 from indexer.decoding import Decoder, auto_decode_processes
 from indexer.fetch import ImageFetcher, resolve_photo
@@ -117,6 +117,7 @@ class RowIndexer:
         progress: Progress | None = None,
         still_allowed: Callable[[], None] = lambda: None,
         stop: StopToken | None = None,
+        sink: SinkFactory | None = None,
     ) -> None:
         self.config = config
         self.es = es
@@ -126,6 +127,7 @@ class RowIndexer:
         self.progress = progress or NoProgress()
         self.still_allowed = still_allowed
         self.stop = stop or StopToken()
+        self.sink = sink or self._bulk_writer
         self.batch_size = options.batch_size or extractor.compute.batch_size
         self.decode_processes = options.decode_processes
         if self.decode_processes is None:
@@ -156,15 +158,14 @@ class RowIndexer:
     ) -> CompletionTracker:
         """Index every row into `target`; call `checkpoint` every few seconds and once all is written."""
         self._tracker = CompletionTracker()
-        streams, retry_seconds = self.options.bulk_streams, self.config.run.es_retry_seconds
-        writer = BulkWriter(self.es, self._on_bulk_result, retry_seconds, streams=streams).start()
+        writer = self.sink(self._on_bulk_result).start()
         self.decode = Decoder(self.decode_processes)
         log.info(
             "pipeline: %d fetch threads, %s, batches of %d, %d bulk streams",
             self.workers,
             f"{self.decode_processes} decode processes" if self.decode_processes else "decoding on them",
             self.batch_size,
-            streams,
+            self.options.bulk_streams,
         )
         try:
             self._index_rows(rows, target, position, writer, checkpoint)
@@ -174,6 +175,10 @@ class RowIndexer:
         if checkpoint is not None:
             checkpoint(self._tracker)
         return self._tracker
+
+    def _bulk_writer(self, on_result: BulkResultHandler) -> BulkWriter:
+        retry_seconds = self.config.run.es_retry_seconds
+        return BulkWriter(self.es, on_result, retry_seconds, streams=self.options.bulk_streams)
 
     def _index_rows(self, rows, target, position, writer, checkpoint) -> None:
         """Feed the model from the fetch pool; each batch's documents are written while the next one runs."""
@@ -205,7 +210,7 @@ class RowIndexer:
             self._write_batch(in_flight, writer, target)
 
     def _start_batch(
-        self, model: ThreadPoolExecutor, in_flight: Future | None, writer: BulkWriter, target: str, batch
+        self, model: ThreadPoolExecutor, in_flight: Future | None, writer: Sink, target: str, batch
     ) -> Future:
         """Queue `batch` for the model first, then write the batch before it: the model never waits."""
         started = model.submit(self._embed, batch)
@@ -244,7 +249,7 @@ class RowIndexer:
             vectors, norms = self.extractor.extract(np.stack([p.pixels for p in batch]))
         return batch, vectors, norms
 
-    def _write_batch(self, in_flight: Future | None, writer: BulkWriter, target: str) -> None:
+    def _write_batch(self, in_flight: Future | None, writer: Sink, target: str) -> None:
         """Wait for a batch's vectors and hand its documents to the bulk writer (zero vectors fail)."""
         if in_flight is None:
             return
@@ -259,7 +264,7 @@ class RowIndexer:
 
     def _submit(
         self,
-        writer: BulkWriter,
+        writer: Sink,
         target: str,
         prepared: PreparedRow,
         vector: np.ndarray | list[float] | None,
