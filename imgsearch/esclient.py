@@ -8,6 +8,7 @@ from typing import Any
 
 from elastic_transport import TlsError
 from elasticsearch import ApiError, AuthenticationException, AuthorizationException, Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
 
 from imgsearch.config import ElasticConfig
 
@@ -34,6 +35,7 @@ def make_client(
         request_timeout=config.request_timeout if request_timeout is None else request_timeout,
         max_retries=max_retries,
         retry_on_timeout=retry_on_timeout,
+        serializer=OrjsonSerializer(),  # several times json's speed on vectors (bench.ingest)
         **connection_options(config),
     )
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from imgsearch.logsetup import configure_logging
 from imgsearch.settings import ConfigError
+from indexer.bulk import DEFAULT_BULK_STREAMS
 from indexer.commands import EXIT_CONFIG, quiet_client_retries, run_rollback, run_status
 from indexer.config import environment_help
 from indexer.decoding import MIN_CORES_FOR_PROCESSES
@@ -122,8 +123,8 @@ def run_options_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--bulk-streams",
         type=positive_int,
-        default=2,
-        help="concurrent bulk requests to Elasticsearch (default 2; docs/benchmarks.md, ingest)",
+        default=DEFAULT_BULK_STREAMS,
+        help=f"concurrent bulk requests to Elasticsearch (default {DEFAULT_BULK_STREAMS}; bench.ingest)",
     )
     parser.add_argument(
         "--page-size", type=positive_int, default=500, help="rows per keyset page (default 500)"

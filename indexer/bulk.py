@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 BULK_CHUNK_DOCS = 200
 BULK_CHUNK_BYTES = 5 * 1024 * 1024
 BULK_MAX_RETRIES = 5
+DEFAULT_BULK_STREAMS = 2  # concurrent bulk requests: bench.ingest measures 1, 2 and 4 streams
 _END = object()
 
 BulkResultHandler = Callable[[str, bool, str | None], None]

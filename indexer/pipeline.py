@@ -18,7 +18,7 @@ from imgsearch.documents import CatalogRow, delete_action, failed_document, inde
 from imgsearch.errors import RowFailure, RowStatus
 from imgsearch.features import MIN_FEATURE_NORM, FeatureExtractor
 from indexer import reuse
-from indexer.bulk import BulkResultHandler, BulkWriter, Sink, SinkFactory
+from indexer.bulk import DEFAULT_BULK_STREAMS, BulkResultHandler, BulkWriter, Sink, SinkFactory
 from indexer.config import IndexerConfig
 from indexer.decoding import Decoder, auto_decode_processes
 from indexer.fetch import ImageFetcher, resolve_photo
@@ -37,7 +37,7 @@ class RunOptions:
     batch_size: int | None = None  # None: the extractor's, chosen for its device and precision
     workers: int | None = None  # fetch threads; None: 8, or twice the decode processes
     decode_processes: int | None = None  # None: one per core from 4 cores, else decode on the fetch threads
-    bulk_streams: int = 2
+    bulk_streams: int = DEFAULT_BULK_STREAMS
     limit: int | None = None
     max_failure_ratio: float = 0.01
     recompute: bool = False
