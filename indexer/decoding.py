@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import numpy as np
 
@@ -26,9 +28,17 @@ MIN_CORES_FOR_PROCESSES = 4
 SPAWN = multiprocessing.get_context("spawn")
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity, e.g. a container's cpuset), not the host's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a Kubernetes CPU
+    limit leaves the affinity at every core of the node, so the quota is what binds)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 def auto_decode_processes(cores: int | None = None) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from imgsearch.errors import RowFailure, RowStatus
 from imgsearch.imaging import decode_image
-from indexer.decoding import Decoder, auto_decode_processes
+from indexer.decoding import Decoder, auto_decode_processes, usable_cores
 from tests.unit.test_imaging import encode, gradient
 
 CRASH = b"kill the worker"
@@ -74,3 +74,12 @@ def outcome(decoder: Decoder, data: bytes) -> str:
 
 def test_auto_uses_processes_from_four_cores():
     assert [auto_decode_processes(cores) for cores in (1, 2, 3, 4, 16)] == [0, 0, 0, 4, 16]
+
+
+def test_usable_cores_follow_a_cgroup_cpu_quota(tmp_path):
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    for text, expected in [("max 100000\n", affinity), ("100000 100000\n", 1), ("150000 100000\n", 2)]:
+        cpu_max.write_text(text)
+        assert usable_cores(cpu_max) == min(affinity, expected)
+    assert usable_cores(tmp_path / "absent") == affinity
