@@ -18,8 +18,11 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import streaming_bulk
 from PIL import Image, ImageEnhance, ImageOps
 
+import indexer
 from bench.harness import say
+from demo.catalog import PHOTOS, sample_photo
 from imgsearch import indices
+from imgsearch.imaging import decode_image
 
 DIMS = 512
 BULK_DOCS = 500
@@ -48,8 +51,6 @@ def write_photos(
     folder: Path, count: int, seed: int = 0, sizes: tuple = ((800, 600), (1600, 1200))
 ) -> list[Path]:
     """`count` distinct JPEGs (quality 85-92, 4:3, a quarter portrait) cycling over the sample photos."""
-    from demo.catalog import PHOTOS, sample_photo
-
     folder.mkdir(parents=True, exist_ok=True)
     rng, samples, paths = np.random.default_rng(seed), [sample_photo(name) for name in PHOTOS], []
     for number in range(count):
@@ -91,8 +92,6 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 def real_vectors(extractor, folder: Path, count: int, seed: int, batch_size: int = 8) -> np.ndarray:
     """Unit VGG16 vectors of `count` generated catalog photos (the project's decoder and model)."""
-    from imgsearch.imaging import decode_image
-
     photos = write_photos(folder, count, seed)
     vectors = []
     for start in range(0, count, batch_size):
@@ -160,8 +159,6 @@ def bulk_actions(index: str, real: np.ndarray, plan: CorpusPlan) -> Iterator[dic
 def build_version(es: Elasticsearch, name: str, body: dict, real: np.ndarray, plan: CorpusPlan) -> dict:
     """Create `name` for bulk loading, load the corpus, restore the serving settings, force-merge to one
     segment; returns the seconds of each step."""
-    import indexer
-
     clock, seconds = time.perf_counter(), {}
     indexer.create_build_index(es, name, body)
     say(f"loading {plan.docs} documents into {name} ...")
@@ -199,8 +196,6 @@ def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seco
 def ensure_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photos: Path, rebuild: bool) -> dict:
     """Reuse the alias's index when it matches `plan` and the model, else build a new version: real
     vectors, bulk load, force-merge, alias swap."""
-    import indexer
-
     alias = config.alias
     index = None if rebuild else reusable_index(es, alias, plan, extractor.info.fingerprint)
     if index:

@@ -20,6 +20,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+import indexer
+from demo.catalog import CatalogEntry, load_catalog
+from imgsearch.compute import COMPILE_MODES, PRECISIONS, read_cpu_facts
+from imgsearch.esclient import make_client
 from tests.support.catalog import drop_catalog, stack_environment
 from tests.support.imageserver import serve_folder_process
 from tests.support.processes import process_seconds
@@ -53,8 +57,6 @@ class Options:
 
     def model(self, seed: int | None = None, seed_text: str = "VGG16_SEED") -> None:
         """--weights, --precision and --compile from VGG16_* or their defaults; --seed when given one."""
-        from imgsearch.compute import COMPILE_MODES, PRECISIONS
-
         weights = os.environ.get("VGG16_WEIGHTS") or "random"
         self.add("--weights", default=weights, help="VGG16_WEIGHTS (default $VGG16_WEIGHTS or random)")
         if seed is not None:
@@ -103,9 +105,6 @@ def throwaway_catalog(
     """`photos` served by a child process; os.environ plus a throwaway alias `<prefix>-<random>` and table,
     no replicas, the table filled with `rows` ((id, relation_id, photo), or photo paths: ids from 1,
     three per product); (env, server); everything removed afterwards (what was, into `cleanup`)."""
-    from demo.catalog import CatalogEntry, load_catalog
-    from indexer import load_mysql_config
-
     require("ES_URL", "MYSQL_URL")
     rows = [row if isinstance(row, tuple) else (n, product_of(n), row.name) for n, row in enumerate(rows, 1)]
     name = uuid.uuid4().hex[:10]
@@ -114,7 +113,7 @@ def throwaway_catalog(
         stack = stack_environment(os.environ["ES_URL"], os.environ["MYSQL_URL"], alias, table, **extra)
         env = {**os.environ, **stack, "IMAGE_BASE_URL": server.url, "VGG16_WEIGHTS": weights}
         try:
-            load_catalog(load_mysql_config(env), [CatalogEntry(*row) for row in rows])
+            load_catalog(indexer.load_mysql_config(env), [CatalogEntry(*row) for row in rows])
             yield env, server
         finally:
             (cleanup if cleanup is not None else {}).update(drop_catalog(env))
@@ -127,15 +126,13 @@ def product_of(row_id: int) -> str:
 def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, **options: Any):
     """`indexer full` (or with incremental=True `incremental`) in-process with a loaded model: its report
     and the meter that timed run() (from the first catalog read to the alias swap)."""
-    from imgsearch.esclient import make_client
-    from indexer import CatalogSource, FullRebuild, IncrementalRun, RunOptions, load_indexer_config
-
-    config = load_indexer_config(env)
-    runner = IncrementalRun if options.pop("incremental", False) else FullRebuild
-    source = CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
+    config = indexer.load_indexer_config(env)
+    runner = indexer.IncrementalRun if options.pop("incremental", False) else indexer.FullRebuild
+    source = indexer.CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
     try:
         with meter or CpuMeter() as meter:
-            run = runner(config, make_client(config.elastic), source, extractor, RunOptions(**options))
+            run_options = indexer.RunOptions(**options)
+            run = runner(config, make_client(config.elastic), source, extractor, run_options)
             return run.run(), meter
     finally:
         source.close()
@@ -145,8 +142,6 @@ def machine_facts() -> dict[str, Any]:
     """What the numbers were measured on: the CPU and its native bf16 (which decides the precision), TF."""
     import keras
     import tensorflow as tf
-
-    from imgsearch.compute import read_cpu_facts
 
     cpu, model = read_cpu_facts(), platform.processor() or "unknown"
     try:

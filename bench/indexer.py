@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from elasticsearch.helpers import bulk, streaming_bulk
 
 from bench import harness
 from bench.corpus import write_photos
 from bench.harness import CpuMeter, is_disturbed, say
+from demo.catalog import CATALOG_UPDATED_AT, CatalogEntry, load_catalog
+from imgsearch.documents import CatalogRow, index_action, indexed_document
+from imgsearch.esclient import make_client
+from imgsearch.imaging import decode_image
+from imgsearch.indices import load_index_definition
+from indexer import connect, load_indexer_config
 
 # the target per precision: float32 pipeline / model ceiling, bfloat16 pipeline / (model + decode on
 # the same cores); any other precision is held to float32's
@@ -84,8 +91,6 @@ class Bench:
     """One run's fixed parts: options, environment, image server, photos and their decoded pixels."""
 
     def __init__(self, args, env: dict[str, str], server_pid: int, photos: list[Path]) -> None:
-        from imgsearch.imaging import decode_image
-
         self.args, self.env, self.server_pid, self.photos = args, env, server_pid, photos
         self.pixels = np.stack([decode_image(path.read_bytes()) for path in photos])
 
@@ -130,8 +135,6 @@ class Bench:
 
     def decode(self, passes: int = 2) -> Phase:
         """`decode_image` on one thread per core: Pillow releases the GIL while it decodes and resizes."""
-        from imgsearch.imaging import decode_image
-
         threads, data = os.cpu_count() or 1, [path.read_bytes() for path in self.photos]
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(decode_image, data[:threads]))
@@ -162,12 +165,8 @@ class Bench:
         `LIMIT offset, n` pages, urllib download, keras load_img, model.predict on a batch of one,
         L2-normalised, one streaming_bulk per page."""
         import keras
-        from elasticsearch.helpers import streaming_bulk
 
-        from imgsearch.esclient import make_client
         from imgsearch.features import build_vgg16
-        from imgsearch.indices import load_index_definition
-        from indexer import connect, load_indexer_config
 
         args, config = self.args, load_indexer_config(self.env)
         es, index = make_client(config.elastic), f"{config.elastic.alias}-naive"
@@ -207,13 +206,6 @@ class Bench:
 def grow_catalog(env: dict[str, str], photos: list[Path], total: int) -> None:
     """Extend the catalog to `total` rows cycling the N photos, their documents written into the live
     index with the vector just computed for the same bytes, as a full run would store them (untimed)."""
-    from elasticsearch.helpers import bulk
-
-    from demo.catalog import CATALOG_UPDATED_AT, CatalogEntry, load_catalog
-    from imgsearch.documents import CatalogRow, index_action, indexed_document
-    from imgsearch.esclient import make_client
-    from indexer import load_indexer_config
-
     config, count, moment = load_indexer_config(env), len(photos), datetime.now(UTC)
     rows = [(n, harness.product_of(n), photos[(n - 1) % count].name) for n in range(count + 1, total + 1)]
     load_catalog(config.mysql, [CatalogEntry(*row) for row in rows], replace=False)
@@ -236,8 +228,6 @@ def grow_catalog(env: dict[str, str], photos: list[Path], total: int) -> None:
 
 def touch_rows(env: dict[str, str], share: float, total: int) -> int:
     """Mark `share` of the rows changed (updated_at = now), spread evenly over the catalog."""
-    from indexer import connect, load_indexer_config
-
     config, count = load_indexer_config(env), max(1, round(total * share))
     ids = [1 + (number * total) // count for number in range(count)]
     connection = connect(config.mysql)

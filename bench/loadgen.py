@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import http.client
+import functools
 import itertools
 import json
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import urllib3
 
-# A keep-alive connection the server closed while idle fails like this on its next request.
-STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 REQUEST_TIMEOUT = 120.0
 
 
@@ -57,40 +55,24 @@ class Outcome:
         return self.start + self.seconds
 
 
-def multipart_image(data: bytes, filename: str = "query.jpg") -> tuple[bytes, dict[str, str]]:
-    """A multipart/form-data body with one file field `image`, and its Content-Type header."""
-    boundary = f"bench-{uuid.uuid4().hex}"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    body = head + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
 class KeepAliveClient:
-    """One HTTP/1.1 connection reused for every request; reconnects once if the server dropped it.
-    Called with a request, it is a load worker: the request timed as an Outcome."""
+    """One keep-alive connection (a urllib3 pool of one) reused for every request, opened again once when
+    the server dropped it. Called with a request, it is a load worker: the request timed as an Outcome."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.reconnects = 0
-        self._connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
+        retry = urllib3.Retry(1, allowed_methods=None, redirect=False)
+        self.pool = urllib3.HTTPConnectionPool(host, port, maxsize=1, timeout=REQUEST_TIMEOUT, retries=retry)
+
+    @property
+    def reconnects(self) -> int:
+        return max(self.pool.num_connections - 1, 0)
 
     def send(self, request: HttpRequest) -> tuple[int, bytes]:
-        try:
-            return self._exchange(request)
-        except STALE_CONNECTION_ERRORS:
-            self.reconnects += 1
-            self._connection.close()
-            return self._exchange(request)
-
-    def _exchange(self, request: HttpRequest) -> tuple[int, bytes]:
-        self._connection.request(request.method, request.path, body=request.body, headers=request.headers)
-        response = self._connection.getresponse()
-        return response.status, response.read()
+        answer = self.pool.request(request.method, request.path, body=request.body, headers=request.headers)
+        return answer.status, answer.data
 
     def close(self) -> None:
-        self._connection.close()
+        self.pool.close()
 
     def __call__(self, request: HttpRequest) -> Outcome:
         return timed_http(self, request)
@@ -113,9 +95,8 @@ def timed_http(client: KeepAliveClient, request: HttpRequest) -> Outcome:
     start = time.perf_counter()
     try:
         status, body = client.send(request)
-    except (OSError, http.client.HTTPException) as exc:
-        client.close()
-        return failure(request.kind, start, exc)
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        return failure(request.kind, start, getattr(exc, "reason", None) or exc)
     seconds = time.perf_counter() - start
     if 200 <= status < 300:
         return Outcome(request.kind, seconds, status, hit_count(body), start=start)
@@ -133,7 +114,7 @@ def timed_call(kind: str, call: Callable[[], int]) -> Outcome:
 
 
 def http_worker(host: str, port: int) -> Callable[[], KeepAliveClient]:
-    return lambda: KeepAliveClient(host, port)
+    return functools.partial(KeepAliveClient, host, port)
 
 
 @dataclass

@@ -20,6 +20,10 @@ from bench import harness
 from bench.harness import say
 from bench.loadgen import KeepAliveClient
 from bench.searchside import SERVER, upload_request
+from demo.catalog import sample_photo
+from imgsearch.config import load_elastic_config
+from imgsearch.esclient import make_client
+from imgsearch.imaging import decode_image
 from tests.support.apiserver import ApiServer, Layout, get_json, running_api
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -105,8 +109,6 @@ def second_view(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Ima
 
 def build_products(limit: int | None, seed: int) -> list[Product]:
     """The products cut from the SOURCES in order, the first `limit` of them (all with None)."""
-    from demo.catalog import sample_photo
-
     rng, products = np.random.default_rng(seed), []
     for name in SOURCES.split():
         photo, grid, second_photo = sample_photo(name), GRIDS.get(name, (1, 1)), SECOND_PHOTOS.get(name)
@@ -396,8 +398,6 @@ def padded_batch(images: list[np.ndarray], size: int) -> np.ndarray:
 
 def extract_all(extractor, blobs: list[bytes]) -> np.ndarray:
     """decode_image -> FeatureExtractor.extract in batches of EXTRACT_BATCH: unit vectors [n, 512]."""
-    from imgsearch.imaging import decode_image
-
     vectors = []
     for start in range(0, len(blobs), EXTRACT_BATCH):
         images = [decode_image(data) for data in blobs[start : start + EXTRACT_BATCH]]
@@ -407,9 +407,6 @@ def extract_all(extractor, blobs: list[bytes]) -> np.ndarray:
 
 def stored_vectors(env: dict[str, str], ids: list[int]) -> np.ndarray:
     """The vectors the indexer stored, read back through the alias, in `ids` order."""
-    from imgsearch.config import load_elastic_config
-    from imgsearch.esclient import make_client
-
     config = load_elastic_config(env)
     docs = make_client(config).mget(index=config.alias, ids=[str(i) for i in ids], source=["feature"])["docs"]
     missing = [doc["_id"] for doc in docs if not doc.get("found") or not doc["_source"].get("feature")]

@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from elasticsearch import Elasticsearch
 
 from bench import harness, searchside
 from bench.corpus import CorpusPlan, drop_index, ensure_index
 from bench.harness import say
 from bench.loadgen import KeepAliveClient, Outcome, http_worker, latency_stats, run_load, timed_call
 from bench.searchside import PhaseMeter, id_request, upload_request
+from imgsearch.config import load_elastic_config
+from imgsearch.esclient import connection_options, make_client
+from imgsearch.imaging import decode_image
+from imgsearch.indices import server_version
+from searchapi import find_similar, queries
 from tests.support.apiserver import ApiServer, Layout, get_json, running_api
 from tests.support.processes import rss_bytes
 
@@ -57,8 +63,6 @@ def options() -> harness.Options:
 
 
 def elastic_config(args):
-    from imgsearch.config import load_elastic_config
-
     harness.require("ES_URL")
     env = {"ES_URL": os.environ["ES_URL"], "ES_INDEX": args.alias, "ES_NUMBER_OF_REPLICAS": "0"}
     return load_elastic_config(env | {"ES_VECTOR_INDEX_TYPE": args.index_type})
@@ -76,8 +80,6 @@ class Workload:
 
     @classmethod
     def prepare(cls, args, es, folder: Path) -> Workload:
-        from imgsearch.imaging import decode_image
-
         jpegs = searchside.query_jpegs(folder, args.query_photos, args.seed)
         rng = np.random.default_rng(args.seed)
         ids = {c: [str(i) for i in rng.integers(1, args.docs + 1, args.id_requests)] for c in args.levels}
@@ -103,8 +105,6 @@ class Run:
     def raw_worker(self, series: str):
         """Per-thread callers of the API's Elasticsearch work for a search by id, in this process:
         `raw get+kNN` fetches the stored vector first, `raw kNN` has it already."""
-        from searchapi import find_similar
-
         es, alias, size, stored = self.es, self.args.alias, self.args.size, self.work.stored
 
         def search(image_id: str) -> int:
@@ -142,8 +142,6 @@ class Run:
     def interleaved(self, server: ApiServer) -> list[dict]:
         """Concurrency 1: model, decode+model and upload call by call, in rotating order, so the shared
         machine's slow minutes hit all three alike; the upload row adds the paired differences."""
-        from imgsearch.imaging import decode_image
-
         args, work, extract = self.args, self.work, self.extractor.extract_one
         send = KeepAliveClient(server.host, server.port)
         calls = {"model": lambda n: timed_call("model", lambda: extract(work.pixels[n]).size)}
@@ -303,8 +301,6 @@ def disturbed(measured: dict[str, Any], elastic: dict[str, Any]) -> list[str]:
 
 
 def settings_of(args, plan: CorpusPlan, extractor) -> dict[str, Any]:
-    from searchapi import queries
-
     k = queries.initial_k(args.size, 0)
     request = queries.similarity_search([0.0], size=args.size, from_=0, k=k, exclude_relation_id="<own>")
     request["knn"].pop("query_vector")
@@ -319,11 +315,7 @@ def settings_of(args, plan: CorpusPlan, extractor) -> dict[str, Any]:
 
 def run(args) -> dict[str, Any] | None:
     """Build or reuse the index, prepare the workload, warm Elasticsearch, measure; results or None."""
-    from elasticsearch import Elasticsearch
-
-    from imgsearch.esclient import connection_options, make_client
     from imgsearch.features import FeatureExtractor
-    from imgsearch.indices import server_version
 
     config = elastic_config(args)
     es = make_client(config)
@@ -387,8 +379,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.drop_only and (results := run(args)):
         harness.write_results(results, REPORT, args)
     if args.drop_only or args.drop:
-        from imgsearch.esclient import make_client
-
         say(f"deleted: {drop_index(make_client(elastic_config(args)), args.alias) or 'nothing'}")
     return 0
 

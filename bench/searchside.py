@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import urllib3
+
+from bench.corpus import write_photos
 from bench.harness import CpuMeter
-from bench.loadgen import HttpRequest, KeepAliveClient, multipart_image, timed_http
+from bench.loadgen import HttpRequest, KeepAliveClient, timed_http
 from tests.support.apiserver import ApiServer
 
 QUERY_SIZE = ((600, 450), (680, 510))  # query photos: "640x480-ish" JPEGs
@@ -15,14 +18,12 @@ SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
 
 def query_jpegs(folder: Path, count: int, seed: int) -> list[bytes]:
     """`count` upload JPEGs of ~640x480 (the photo seed + 7)."""
-    from bench.corpus import write_photos
-
     return [path.read_bytes() for path in write_photos(folder, count, seed + 7, QUERY_SIZE)]
 
 
 def upload_request(jpeg: bytes, size: int) -> HttpRequest:
-    body, headers = multipart_image(jpeg)
-    return HttpRequest("upload", "POST", f"/search?size={size}", body, headers)
+    body, content_type = urllib3.encode_multipart_formdata({"image": ("query.jpg", jpeg, "image/jpeg")})
+    return HttpRequest("upload", "POST", f"/search?size={size}", body, {"Content-Type": content_type})
 
 
 def id_request(image_id: str, size: int) -> HttpRequest:

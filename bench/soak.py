@@ -31,6 +31,9 @@ from bench.loadgen import HttpRequest, LoadResult, http_worker, latency_stats, r
 from bench.loadgen import Outcome as Sample
 from bench.loadgen import timed_http as timed_sample
 from bench.searchside import SERVER, elasticsearch_pids, id_request, query_jpegs, upload_request, warm_api
+from imgsearch.config import load_elastic_config
+from imgsearch.esclient import make_client
+from imgsearch.indices import version_pattern
 from tests.support.apiserver import REPO, Layout, running_api
 
 KINDS = ("by id", "upload")
@@ -118,8 +121,6 @@ class AliasWatcher(threading.Thread):
     """Polls `<alias>-*/_alias` every `interval` s and records every change (AliasEvent)."""
 
     def __init__(self, es, alias: str, interval: float) -> None:
-        from imgsearch.indices import version_pattern
-
         super().__init__(name="soak-alias", daemon=True)
         self.es, self.alias, self.interval, self.pattern = es, alias, interval, version_pattern(alias)
         self.events: list[AliasEvent] = []
@@ -383,9 +384,6 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
 def measure(args, folder: Path, got: Collected) -> None:
     """Photos served over HTTP, the throwaway table, the initial `full` run; the API, watcher and load
     started, the rebuilds driven; everything stopped and removed afterwards."""
-    from imgsearch.config import load_elastic_config
-    from imgsearch.esclient import make_client
-
     say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
     photos = write_photos(where := folder / "photos", args.images, args.seed)
     jpegs = query_jpegs(folder / "queries", args.query_photos, args.seed)
