@@ -28,6 +28,7 @@ DIMS = 512
 BULK_DOCS = 500
 GROUPS_PER_CHUNK = 2000
 MERGE_TIMEOUT = 3 * 3600
+EXTRACT_BATCH = 8  # the indexer's default batch size: one compiled shape serves both (XLA compiles per shape)
 
 
 def photo_variant(photo: Image.Image, rng: np.random.Generator, sizes: tuple) -> Image.Image:
@@ -90,14 +91,23 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return clipped / np.maximum(np.linalg.norm(clipped, axis=1, keepdims=True), 1e-12)
 
 
-def real_vectors(extractor, folder: Path, count: int, seed: int, batch_size: int = 8) -> np.ndarray:
-    """Unit VGG16 vectors of `count` generated catalog photos (the project's decoder and model)."""
-    photos = write_photos(folder, count, seed)
+def padded_batch(images: list[np.ndarray], size: int) -> np.ndarray:
+    """The images stacked and padded with black ones up to `size`, so every batch has one shape."""
+    return np.stack([*images, *[np.zeros_like(images[0])] * (size - len(images))])
+
+
+def extract_all(extractor, blobs: list[bytes], batch: int = EXTRACT_BATCH) -> np.ndarray:
+    """decode_image -> FeatureExtractor.extract in padded batches of `batch`: unit vectors [n, 512]."""
     vectors = []
-    for start in range(0, count, batch_size):
-        pixels = np.stack([decode_image(path.read_bytes()) for path in photos[start : start + batch_size]])
-        vectors.append(extractor.extract(pixels)[0])
+    for start in range(0, len(blobs), batch):
+        images = [decode_image(data) for data in blobs[start : start + batch]]
+        vectors.append(extractor.extract(padded_batch(images, batch))[0][: len(images)])
     return np.concatenate(vectors)
+
+
+def real_vectors(extractor, folder: Path, count: int, seed: int) -> np.ndarray:
+    """Unit VGG16 vectors of `count` generated catalog photos (the project's decoder and model)."""
+    return extract_all(extractor, [path.read_bytes() for path in write_photos(folder, count, seed)])
 
 
 def noise(rng: np.random.Generator, rows: int, norm: float) -> np.ndarray:

@@ -57,11 +57,13 @@ class Outcome:
 
 class KeepAliveClient:
     """One keep-alive connection (a urllib3 pool of one) reused for every request, opened again once when
-    the server dropped it. Called with a request, it is a load worker: the request timed as an Outcome."""
+    the server dropped it. Called with a job (a request, or what `request_of` makes one of), it is a load
+    worker: the request timed as an Outcome."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, request_of: Callable[[Any], HttpRequest] | None = None) -> None:
         retry = urllib3.Retry(1, allowed_methods=None, redirect=False)
         self.pool = urllib3.HTTPConnectionPool(host, port, maxsize=1, timeout=REQUEST_TIMEOUT, retries=retry)
+        self.request_of = request_of or (lambda request: request)
 
     @property
     def reconnects(self) -> int:
@@ -74,8 +76,8 @@ class KeepAliveClient:
     def close(self) -> None:
         self.pool.close()
 
-    def __call__(self, request: HttpRequest) -> Outcome:
-        return timed_http(self, request)
+    def __call__(self, job: Any) -> Outcome:
+        return timed_http(self, self.request_of(job))
 
 
 def hit_count(body: bytes) -> int:

@@ -27,9 +27,8 @@ import numpy as np
 from bench import harness
 from bench.corpus import write_photos
 from bench.harness import CpuMeter, say
-from bench.loadgen import HttpRequest, LoadResult, http_worker, latency_stats, run_load
+from bench.loadgen import HttpRequest, KeepAliveClient, LoadResult, latency_stats, run_load
 from bench.loadgen import Outcome as Sample
-from bench.loadgen import timed_http as timed_sample
 from bench.searchside import SERVER, elasticsearch_pids, id_request, query_jpegs, upload_request, warm_api
 from imgsearch.config import load_elastic_config
 from imgsearch.esclient import make_client
@@ -42,7 +41,6 @@ REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
 ERROR_EXAMPLES = 5
 REPORT_KEYS = "run_id index outcome message elapsed_seconds rows_seen statuses errors previous_indices "
 REPORT_KEYS += "deleted_indices stage_seconds"
-__all__ = ["Sample", "timed_sample"]  # one request's record, and how it is taken (bench.loadgen's)
 
 
 def options() -> harness.Options:
@@ -68,53 +66,37 @@ def options() -> harness.Options:
     return opts
 
 
-class LoadRunner:
-    """One run_load per kind (its own closed-loop clients) in background threads; they share a request
-    budget (--max-requests) and stop together, at any moment."""
+class LoadRunner(threading.Thread):
+    """The closed-loop clients in a background thread, each sending one kind of request (`clients`: a
+    request per job number each); they share a request budget and stop together, at any moment."""
 
-    def __init__(self, port: int, pools: list[tuple[int, Callable]], max_requests: int, size: int) -> None:
-        self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
+    def __init__(self, port: int, clients: list[Callable[[int], HttpRequest]], budget: int) -> None:
+        super().__init__(name="soak-load", daemon=True)
+        self.stop, self.started, self.budget = threading.Event(), threading.Event(), budget
         self.started_at = self.closed_at = self.ended_at = 0.0
-        self.results: list[LoadResult] = []
-        self.error: BaseException | None = None
-        self.taken, self.lock, self.budget = 0, threading.Lock(), max_requests
-        self.warm, self.worker = id_request("1", size), http_worker("127.0.0.1", port)
-        self.threads = [threading.Thread(target=self.main, args=p, daemon=True) for p in pools if p[0]]
-        self.running = len(self.threads)
+        self.result, self.error = LoadResult(0, 0.0, []), None
+        kinds, self.count = iter(clients), len(clients)
+        self.client = lambda: KeepAliveClient("127.0.0.1", port, next(kinds))
 
-    def take(self, job: Callable[[int], HttpRequest]) -> HttpRequest | None:
-        with self.lock:
-            if not self.started.is_set():
-                self.started_at = time.perf_counter()
-                self.started.set()
-            if self.stop.is_set() or self.taken >= self.budget:
-                self.closed_at = self.closed_at or time.perf_counter()
-                return None
-            self.taken += 1
-            number = self.taken
-        return job(number)
+    def take(self, number: int) -> int | None:
+        if not self.started.is_set():
+            self.started_at = time.perf_counter()
+            self.started.set()
+        if self.stop.is_set() or number >= self.budget:
+            self.closed_at = self.closed_at or time.perf_counter()
+            return None
+        return number
 
-    def main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
+    def run(self) -> None:
         try:
-            self.results.append(run_load(self.worker, lambda _: self.take(job), clients, self.warm))
+            self.result = run_load(self.client, self.take, self.count, 0)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
-            self.stop.set()
-        finally:
-            with self.lock:
-                self.ended_at, self.running = time.perf_counter(), self.running - 1
-                if self.running == 0:
-                    self.done.set()
+        self.ended_at = time.perf_counter()
 
-    def __enter__(self) -> LoadRunner:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def halt(self) -> None:
         self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=180)
+        self.join(timeout=180)
 
 
 class AliasWatcher(threading.Thread):
@@ -351,10 +333,7 @@ class Collected:
 
     alias: str = ""
     table: str = ""
-    load_start: float = 0.0
-    load_end: float = 0.0
-    samples: list[Sample] = field(default_factory=list)
-    reconnects: int = 0
+    load: LoadRunner | None = None
     initial: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
     watcher: AliasWatcher | None = None
@@ -369,7 +348,7 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
         raise RuntimeError(f"the load did not start: {load.error}")
     deadline = load.started_at + args.seconds
     with CpuMeter(groups) as meter:
-        load.done.wait(max(load.started_at + args.baseline_seconds - time.perf_counter(), 0.0))
+        load.join(max(load.started_at + args.baseline_seconds - time.perf_counter(), 0.0))
     got.cpu["before rebuilds"] = cpu_with_indexer(meter, 0.0)
     for kind in args.rebuilds:
         got.runs.append(run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups))
@@ -377,7 +356,7 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
     stop_at = max(deadline, time.perf_counter() + args.tail_seconds)
     got.extended_s = max(stop_at - deadline, 0.0)
     with CpuMeter(groups) as meter:
-        load.done.wait(max(stop_at - time.perf_counter(), 0.0))
+        load.join(max(stop_at - time.perf_counter(), 0.0))
     got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
 
 
@@ -407,18 +386,15 @@ def measure(args, folder: Path, got: Collected) -> None:
         say(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...")
         ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
         by_id, uploads = client_split(args.concurrency, args.upload_share)
-        jobs = [(by_id, lambda n: id_request(ids[n % len(ids)], args.size))]
-        jobs += [(uploads, lambda n: upload_request(jpegs[n % len(jpegs)], args.size))]
-        load = stack.enter_context(LoadRunner(api.port, jobs, args.max_requests, args.size))
+        clients = [lambda n: id_request(ids[n % len(ids)], args.size)] * by_id
+        clients += [lambda n: upload_request(jpegs[n % len(jpegs)], args.size)] * uploads
+        got.load = load = LoadRunner(api.port, clients, args.max_requests)
+        load.start()
         try:
             drive(args, env, load, groups, folder, got)
         finally:
-            load.stop.set()
-            load.done.wait(timeout=180)
+            load.halt()
             got.watcher.__exit__()
-            got.load_start, got.load_end = load.started_at, load.closed_at or load.ended_at
-            got.samples = [sample for result in load.results for sample in result.outcomes]
-            got.reconnects = sum(result.reconnects for result in load.results)
         if load.error:
             raise RuntimeError(f"the load generator failed: {load.error!r}")
 
@@ -447,8 +423,9 @@ def shifted(run: dict[str, Any], zero: float, events: list[AliasEvent]) -> dict[
 
 def analyse(args, got: Collected) -> dict[str, Any]:
     """Windows before, during and after the rebuilds and round each swap; the verdict; everything else."""
-    zero, load_end, watcher = got.load_start, got.load_end - got.load_start, got.watcher
-    samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
+    load, watcher = got.load, got.watcher
+    zero, load_end = load.started_at, (load.closed_at or load.ended_at) - load.started_at
+    samples = sorted((replace(s, start=s.start - zero) for s in load.result.outcomes), key=lambda s: s.start)
     events = [event.shifted(zero) for event in watcher.events]
     runs = [shifted(run, zero, watcher.events) for run in got.runs]
     swaps = [e.at for e in events if e.kind == "swap"]
@@ -461,7 +438,7 @@ def analyse(args, got: Collected) -> dict[str, Any]:
     reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
     summary = {"requests": len(samples), "errors": errors}
     summary |= {key: total[key] for key in ("non_2xx", "connection_errors", "statuses")}
-    summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
+    summary |= {"reconnects": load.result.reconnects, "short_pages": total["short_pages"]}
     summary["per_second"] = round(len(samples) / load_end, 2) if load_end > 0 else None
     summary |= {"load_seconds": round(load_end, 3), "load_extended_s": round(got.extended_s, 3)}
     summary |= {"max_requests_reached": len(samples) >= args.max_requests, "swaps": len(swaps)}
@@ -563,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     analysed = analyse(args, got)
     samples = analysed.pop("samples")
-    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
+    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load.started_at)
     results = harness.envelope(args, before) | {"load_started_at": started.isoformat(timespec="milliseconds")}
     results |= {"settings": settings_of(args, got), **analysed}
     harness.write_results(results, REPORT, args, requests_file=lambda stem: write_requests(samples, stem))
