@@ -23,6 +23,7 @@ from tabulate import tabulate
 import indexer
 from demo.catalog import CatalogEntry, load_catalog
 from imgsearch.compute import COMPILE_MODES, PRECISIONS, read_cpu_facts
+from imgsearch.config import ElasticConfig, load_elastic_config
 from imgsearch.esclient import make_client
 from tests.support.catalog import drop_catalog, stack_environment
 from tests.support.imageserver import serve_folder_process
@@ -92,6 +93,14 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def elastic_config(index: str, index_type: str) -> ElasticConfig:
+    """The project's Elasticsearch settings (ES_* from the environment) for one bench index, no replicas."""
+    require("ES_URL")
+    env = {key: value for key, value in os.environ.items() if key.startswith("ES_")}
+    env |= {"ES_INDEX": index, "ES_NUMBER_OF_REPLICAS": "0", "ES_VECTOR_INDEX_TYPE": index_type}
+    return load_elastic_config(env)
+
+
 def require(*names: str) -> None:
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
@@ -125,17 +134,21 @@ def product_of(row_id: int) -> str:
 
 def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, **options: Any):
     """`indexer full` (or with incremental=True `incremental`) in-process with a loaded model: its report
-    and the meter that timed run() (from the first catalog read to the alias swap)."""
-    config = indexer.load_indexer_config(env)
+    and the meter that timed run() (from the first catalog read to the alias swap); an error unless it
+    succeeded with `wanted` rows of `status` and none failed."""
+    config, (status, wanted) = indexer.load_indexer_config(env), options.pop("expect")
     runner = indexer.IncrementalRun if options.pop("incremental", False) else indexer.FullRebuild
     source = indexer.CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
     try:
         with meter or CpuMeter() as meter:
             run_options = indexer.RunOptions(**options)
-            run = runner(config, make_client(config.elastic), source, extractor, run_options)
-            return run.run(), meter
+            report = runner(config, make_client(config.elastic), source, extractor, run_options).run()
     finally:
         source.close()
+    if report.outcome != "succeeded" or report.statuses.get(status, 0) != wanted or report.failed:
+        problem = f"{report.outcome} {report.message}; {dict(report.statuses)}, not {wanted} {status}"
+        raise RuntimeError(f"{runner.__name__}: {problem}")
+    return report, meter
 
 
 def machine_facts() -> dict[str, Any]:

@@ -21,7 +21,6 @@ from bench.corpus import DIMS, CorpusPlan, build_version, corpus, corpus_stats, 
 from bench.harness import say
 from bench.searchside import PhaseMeter, elasticsearch_pids
 from imgsearch import esclient, indices
-from imgsearch.config import load_elastic_config
 from searchapi import queries
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-search-bench"
@@ -287,19 +286,11 @@ def query_stats(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> 
     return {"queries": len(queries)} | {key: round(float(value), 4) for key, value in figures.items()}
 
 
-def elastic_config(index: str, index_type: str):
-    """The project's Elasticsearch settings (ES_* from the environment) for one bench index."""
-    harness.require("ES_URL")
-    env = {key: value for key, value in os.environ.items() if key.startswith("ES_")}
-    env |= {"ES_INDEX": index, "ES_NUMBER_OF_REPLICAS": "0", "ES_VECTOR_INDEX_TYPE": index_type}
-    return load_elastic_config(env)
-
-
 def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) -> dict[str, Any]:
     """`name` from the project's definition with only index_options.type swapped, loaded, force-merged,
     and what it holds: store, segments, files by extension, _disk_usage, memory per vector."""
     meta = {"model": model, "created_at": datetime.now(UTC).isoformat(), "created_by": "bench.recall"}
-    config = elastic_config(name, plan.vector_index_type)
+    config = harness.elastic_config(name, plan.vector_index_type)
     body = indices.load_index_definition(config, meta | {"bench": asdict(plan)})
     if es.indices.exists(index=name):  # a leftover of an interrupted run of this bench
         es.indices.delete(index=name)
@@ -435,7 +426,7 @@ def settings_of(args, real_source: str, model: dict[str, Any]) -> dict[str, Any]
 
 
 def run(args) -> dict[str, Any]:
-    es = esclient.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
+    es = esclient.make_client(harness.elastic_config(INDEX_PREFIX, TYPES[0]))
     real, model, real_source = load_real_vectors(args)
     if args.geometry == "centred":  # random weights put every photo ~0.98 cosine from every other; minus
         # their shared mean, clipped and unit length, random pairs spread to ~0.3 cosine, the range of

@@ -18,7 +18,6 @@ from bench.corpus import CorpusPlan, drop_index, ensure_index
 from bench.harness import say
 from bench.loadgen import KeepAliveClient, Outcome, http_worker, latency_stats, run_load, timed_call
 from bench.searchside import PhaseMeter, id_request, upload_request
-from imgsearch.config import load_elastic_config
 from imgsearch.esclient import connection_options, make_client
 from imgsearch.imaging import decode_image
 from imgsearch.indices import server_version
@@ -60,12 +59,6 @@ def options() -> harness.Options:
     opts.api()
     opts.model(1234, "VGG16_SEED and the corpus, photo and request seed")
     return opts
-
-
-def elastic_config(args):
-    harness.require("ES_URL")
-    env = {"ES_URL": os.environ["ES_URL"], "ES_INDEX": args.alias, "ES_NUMBER_OF_REPLICAS": "0"}
-    return load_elastic_config(env | {"ES_VECTOR_INDEX_TYPE": args.index_type})
 
 
 @dataclass
@@ -317,7 +310,7 @@ def run(args) -> dict[str, Any] | None:
     """Build or reuse the index, prepare the workload, warm Elasticsearch, measure; results or None."""
     from imgsearch.features import FeatureExtractor
 
-    config = elastic_config(args)
+    config = harness.elastic_config(args.alias, args.index_type)
     es = make_client(config)
     plan = CorpusPlan(args.docs, args.seed, args.real_photos, config.vector_index_type)
     with tempfile.TemporaryDirectory(prefix="bench-search-") as name:
@@ -379,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.drop_only and (results := run(args)):
         harness.write_results(results, REPORT, args)
     if args.drop_only or args.drop:
-        say(f"deleted: {drop_index(make_client(elastic_config(args)), args.alias) or 'nothing'}")
+        es = make_client(harness.elastic_config(args.alias, args.index_type))
+        say(f"deleted: {drop_index(es, args.alias) or 'nothing'}")
     return 0
 
 
