@@ -1,8 +1,4 @@
-"""Bench data: catalog photos made from scikit-image's samples, and large indices of real + synthetic vectors.
-
-A search bench index is kept across runs: its `_meta.bench` records what it was built from, so a later
-run with the same parameters (and the same model fingerprint) reuses it instead of loading again.
-"""
+"""Bench data: catalog photos from scikit-image's samples, and large indices of real + synthetic vectors."""
 
 from __future__ import annotations
 
@@ -15,13 +11,14 @@ from typing import Any
 
 import numpy as np
 from elasticsearch import Elasticsearch
-from elasticsearch.helpers import streaming_bulk
+from elasticsearch.helpers import bulk
 from PIL import Image, ImageEnhance, ImageOps
 
 import indexer
 from bench.harness import say
 from demo.catalog import PHOTOS, sample_photo
 from imgsearch import indices
+from imgsearch.documents import CatalogRow, index_action, indexed_document
 from imgsearch.imaging import decode_image
 
 DIMS = 512
@@ -156,14 +153,12 @@ def corpus(real: np.ndarray, plan: CorpusPlan) -> Iterator[tuple[int, str, np.nd
 
 
 def bulk_actions(index: str, real: np.ndarray, plan: CorpusPlan) -> Iterator[dict[str, Any]]:
-    """Documents of the project's mapping (dynamic: strict), as imgsearch.documents builds them."""
-    now = datetime.now(UTC).isoformat()
+    """Documents of the project's mapping (dynamic: strict), built by imgsearch.documents."""
+    now, updated = datetime.now(UTC), datetime(2026, 1, 1, tzinfo=UTC)
     for doc_id, relation_id, vector in corpus(real, plan):
-        document = {"source_id": doc_id, "relation_id": relation_id, "photo": f"bench/{doc_id}.jpg"}
-        document |= {"image_url": f"http://bench.invalid/{doc_id}.jpg", "status": "indexed"}
-        document |= {"updated_at": "2026-01-01T00:00:00+00:00", "indexed_at": now}
-        document["feature"] = np.round(vector, 6).tolist()
-        yield {"_index": index, "_id": str(doc_id), "_source": document}
+        row = CatalogRow(doc_id, relation_id, f"bench/{doc_id}.jpg", updated)
+        document = indexed_document(row, f"http://bench.invalid/{doc_id}.jpg", np.round(vector, 6), now)
+        yield index_action(index, doc_id, document)
 
 
 def build_version(es: Elasticsearch, name: str, body: dict, real: np.ndarray, plan: CorpusPlan) -> dict:
@@ -172,9 +167,7 @@ def build_version(es: Elasticsearch, name: str, body: dict, real: np.ndarray, pl
     clock, seconds = time.perf_counter(), {}
     indexer.create_build_index(es, name, body)
     say(f"loading {plan.docs} documents into {name} ...")
-    actions = bulk_actions(name, real, plan)
-    for _ in streaming_bulk(es, actions, chunk_size=BULK_DOCS, max_retries=5, raise_on_error=True):
-        pass
+    bulk(es, bulk_actions(name, real, plan), chunk_size=BULK_DOCS, max_retries=5)
     seconds["bulk_load"], clock = time.perf_counter() - clock, time.perf_counter()
     indexer.finish_build_index(es, name, body)
     seconds["refresh"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -183,16 +176,6 @@ def build_version(es: Elasticsearch, name: str, body: dict, real: np.ndarray, pl
     es.indices.refresh(index=name)
     seconds["force_merge"] = time.perf_counter() - clock
     return {key: round(value, 1) for key, value in seconds.items()}
-
-
-def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint: str) -> str | None:
-    """The index behind `alias` if it was built from the same plan and model and holds every doc."""
-    for index in indices.aliased_indices(es, alias):
-        meta = indices.index_meta(es, index)
-        same_model = meta.get("model", {}).get("fingerprint") == fingerprint
-        if meta.get("bench") == asdict(plan) and same_model and es.count(index=index)["count"] == plan.docs:
-            return index
-    return None
 
 
 def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seconds: dict) -> dict[str, Any]:
@@ -204,13 +187,16 @@ def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seco
 
 
 def ensure_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photos: Path, rebuild: bool) -> dict:
-    """Reuse the alias's index when it matches `plan` and the model, else build a new version: real
-    vectors, bulk load, force-merge, alias swap."""
+    """Reuse the alias's index when its `_meta.bench` records `plan`, the model's fingerprint is the same
+    and it holds every doc (the index is kept across runs); else build a new version: real vectors, bulk
+    load, force-merge, alias swap."""
     alias = config.alias
-    index = None if rebuild else reusable_index(es, alias, plan, extractor.info.fingerprint)
-    if index:
-        say(f"reusing {index} behind {alias} ({plan.docs} documents)")
-        return describe_index(es, alias, index, True, {})
+    for index in [] if rebuild else indices.aliased_indices(es, alias):
+        meta, size = indices.index_meta(es, index), es.count(index=index)["count"]
+        built = (meta.get("bench"), meta.get("model", {}).get("fingerprint"), size)
+        if built == (asdict(plan), extractor.info.fingerprint, plan.docs):
+            say(f"reusing {index} behind {alias} ({plan.docs} documents)")
+            return describe_index(es, alias, index, True, {})
     say(f"computing VGG16 vectors of {plan.real_photos} photos ...")
     clock = time.perf_counter()
     real = real_vectors(extractor, photos, plan.real_photos, plan.seed)

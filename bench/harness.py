@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shlex
 import sys
 import time
@@ -195,10 +196,12 @@ def load_before(wait_idle: float) -> list[float]:
 class CpuMeter:
     """Cores used during a phase: by this process, by named groups of processes (the image server, the
     API, Elasticsearch: `<name>_cores`), by everything else (`other_cores`), and `stolen_cores`: time
-    the hypervisor gave our virtual CPUs to someone else, a disturbance no load average shows."""
+    the hypervisor gave our virtual CPUs to someone else, a disturbance no load average shows. With
+    `children`, this process's child processes reaped meanwhile count as `<children>_cores`."""
 
-    def __init__(self, groups: dict[str, list[int]] | None = None) -> None:
+    def __init__(self, groups: dict[str, list[int]] | None = None, children: str = "") -> None:
         self.groups, self.wall = groups or {}, 0.0
+        self.names = [*self.groups, *([children] if children else [])]
 
     def sample(self) -> list[float]:
         with open("/proc/stat") as handle:
@@ -206,6 +209,8 @@ class CpuMeter:
         hertz = os.sysconf("SC_CLK_TCK")
         busy = (sum(ticks[:3]) + ticks[5] + ticks[6]) / hertz  # user nice system irq softirq
         named = [sum(process_seconds(pid) for pid in pids) for pids in self.groups.values()]
+        children = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])  # reaped ones only
+        named += [children] if len(self.names) > len(named) else []
         return [time.perf_counter(), process_seconds(), busy, ticks[7] / hertz, *named]
 
     def __enter__(self) -> CpuMeter:
@@ -218,7 +223,7 @@ class CpuMeter:
 
     def as_dict(self) -> dict[str, float]:
         wall, own, busy, stolen, *named = self.used
-        cores = {"own": own, **dict(zip(self.groups, named, strict=True))}
+        cores = {"own": own, **dict(zip(self.names, named, strict=True))}
         cores |= {"other": max(busy - own - sum(named), 0.0), "stolen": stolen, "total": busy}
         return {f"{name}_cores": round(seconds / (wall or 1.0), 3) for name, seconds in cores.items()}
 

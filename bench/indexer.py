@@ -9,6 +9,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,18 +186,14 @@ class Bench:
             document["feature"] = (feature / np.linalg.norm(feature)).tolist()
             return {"_index": index, "_id": str(row[0]), "_source": document}
 
-        connection = connect(config.mysql)
-        try:
-            with self.meter() as meter:
-                cursor, indexed = connection.cursor(), 0
-                while indexed < limit:
-                    cursor.execute(query, (indexed, min(page, limit - indexed)))
-                    if not (rows := cursor.fetchall()):
-                        break
-                    indexed += sum(ok for ok, _ in streaming_bulk(es, map(action, rows)))
-                cursor.close()
-        finally:
-            connection.close()
+        with closing(connect(config.mysql)) as connection, self.meter() as meter:
+            cursor, indexed = connection.cursor(), 0
+            while indexed < limit:
+                cursor.execute(query, (indexed, min(page, limit - indexed)))
+                if not (rows := cursor.fetchall()):
+                    break
+                indexed += sum(ok for ok, _ in streaming_bulk(es, map(action, rows)))
+            cursor.close()
         return Phase("naive", WHAT["naive"].format(page=page), indexed, meter)
 
 
@@ -217,9 +214,7 @@ def grow_catalog(env: dict[str, str], photos: list[Path], total: int) -> None:
         document = indexed_document(catalog_row, source["image_url"], source["feature"], moment)
         return index_action(live, row[0], document)
 
-    _, errors = bulk(es, map(action, rows), chunk_size=500, max_retries=3, raise_on_error=False)
-    if errors:
-        raise RuntimeError(f"growing the bench index failed: {errors[:3]}")
+    bulk(es, map(action, rows), chunk_size=500, max_retries=3)  # raises BulkIndexError on any error
     es.indices.refresh(index=live)
 
 
@@ -227,13 +222,9 @@ def touch_rows(env: dict[str, str], share: float, total: int) -> int:
     """Mark `share` of the rows changed (updated_at = now), spread evenly over the catalog."""
     config, count = load_indexer_config(env), max(1, round(total * share))
     ids = [1 + (number * total) // count for number in range(count)]
-    connection = connect(config.mysql)
-    try:
-        marks = ", ".join(["%s"] * count)
-        query = f"UPDATE `{config.mysql.table}` SET updated_at = NOW() WHERE id IN ({marks})"
+    query = f"UPDATE `{config.mysql.table}` SET updated_at = NOW() WHERE id IN ({', '.join(['%s'] * count)})"
+    with closing(connect(config.mysql)) as connection:
         connection.cursor().execute(query, ids)
-    finally:
-        connection.close()
     time.sleep(float(env["INDEXER_CHANGE_LAG_SECONDS"]) + 1.1)  # let the change lag pass them
     return count
 

@@ -292,8 +292,7 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
     meta = {"model": model, "created_at": datetime.now(UTC).isoformat(), "created_by": "bench.recall"}
     config = harness.elastic_config(name, plan.vector_index_type)
     body = indices.load_index_definition(config, meta | {"bench": asdict(plan)})
-    if es.indices.exists(index=name):  # a leftover of an interrupted run of this bench
-        es.indices.delete(index=name)
+    es.options(ignore_status=404).indices.delete(index=name)  # a leftover of an interrupted run
     seconds = build_version(es, name, body, real, plan)
     mapping = es.indices.get_mapping(index=name).body[name]["mappings"]["properties"]["feature"]
     stats = es.indices.stats(index=name, metric="docs,store,segments", include_segment_file_sizes=True)

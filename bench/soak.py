@@ -6,7 +6,6 @@ import csv
 import gzip
 import json
 import os
-import resource
 import shlex
 import signal
 import subprocess
@@ -141,13 +140,12 @@ def rebuild_name(kind: str) -> str:
 
 def run_indexer(kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups) -> dict:
     """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file, CPU meanwhile (the
-    indexer, a reaped child, taken out of the others); what it reported and what was wrong."""
+    indexer, a reaped child, counted apart from the others); what it reported and what was wrong."""
     name, slug = rebuild_name(kind), f"{kind}-{uuid.uuid4().hex[:6]}"
     reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
     command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
     say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
-    children = children_cpu_seconds()
-    with open(log_path, "wb") as log, CpuMeter(groups) as meter:
+    with open(log_path, "wb") as log, CpuMeter(groups, "indexer") as meter:
         start, env = time.perf_counter(), {**env, "INDEXER_REPORT_DIR": str(reports)}
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -170,20 +168,8 @@ def run_indexer(kind: str, env: dict[str, str], folder: Path, rows: int, timeout
     times = {"start_s": start, "end_s": end, "wall_s": round(end - start, 3), "exit_code": code}
     run = {"name": name, "command": shlex.join(command), **times, "ok": not problems, "problems": problems}
     run["report"] = {key: (report or {}).get(key) for key in REPORT_KEYS.split()}
-    run["cpu"] = cpu_with_indexer(meter, children_cpu_seconds() - children)
+    run["cpu"] = meter.as_dict()
     return run | {"log_tail": "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])}
-
-
-def children_cpu_seconds() -> float:
-    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
-
-
-def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
-    """CpuMeter's cores with the indexer subprocess taken out of `others`."""
-    cpu = meter.as_dict()
-    cpu["indexer_cores"] = round(indexer_seconds / (meter.wall or 1.0), 3)
-    cpu["other_cores"] = round(max(cpu["other_cores"] - cpu["indexer_cores"], 0.0), 3)
-    return cpu
 
 
 def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
@@ -347,17 +333,17 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
     if not load.started.wait(timeout=120):
         raise RuntimeError(f"the load did not start: {load.error}")
     deadline = load.started_at + args.seconds
-    with CpuMeter(groups) as meter:
+    with CpuMeter(groups, "indexer") as meter:
         load.join(max(load.started_at + args.baseline_seconds - time.perf_counter(), 0.0))
-    got.cpu["before rebuilds"] = cpu_with_indexer(meter, 0.0)
+    got.cpu["before rebuilds"] = meter.as_dict()
     for kind in args.rebuilds:
         got.runs.append(run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups))
         got.cpu[f"during {got.runs[-1]['name']}"] = got.runs[-1]["cpu"]
     stop_at = max(deadline, time.perf_counter() + args.tail_seconds)
     got.extended_s = max(stop_at - deadline, 0.0)
-    with CpuMeter(groups) as meter:
+    with CpuMeter(groups, "indexer") as meter:
         load.join(max(stop_at - time.perf_counter(), 0.0))
-    got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
+    got.cpu["after rebuilds"] = meter.as_dict()
 
 
 def measure(args, folder: Path, got: Collected) -> None:
