@@ -25,6 +25,7 @@ DIMS = 512
 BULK_DOCS = 500
 GROUPS_PER_CHUNK = 2000
 MERGE_TIMEOUT = 3 * 3600
+QUERY_SIZE = ((600, 450), (680, 510))  # query photos: "640x480-ish" JPEGs
 EXTRACT_BATCH = 8  # the indexer's default batch size: one compiled shape serves both (XLA compiles per shape)
 
 
@@ -56,6 +57,11 @@ def write_photos(
         quality = int(rng.integers(85, 93))
         photo_variant(samples[number % len(samples)], rng, sizes).save(paths[-1], "JPEG", quality=quality)
     return paths
+
+
+def query_jpegs(folder: Path, count: int, seed: int) -> list[bytes]:
+    """`count` upload JPEGs of ~640x480 (the photo seed + 7)."""
+    return [path.read_bytes() for path in write_photos(folder, count, seed + 7, QUERY_SIZE)]
 
 
 @dataclass(frozen=True)

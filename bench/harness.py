@@ -1,4 +1,4 @@
-"""The benches' harness: options and presets, machine facts, CPU accounting, the disturbance rule, results."""
+"""The benches' harness: options, machine facts, CPU and Elasticsearch accounting, disturbance, results."""
 
 from __future__ import annotations
 
@@ -226,6 +226,52 @@ class CpuMeter:
         cores = {"own": own, **dict(zip(self.names, named, strict=True))}
         cores |= {"other": max(busy - own - sum(named), 0.0), "stolen": stolen, "total": busy}
         return {f"{name}_cores": round(seconds / (wall or 1.0), 3) for name, seconds in cores.items()}
+
+
+def elasticsearch_pids(es) -> list[int]:
+    """The local Elasticsearch process, for CPU accounting (none when it runs elsewhere)."""
+    nodes = es.nodes.info(node_id="_local", metric="process", filter_path="nodes.*.process.id").body
+    pid = next(iter(nodes.get("nodes", {}).values()), {}).get("process", {}).get("id")
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [int(pid)] if b"elasticsearch" in handle.read() else []
+    except (OSError, TypeError, ValueError):
+        return []
+
+
+def elasticsearch_ops(es, mine: str) -> dict[str, int]:
+    """Searches + index/delete operations Elasticsearch has served, per index not named `mine`*."""
+    stats = es.indices.stats(metric="search,indexing", filter_path="indices.*.total").body
+    totals = {
+        name: index["total"] for name, index in stats.get("indices", {}).items() if not name.startswith(mine)
+    }
+    return {
+        name: total["search"]["query_total"]
+        + total["indexing"]["index_total"]
+        + total["indexing"]["delete_total"]
+        for name, total in totals.items()
+    }
+
+
+class PhaseMeter(CpuMeter):
+    """Cores per process group plus the requests other users sent Elasticsearch (`other_es_ops`)."""
+
+    def __init__(self, es, mine: str, groups: dict[str, list[int]]) -> None:
+        super().__init__(groups)
+        self.es, self.mine = es, mine
+
+    def __enter__(self) -> PhaseMeter:
+        self.ops = elasticsearch_ops(self.es, self.mine)
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        # operations served meanwhile: indices created meanwhile count whole, deleted ones not at all
+        after = elasticsearch_ops(self.es, self.mine).items()
+        self.other_es_ops = sum(max(count - self.ops.get(name, 0), 0) for name, count in after)
+
+    def as_dict(self) -> dict[str, Any]:
+        return super().as_dict() | {"other_es_ops": self.other_es_ops}
 
 
 def is_disturbed(cpu: dict[str, float]) -> bool:

@@ -1,4 +1,4 @@
-"""Closed-loop load for benchmarks: N threads, one keep-alive connection each, latency percentiles."""
+"""Closed-loop load on the API: its two requests, N threads with a keep-alive connection each, percentiles."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import urllib3
 
+from tests.support.apiserver import ApiServer
+
 REQUEST_TIMEOUT = 120.0
+SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
+KINDS = ("by id", "upload")  # the API's two searches, as the load names them
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,27 @@ def timed_call(kind: str, call: Callable[[], int]) -> Outcome:
 
 def http_worker(host: str, port: int) -> Callable[[], KeepAliveClient]:
     return functools.partial(KeepAliveClient, host, port)
+
+
+def upload_request(jpeg: bytes, size: int) -> HttpRequest:
+    body, content_type = urllib3.encode_multipart_formdata({"image": ("query.jpg", jpeg, "image/jpeg")})
+    return HttpRequest("upload", "POST", f"/search?size={size}", body, {"Content-Type": content_type})
+
+
+def id_request(image_id: str, size: int) -> HttpRequest:
+    return HttpRequest("by id", "GET", f"/images/{image_id}/similar?size={size}")
+
+
+def warm_api(server: ApiServer, jpeg: bytes, image_id: str, size: int) -> None:
+    """One search by upload and one by id before anything is timed; both must answer 200."""
+    client = KeepAliveClient(server.host, server.port)
+    try:
+        for request in (upload_request(jpeg, size), id_request(image_id, size)):
+            outcome = timed_http(client, request)
+            if outcome.failed:
+                raise RuntimeError(f"warm-up {request.kind} failed: {outcome}\n{server.log_tail()}")
+    finally:
+        client.close()
 
 
 @dataclass

@@ -19,8 +19,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 from bench import harness
 from bench.corpus import extract_all
 from bench.harness import say
-from bench.loadgen import KeepAliveClient
-from bench.searchside import SERVER, upload_request
+from bench.loadgen import SERVER, KeepAliveClient, upload_request
 from demo.catalog import sample_photo
 from imgsearch.config import load_elastic_config
 from imgsearch.esclient import make_client

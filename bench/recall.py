@@ -18,8 +18,7 @@ from elasticsearch import ApiError
 
 from bench import harness
 from bench.corpus import DIMS, CorpusPlan, build_version, corpus, corpus_stats, real_vectors, unit_rows
-from bench.harness import say
-from bench.searchside import PhaseMeter, elasticsearch_pids
+from bench.harness import PhaseMeter, elasticsearch_pids, say
 from imgsearch import esclient, indices
 from searchapi import queries
 

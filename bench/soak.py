@@ -23,18 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from bench import harness
-from bench.corpus import write_photos
-from bench.harness import CpuMeter, say
-from bench.loadgen import HttpRequest, KeepAliveClient, LoadResult, latency_stats, run_load
+from bench import harness, loadgen
+from bench.corpus import query_jpegs, write_photos
+from bench.harness import CpuMeter, elasticsearch_pids, say
+from bench.loadgen import KINDS, HttpRequest, KeepAliveClient, LoadResult, latency_stats, run_load
 from bench.loadgen import Outcome as Sample
-from bench.searchside import SERVER, elasticsearch_pids, id_request, query_jpegs, upload_request, warm_api
 from imgsearch.config import load_elastic_config
 from imgsearch.esclient import make_client
 from imgsearch.indices import version_pattern
 from tests.support.apiserver import REPO, Layout, running_api
 
-KINDS = ("by id", "upload")
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
 REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
 ERROR_EXAMPLES = 5
@@ -365,15 +363,15 @@ def measure(args, folder: Path, got: Collected) -> None:
         api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
         say("starting the API (gunicorn) ...")
         api = stack.enter_context(running_api(api_env, folder, Layout.default(), args.api_start_timeout))
-        warm_api(api, jpegs[0], "1", args.size)
+        loadgen.warm_api(api, jpegs[0], "1", args.size)
         es = make_client(load_elastic_config(env), max_retries=1)
         groups = {"api": api.pids(), "elasticsearch": elasticsearch_pids(es)}
         got.watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
         say(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...")
         ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
         by_id, uploads = client_split(args.concurrency, args.upload_share)
-        clients = [lambda n: id_request(ids[n % len(ids)], args.size)] * by_id
-        clients += [lambda n: upload_request(jpegs[n % len(jpegs)], args.size)] * uploads
+        clients = [lambda n: loadgen.id_request(ids[n % len(ids)], args.size)] * by_id
+        clients += [lambda n: loadgen.upload_request(jpegs[n % len(jpegs)], args.size)] * uploads
         got.load = load = LoadRunner(api.port, clients, args.max_requests)
         load.start()
         try:
@@ -460,7 +458,7 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
-    return settings | {"server": f"{SERVER}, {Layout.default().name}"}
+    return settings | {"server": f"{loadgen.SERVER}, {Layout.default().name}"}
 
 
 def write_requests(samples: list[Sample], stem: Path) -> Path:

@@ -8,10 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.loadgen import HttpRequest, KeepAliveClient
+from bench.loadgen import HttpRequest, KeepAliveClient, id_request
 from bench.loadgen import Outcome as Sample
 from bench.loadgen import timed_http as timed_sample
-from bench.searchside import id_request
 from bench.soak import (
     AliasEvent,
     alias_events,
