@@ -157,16 +157,10 @@ def machine_facts() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    cpu, model = read_cpu_facts(), platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    threads = tf.config.threading
+    cpu, threads = read_cpu_facts(), tf.config.threading
     return {
         "cpu_count": os.cpu_count(),
-        "cpu_model": model,
+        "cpu_model": cpu.model if cpu.model != "unknown CPU" else platform.processor() or "unknown",
         "cpu_native_bf16": list(cpu.native_bf16),
         "cpu": cpu.describe(),
         "python": platform.python_version(),
