@@ -34,7 +34,9 @@ from imgsearch.indices import version_pattern
 from tests.support.apiserver import REPO, Layout, running_api
 
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
-REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
+# the `indexer full` runs: kind -> (name, extra arguments)
+REBUILDS = {"reuse": ("full (reuse)", []), "recompute": ("full --recompute", ["--recompute"])}
+REBUILDS["initial"] = ("initial full", [])
 ERROR_EXAMPLES = 5
 REPORT_KEYS = "run_id index outcome message elapsed_seconds rows_seen statuses errors previous_indices "
 REPORT_KEYS += "deleted_indices stage_seconds"
@@ -50,7 +52,7 @@ def options() -> harness.Options:
     opts.add("--upload-share", type=float, default=0.25, help="clients that upload, the others search by id")
     opts.add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild")
     opts.add("--swap-window", type=float, default=2.0, help="half width of the window round a swap, seconds")
-    rebuilds = {"nargs": "+", "choices": sorted(REBUILDS), "default": ["reuse", "recompute"]}
+    rebuilds = {"nargs": "+", "choices": ["recompute", "reuse"], "default": ["reuse", "recompute"]}
     opts.add("--rebuilds", **rebuilds, help="`indexer full` runs during the load, in order")
     opts.add("--keep-versions", type=int, default=1, help="INDEXER_KEEP_VERSIONS of the runs")
     opts.add("--poll-interval", type=float, default=0.1, help="seconds between alias polls")
@@ -132,16 +134,12 @@ class AliasWatcher(threading.Thread):
         self.join(timeout=10)
 
 
-def rebuild_name(kind: str) -> str:
-    return {"recompute": "full --recompute", "reuse": "full (reuse)"}.get(kind, "initial full")
-
-
 def run_indexer(kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups) -> dict:
     """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file, CPU meanwhile (the
     indexer, a reaped child, counted apart from the others); what it reported and what was wrong."""
-    name, slug = rebuild_name(kind), f"{kind}-{uuid.uuid4().hex[:6]}"
+    (name, extra), slug = REBUILDS[kind], f"{kind}-{uuid.uuid4().hex[:6]}"
     reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
-    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
+    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *extra]
     say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
     with open(log_path, "wb") as log, CpuMeter(groups, "indexer") as meter:
         start, env = time.perf_counter(), {**env, "INDEXER_REPORT_DIR": str(reports)}
@@ -455,7 +453,7 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     settings = harness.pick(args, names) | {"alias": got.alias, "table": got.table}
     settings["clients"] = dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True))
     settings["products"] = (args.images + 2) // 3
-    settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
+    settings["rebuilds"] = [REBUILDS[kind][0] for kind in args.rebuilds]
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
     return settings | {"server": f"{loadgen.SERVER}, {Layout.default().name}"}
