@@ -1,8 +1,4 @@
-"""Bench data: catalog photos made from scikit-image's samples, and large indices of real + synthetic vectors.
-
-A search bench index is kept across runs: its `_meta.bench` records what it was built from, so a later
-run with the same parameters (and the same model fingerprint) reuses it instead of loading again.
-"""
+"""Bench data: catalog photos from scikit-image's samples, and large indices of real + synthetic vectors."""
 
 from __future__ import annotations
 
@@ -15,16 +11,22 @@ from typing import Any
 
 import numpy as np
 from elasticsearch import Elasticsearch
-from elasticsearch.helpers import streaming_bulk
+from elasticsearch.helpers import bulk
 from PIL import Image, ImageEnhance, ImageOps
 
+import indexer
 from bench.harness import say
+from demo.catalog import PHOTOS, sample_photo
 from imgsearch import indices
+from imgsearch.documents import CatalogRow, index_action, indexed_document
+from imgsearch.imaging import decode_image
 
 DIMS = 512
 BULK_DOCS = 500
 GROUPS_PER_CHUNK = 2000
 MERGE_TIMEOUT = 3 * 3600
+QUERY_SIZE = ((600, 450), (680, 510))  # query photos: "640x480-ish" JPEGs
+EXTRACT_BATCH = 8  # the indexer's default batch size: one compiled shape serves both (XLA compiles per shape)
 
 
 def photo_variant(photo: Image.Image, rng: np.random.Generator, sizes: tuple) -> Image.Image:
@@ -48,8 +50,6 @@ def write_photos(
     folder: Path, count: int, seed: int = 0, sizes: tuple = ((800, 600), (1600, 1200))
 ) -> list[Path]:
     """`count` distinct JPEGs (quality 85-92, 4:3, a quarter portrait) cycling over the sample photos."""
-    from demo.catalog import PHOTOS, sample_photo
-
     folder.mkdir(parents=True, exist_ok=True)
     rng, samples, paths = np.random.default_rng(seed), [sample_photo(name) for name in PHOTOS], []
     for number in range(count):
@@ -57,6 +57,11 @@ def write_photos(
         quality = int(rng.integers(85, 93))
         photo_variant(samples[number % len(samples)], rng, sizes).save(paths[-1], "JPEG", quality=quality)
     return paths
+
+
+def query_jpegs(folder: Path, count: int, seed: int) -> list[bytes]:
+    """`count` upload JPEGs of ~640x480 (the photo seed + 7)."""
+    return [path.read_bytes() for path in write_photos(folder, count, seed + 7, QUERY_SIZE)]
 
 
 @dataclass(frozen=True)
@@ -89,16 +94,23 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return clipped / np.maximum(np.linalg.norm(clipped, axis=1, keepdims=True), 1e-12)
 
 
-def real_vectors(extractor, folder: Path, count: int, seed: int, batch_size: int = 8) -> np.ndarray:
-    """Unit VGG16 vectors of `count` generated catalog photos (the project's decoder and model)."""
-    from imgsearch.imaging import decode_image
+def padded_batch(images: list[np.ndarray], size: int) -> np.ndarray:
+    """The images stacked and padded with black ones up to `size`, so every batch has one shape."""
+    return np.stack([*images, *[np.zeros_like(images[0])] * (size - len(images))])
 
-    photos = write_photos(folder, count, seed)
+
+def extract_all(extractor, blobs: list[bytes], batch: int = EXTRACT_BATCH) -> np.ndarray:
+    """decode_image -> FeatureExtractor.extract in padded batches of `batch`: unit vectors [n, 512]."""
     vectors = []
-    for start in range(0, count, batch_size):
-        pixels = np.stack([decode_image(path.read_bytes()) for path in photos[start : start + batch_size]])
-        vectors.append(extractor.extract(pixels)[0])
+    for start in range(0, len(blobs), batch):
+        images = [decode_image(data) for data in blobs[start : start + batch]]
+        vectors.append(extractor.extract(padded_batch(images, batch))[0][: len(images)])
     return np.concatenate(vectors)
+
+
+def real_vectors(extractor, folder: Path, count: int, seed: int) -> np.ndarray:
+    """Unit VGG16 vectors of `count` generated catalog photos (the project's decoder and model)."""
+    return extract_all(extractor, [path.read_bytes() for path in write_photos(folder, count, seed)])
 
 
 def noise(rng: np.random.Generator, rows: int, norm: float) -> np.ndarray:
@@ -147,27 +159,21 @@ def corpus(real: np.ndarray, plan: CorpusPlan) -> Iterator[tuple[int, str, np.nd
 
 
 def bulk_actions(index: str, real: np.ndarray, plan: CorpusPlan) -> Iterator[dict[str, Any]]:
-    """Documents of the project's mapping (dynamic: strict), as imgsearch.documents builds them."""
-    now = datetime.now(UTC).isoformat()
+    """Documents of the project's mapping (dynamic: strict), built by imgsearch.documents."""
+    now, updated = datetime.now(UTC), datetime(2026, 1, 1, tzinfo=UTC)
     for doc_id, relation_id, vector in corpus(real, plan):
-        document = {"source_id": doc_id, "relation_id": relation_id, "photo": f"bench/{doc_id}.jpg"}
-        document |= {"image_url": f"http://bench.invalid/{doc_id}.jpg", "status": "indexed"}
-        document |= {"updated_at": "2026-01-01T00:00:00+00:00", "indexed_at": now}
-        document["feature"] = np.round(vector, 6).tolist()
-        yield {"_index": index, "_id": str(doc_id), "_source": document}
+        row = CatalogRow(doc_id, relation_id, f"bench/{doc_id}.jpg", updated)
+        document = indexed_document(row, f"http://bench.invalid/{doc_id}.jpg", np.round(vector, 6), now)
+        yield index_action(index, doc_id, document)
 
 
 def build_version(es: Elasticsearch, name: str, body: dict, real: np.ndarray, plan: CorpusPlan) -> dict:
     """Create `name` for bulk loading, load the corpus, restore the serving settings, force-merge to one
     segment; returns the seconds of each step."""
-    import indexer
-
     clock, seconds = time.perf_counter(), {}
     indexer.create_build_index(es, name, body)
     say(f"loading {plan.docs} documents into {name} ...")
-    actions = bulk_actions(name, real, plan)
-    for _ in streaming_bulk(es, actions, chunk_size=BULK_DOCS, max_retries=5, raise_on_error=True):
-        pass
+    bulk(es, bulk_actions(name, real, plan), chunk_size=BULK_DOCS, max_retries=5)
     seconds["bulk_load"], clock = time.perf_counter() - clock, time.perf_counter()
     indexer.finish_build_index(es, name, body)
     seconds["refresh"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -176,16 +182,6 @@ def build_version(es: Elasticsearch, name: str, body: dict, real: np.ndarray, pl
     es.indices.refresh(index=name)
     seconds["force_merge"] = time.perf_counter() - clock
     return {key: round(value, 1) for key, value in seconds.items()}
-
-
-def reusable_index(es: Elasticsearch, alias: str, plan: CorpusPlan, fingerprint: str) -> str | None:
-    """The index behind `alias` if it was built from the same plan and model and holds every doc."""
-    for index in indices.aliased_indices(es, alias):
-        meta = indices.index_meta(es, index)
-        same_model = meta.get("model", {}).get("fingerprint") == fingerprint
-        if meta.get("bench") == asdict(plan) and same_model and es.count(index=index)["count"] == plan.docs:
-            return index
-    return None
 
 
 def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seconds: dict) -> dict[str, Any]:
@@ -197,15 +193,16 @@ def describe_index(es: Elasticsearch, alias: str, index: str, reused: bool, seco
 
 
 def ensure_index(es: Elasticsearch, config, extractor, plan: CorpusPlan, photos: Path, rebuild: bool) -> dict:
-    """Reuse the alias's index when it matches `plan` and the model, else build a new version: real
-    vectors, bulk load, force-merge, alias swap."""
-    import indexer
-
+    """Reuse the alias's index when its `_meta.bench` records `plan`, the model's fingerprint is the same
+    and it holds every doc (the index is kept across runs); else build a new version: real vectors, bulk
+    load, force-merge, alias swap."""
     alias = config.alias
-    index = None if rebuild else reusable_index(es, alias, plan, extractor.info.fingerprint)
-    if index:
-        say(f"reusing {index} behind {alias} ({plan.docs} documents)")
-        return describe_index(es, alias, index, True, {})
+    for index in [] if rebuild else indices.aliased_indices(es, alias):
+        meta, size = indices.index_meta(es, index), es.count(index=index)["count"]
+        built = (meta.get("bench"), meta.get("model", {}).get("fingerprint"), size)
+        if built == (asdict(plan), extractor.info.fingerprint, plan.docs):
+            say(f"reusing {index} behind {alias} ({plan.docs} documents)")
+            return describe_index(es, alias, index, True, {})
     say(f"computing VGG16 vectors of {plan.real_photos} photos ...")
     clock = time.perf_counter()
     real = real_vectors(extractor, photos, plan.real_photos, plan.seed)

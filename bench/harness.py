@@ -1,4 +1,4 @@
-"""The benches' harness: options and presets, machine facts, CPU accounting, the disturbance rule, results."""
+"""The benches' harness: options, machine facts, CPU and Elasticsearch accounting, disturbance, results."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shlex
 import sys
 import time
@@ -20,6 +21,11 @@ from typing import Any
 
 from tabulate import tabulate
 
+import indexer
+from demo.catalog import CatalogEntry, load_catalog
+from imgsearch.compute import COMPILE_MODES, PRECISIONS, read_cpu_facts
+from imgsearch.config import ElasticConfig, load_elastic_config
+from imgsearch.esclient import make_client
 from tests.support.catalog import drop_catalog, stack_environment
 from tests.support.imageserver import serve_folder_process
 from tests.support.processes import process_seconds
@@ -53,8 +59,6 @@ class Options:
 
     def model(self, seed: int | None = None, seed_text: str = "VGG16_SEED") -> None:
         """--weights, --precision and --compile from VGG16_* or their defaults; --seed when given one."""
-        from imgsearch.compute import COMPILE_MODES, PRECISIONS
-
         weights = os.environ.get("VGG16_WEIGHTS") or "random"
         self.add("--weights", default=weights, help="VGG16_WEIGHTS (default $VGG16_WEIGHTS or random)")
         if seed is not None:
@@ -90,6 +94,14 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def elastic_config(index: str, index_type: str) -> ElasticConfig:
+    """The project's Elasticsearch settings (ES_* from the environment) for one bench index, no replicas."""
+    require("ES_URL")
+    env = {key: value for key, value in os.environ.items() if key.startswith("ES_")}
+    env |= {"ES_INDEX": index, "ES_NUMBER_OF_REPLICAS": "0", "ES_VECTOR_INDEX_TYPE": index_type}
+    return load_elastic_config(env)
+
+
 def require(*names: str) -> None:
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
@@ -103,9 +115,6 @@ def throwaway_catalog(
     """`photos` served by a child process; os.environ plus a throwaway alias `<prefix>-<random>` and table,
     no replicas, the table filled with `rows` ((id, relation_id, photo), or photo paths: ids from 1,
     three per product); (env, server); everything removed afterwards (what was, into `cleanup`)."""
-    from demo.catalog import CatalogEntry, load_catalog
-    from indexer import load_mysql_config
-
     require("ES_URL", "MYSQL_URL")
     rows = [row if isinstance(row, tuple) else (n, product_of(n), row.name) for n, row in enumerate(rows, 1)]
     name = uuid.uuid4().hex[:10]
@@ -114,7 +123,7 @@ def throwaway_catalog(
         stack = stack_environment(os.environ["ES_URL"], os.environ["MYSQL_URL"], alias, table, **extra)
         env = {**os.environ, **stack, "IMAGE_BASE_URL": server.url, "VGG16_WEIGHTS": weights}
         try:
-            load_catalog(load_mysql_config(env), [CatalogEntry(*row) for row in rows])
+            load_catalog(indexer.load_mysql_config(env), [CatalogEntry(*row) for row in rows])
             yield env, server
         finally:
             (cleanup if cleanup is not None else {}).update(drop_catalog(env))
@@ -126,19 +135,21 @@ def product_of(row_id: int) -> str:
 
 def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, **options: Any):
     """`indexer full` (or with incremental=True `incremental`) in-process with a loaded model: its report
-    and the meter that timed run() (from the first catalog read to the alias swap)."""
-    from imgsearch.esclient import make_client
-    from indexer import CatalogSource, FullRebuild, IncrementalRun, RunOptions, load_indexer_config
-
-    config = load_indexer_config(env)
-    runner = IncrementalRun if options.pop("incremental", False) else FullRebuild
-    source = CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
+    and the meter that timed run() (from the first catalog read to the alias swap); an error unless it
+    succeeded with `wanted` rows of `status` and none failed."""
+    config, (status, wanted) = indexer.load_indexer_config(env), options.pop("expect")
+    runner = indexer.IncrementalRun if options.pop("incremental", False) else indexer.FullRebuild
+    source = indexer.CatalogSource(config.mysql, page_size=options.pop("page_size", 500))
     try:
         with meter or CpuMeter() as meter:
-            run = runner(config, make_client(config.elastic), source, extractor, RunOptions(**options))
-            return run.run(), meter
+            run_options = indexer.RunOptions(**options)
+            report = runner(config, make_client(config.elastic), source, extractor, run_options).run()
     finally:
         source.close()
+    if report.outcome != "succeeded" or report.statuses.get(status, 0) != wanted or report.failed:
+        problem = f"{report.outcome} {report.message}; {dict(report.statuses)}, not {wanted} {status}"
+        raise RuntimeError(f"{runner.__name__}: {problem}")
+    return report, meter
 
 
 def machine_facts() -> dict[str, Any]:
@@ -146,18 +157,10 @@ def machine_facts() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from imgsearch.compute import read_cpu_facts
-
-    cpu, model = read_cpu_facts(), platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    threads = tf.config.threading
+    cpu, threads = read_cpu_facts(), tf.config.threading
     return {
         "cpu_count": os.cpu_count(),
-        "cpu_model": model,
+        "cpu_model": cpu.model if cpu.model != "unknown CPU" else platform.processor() or "unknown",
         "cpu_native_bf16": list(cpu.native_bf16),
         "cpu": cpu.describe(),
         "python": platform.python_version(),
@@ -187,10 +190,12 @@ def load_before(wait_idle: float) -> list[float]:
 class CpuMeter:
     """Cores used during a phase: by this process, by named groups of processes (the image server, the
     API, Elasticsearch: `<name>_cores`), by everything else (`other_cores`), and `stolen_cores`: time
-    the hypervisor gave our virtual CPUs to someone else, a disturbance no load average shows."""
+    the hypervisor gave our virtual CPUs to someone else, a disturbance no load average shows. With
+    `children`, this process's child processes reaped meanwhile count as `<children>_cores`."""
 
-    def __init__(self, groups: dict[str, list[int]] | None = None) -> None:
+    def __init__(self, groups: dict[str, list[int]] | None = None, children: str = "") -> None:
         self.groups, self.wall = groups or {}, 0.0
+        self.names = [*self.groups, *([children] if children else [])]
 
     def sample(self) -> list[float]:
         with open("/proc/stat") as handle:
@@ -198,6 +203,8 @@ class CpuMeter:
         hertz = os.sysconf("SC_CLK_TCK")
         busy = (sum(ticks[:3]) + ticks[5] + ticks[6]) / hertz  # user nice system irq softirq
         named = [sum(process_seconds(pid) for pid in pids) for pids in self.groups.values()]
+        children = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])  # reaped ones only
+        named += [children] if len(self.names) > len(named) else []
         return [time.perf_counter(), process_seconds(), busy, ticks[7] / hertz, *named]
 
     def __enter__(self) -> CpuMeter:
@@ -210,9 +217,55 @@ class CpuMeter:
 
     def as_dict(self) -> dict[str, float]:
         wall, own, busy, stolen, *named = self.used
-        cores = {"own": own, **dict(zip(self.groups, named, strict=True))}
+        cores = {"own": own, **dict(zip(self.names, named, strict=True))}
         cores |= {"other": max(busy - own - sum(named), 0.0), "stolen": stolen, "total": busy}
         return {f"{name}_cores": round(seconds / (wall or 1.0), 3) for name, seconds in cores.items()}
+
+
+def elasticsearch_pids(es) -> list[int]:
+    """The local Elasticsearch process, for CPU accounting (none when it runs elsewhere)."""
+    nodes = es.nodes.info(node_id="_local", metric="process", filter_path="nodes.*.process.id").body
+    pid = next(iter(nodes.get("nodes", {}).values()), {}).get("process", {}).get("id")
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [int(pid)] if b"elasticsearch" in handle.read() else []
+    except (OSError, TypeError, ValueError):
+        return []
+
+
+def elasticsearch_ops(es, mine: str) -> dict[str, int]:
+    """Searches + index/delete operations Elasticsearch has served, per index not named `mine`*."""
+    stats = es.indices.stats(metric="search,indexing", filter_path="indices.*.total").body
+    totals = {
+        name: index["total"] for name, index in stats.get("indices", {}).items() if not name.startswith(mine)
+    }
+    return {
+        name: total["search"]["query_total"]
+        + total["indexing"]["index_total"]
+        + total["indexing"]["delete_total"]
+        for name, total in totals.items()
+    }
+
+
+class PhaseMeter(CpuMeter):
+    """Cores per process group plus the requests other users sent Elasticsearch (`other_es_ops`)."""
+
+    def __init__(self, es, mine: str, groups: dict[str, list[int]]) -> None:
+        super().__init__(groups)
+        self.es, self.mine = es, mine
+
+    def __enter__(self) -> PhaseMeter:
+        self.ops = elasticsearch_ops(self.es, self.mine)
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        # operations served meanwhile: indices created meanwhile count whole, deleted ones not at all
+        after = elasticsearch_ops(self.es, self.mine).items()
+        self.other_es_ops = sum(max(count - self.ops.get(name, 0), 0) for name, count in after)
+
+    def as_dict(self) -> dict[str, Any]:
+        return super().as_dict() | {"other_es_ops": self.other_es_ops}
 
 
 def is_disturbed(cpu: dict[str, float]) -> bool:

@@ -1,23 +1,25 @@
-"""Closed-loop load for benchmarks: N threads, one keep-alive connection each, latency percentiles."""
+"""Closed-loop load on the API: its two requests, N threads with a keep-alive connection each, percentiles."""
 
 from __future__ import annotations
 
-import http.client
+import functools
 import itertools
 import json
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import urllib3
 
-# A keep-alive connection the server closed while idle fails like this on its next request.
-STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+from tests.support.apiserver import ApiServer
+
 REQUEST_TIMEOUT = 120.0
+SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
+KINDS = ("by id", "upload")  # the API's two searches, as the load names them
 
 
 @dataclass(frozen=True)
@@ -57,43 +59,29 @@ class Outcome:
         return self.start + self.seconds
 
 
-def multipart_image(data: bytes, filename: str = "query.jpg") -> tuple[bytes, dict[str, str]]:
-    """A multipart/form-data body with one file field `image`, and its Content-Type header."""
-    boundary = f"bench-{uuid.uuid4().hex}"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    body = head + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
 class KeepAliveClient:
-    """One HTTP/1.1 connection reused for every request; reconnects once if the server dropped it.
-    Called with a request, it is a load worker: the request timed as an Outcome."""
+    """One keep-alive connection (a urllib3 pool of one) reused for every request, opened again once when
+    the server dropped it. Called with a job (a request, or what `request_of` makes one of), it is a load
+    worker: the request timed as an Outcome."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.reconnects = 0
-        self._connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
+    def __init__(self, host: str, port: int, request_of: Callable[[Any], HttpRequest] | None = None) -> None:
+        retry = urllib3.Retry(1, allowed_methods=None, redirect=False)
+        self.pool = urllib3.HTTPConnectionPool(host, port, maxsize=1, timeout=REQUEST_TIMEOUT, retries=retry)
+        self.request_of = request_of or (lambda request: request)
+
+    @property
+    def reconnects(self) -> int:
+        return max(self.pool.num_connections - 1, 0)
 
     def send(self, request: HttpRequest) -> tuple[int, bytes]:
-        try:
-            return self._exchange(request)
-        except STALE_CONNECTION_ERRORS:
-            self.reconnects += 1
-            self._connection.close()
-            return self._exchange(request)
-
-    def _exchange(self, request: HttpRequest) -> tuple[int, bytes]:
-        self._connection.request(request.method, request.path, body=request.body, headers=request.headers)
-        response = self._connection.getresponse()
-        return response.status, response.read()
+        answer = self.pool.request(request.method, request.path, body=request.body, headers=request.headers)
+        return answer.status, answer.data
 
     def close(self) -> None:
-        self._connection.close()
+        self.pool.close()
 
-    def __call__(self, request: HttpRequest) -> Outcome:
-        return timed_http(self, request)
+    def __call__(self, job: Any) -> Outcome:
+        return timed_http(self, self.request_of(job))
 
 
 def hit_count(body: bytes) -> int:
@@ -113,9 +101,8 @@ def timed_http(client: KeepAliveClient, request: HttpRequest) -> Outcome:
     start = time.perf_counter()
     try:
         status, body = client.send(request)
-    except (OSError, http.client.HTTPException) as exc:
-        client.close()
-        return failure(request.kind, start, exc)
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        return failure(request.kind, start, getattr(exc, "reason", None) or exc)
     seconds = time.perf_counter() - start
     if 200 <= status < 300:
         return Outcome(request.kind, seconds, status, hit_count(body), start=start)
@@ -133,7 +120,28 @@ def timed_call(kind: str, call: Callable[[], int]) -> Outcome:
 
 
 def http_worker(host: str, port: int) -> Callable[[], KeepAliveClient]:
-    return lambda: KeepAliveClient(host, port)
+    return functools.partial(KeepAliveClient, host, port)
+
+
+def upload_request(jpeg: bytes, size: int) -> HttpRequest:
+    body, content_type = urllib3.encode_multipart_formdata({"image": ("query.jpg", jpeg, "image/jpeg")})
+    return HttpRequest("upload", "POST", f"/search?size={size}", body, {"Content-Type": content_type})
+
+
+def id_request(image_id: str, size: int) -> HttpRequest:
+    return HttpRequest("by id", "GET", f"/images/{image_id}/similar?size={size}")
+
+
+def warm_api(server: ApiServer, jpeg: bytes, image_id: str, size: int) -> None:
+    """One search by upload and one by id before anything is timed; both must answer 200."""
+    client = KeepAliveClient(server.host, server.port)
+    try:
+        for request in (upload_request(jpeg, size), id_request(image_id, size)):
+            outcome = timed_http(client, request)
+            if outcome.failed:
+                raise RuntimeError(f"warm-up {request.kind} failed: {outcome}\n{server.log_tail()}")
+    finally:
+        client.close()
 
 
 @dataclass

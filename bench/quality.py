@@ -17,9 +17,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from bench import harness
+from bench.corpus import extract_all
 from bench.harness import say
-from bench.loadgen import KeepAliveClient
-from bench.searchside import SERVER, upload_request
+from bench.loadgen import SERVER, KeepAliveClient, upload_request
+from demo.catalog import sample_photo
+from imgsearch.config import load_elastic_config
+from imgsearch.esclient import make_client
 from tests.support.apiserver import ApiServer, Layout, get_json, running_api
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -27,7 +30,6 @@ CATALOG_QUALITY = 92  # JPEG quality of the catalog files and of the edited quer
 PAGE_SIZE = 10  # products asked of the API per query; a rank beyond it counts as a miss
 TOP_K = (1, 5)
 MIN_TILE_STD = 5.0  # a tile this flat (grey-level standard deviation) is not a product: skipped
-EXTRACT_BATCH = 8  # the indexer's default batch size: one compiled shape serves both (XLA compiles per shape)
 SMOKE_PRODUCTS = 10
 SMOKE_EDITS = ("identity", "crop_center_80", "scale_0.25", "jpeg_q10", "grayscale", "flip_h", "rotate_90")
 SMOKE_EDITS += ("text_overlay",)
@@ -105,8 +107,6 @@ def second_view(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Ima
 
 def build_products(limit: int | None, seed: int) -> list[Product]:
     """The products cut from the SOURCES in order, the first `limit` of them (all with None)."""
-    from demo.catalog import sample_photo
-
     rng, products = np.random.default_rng(seed), []
     for name in SOURCES.split():
         photo, grid, second_photo = sample_photo(name), GRIDS.get(name, (1, 1)), SECOND_PHOTOS.get(name)
@@ -145,18 +145,10 @@ def rescale(image: Image.Image, factor: float) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
-def brightness(image: Image.Image, factor: float) -> Image.Image:
-    return ImageEnhance.Brightness(image).enhance(factor)
-
-
 def shift_hue(image: Image.Image, degrees: float) -> Image.Image:
     hsv = np.asarray(image.convert("RGB").convert("HSV"), dtype=np.int16)
     hsv[..., 0] = (hsv[..., 0] + round(degrees / 360 * 256)) % 256
     return Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
-
-
-def flip_horizontal(image: Image.Image) -> Image.Image:
-    return ImageOps.mirror(image)
 
 
 def inner_scale(size: tuple[int, int], degrees: float) -> float:
@@ -209,12 +201,12 @@ EDITS = (
     Edit("scale_2", "scale", "2x (Lanczos)", lambda i: rescale(i, 2.0)),
     Edit("jpeg_q30", "jpeg", "recompressed at JPEG quality 30", lambda i: i, 30),
     Edit("jpeg_q10", "jpeg", "recompressed at JPEG quality 10", lambda i: i, 10),
-    Edit("brightness_+40", "colour", "brightness x1.4", lambda i: brightness(i, 1.4)),
-    Edit("brightness_-40", "colour", "brightness x0.6", lambda i: brightness(i, 0.6)),
+    Edit("brightness_+40", "colour", "brightness x1.4", lambda i: ImageEnhance.Brightness(i).enhance(1.4)),
+    Edit("brightness_-40", "colour", "brightness x0.6", lambda i: ImageEnhance.Brightness(i).enhance(0.6)),
     Edit("saturation_x2", "colour", "saturation x2", lambda i: ImageEnhance.Color(i).enhance(2.0)),
     Edit("grayscale", "colour", "grayscale (one-channel JPEG)", lambda i: i.convert("L")),
     Edit("hue_+45", "colour", "hue rotated by 45 degrees", lambda i: shift_hue(i, 45)),
-    Edit("flip_h", "geometric", "mirrored left-right", flip_horizontal),
+    Edit("flip_h", "geometric", "mirrored left-right", ImageOps.mirror),
     Edit("rotate_10", "geometric", "rotated 10 degrees, cropped to the largest box without fill",
          lambda i: crop(i.rotate(10, Image.Resampling.BICUBIC), inner_scale(i.size, 10))),
     Edit("rotate_90", "geometric", "rotated 90 degrees", lambda i: i.transpose(Image.Transpose.ROTATE_90)),
@@ -389,27 +381,8 @@ def query_api(server: ApiServer, queries: list[Query], results: list[QueryResult
     return stats
 
 
-def padded_batch(images: list[np.ndarray], size: int) -> np.ndarray:
-    """The images stacked and padded with black ones up to `size`, so every batch has one shape."""
-    return np.stack([*images, *[np.zeros_like(images[0])] * (size - len(images))])
-
-
-def extract_all(extractor, blobs: list[bytes]) -> np.ndarray:
-    """decode_image -> FeatureExtractor.extract in batches of EXTRACT_BATCH: unit vectors [n, 512]."""
-    from imgsearch.imaging import decode_image
-
-    vectors = []
-    for start in range(0, len(blobs), EXTRACT_BATCH):
-        images = [decode_image(data) for data in blobs[start : start + EXTRACT_BATCH]]
-        vectors.append(extractor.extract(padded_batch(images, EXTRACT_BATCH))[0][: len(images)])
-    return np.concatenate(vectors)
-
-
 def stored_vectors(env: dict[str, str], ids: list[int]) -> np.ndarray:
     """The vectors the indexer stored, read back through the alias, in `ids` order."""
-    from imgsearch.config import load_elastic_config
-    from imgsearch.esclient import make_client
-
     config = load_elastic_config(env)
     docs = make_client(config).mget(index=config.alias, ids=[str(i) for i in ids], source=["feature"])["docs"]
     missing = [doc["_id"] for doc in docs if not doc.get("found") or not doc["_source"].get("feature")]
@@ -457,12 +430,9 @@ def measure(args, folder: Path, products: list[Product], queries: list[Query], r
         extractor = FeatureExtractor(args.weights, args.seed, args.precision, args.compile)
         extractor.warm_up()
         say("indexing (indexer full, in-process) ...")
-        report, meter = harness.indexer_run(env | {"INDEXER_REPORT_DIR": str(folder / "reports")}, extractor)
-        statuses = dict(report.statuses)
-        if report.outcome != "succeeded" or statuses.get("indexed", 0) != len(rows):
-            problem = f"{report.outcome}: {report.message}; {statuses} of {len(rows)} rows"
-            raise RuntimeError(f"indexer full {problem}")
-        build = {"index": report.index, "statuses": statuses, "seconds": round(meter.wall, 1)}
+        reports = env | {"INDEXER_REPORT_DIR": str(folder / "reports")}
+        report, meter = harness.indexer_run(reports, extractor, expect=("indexed", len(rows)))
+        build = {"index": report.index, "statuses": dict(report.statuses), "seconds": round(meter.wall, 1)}
         say(f"querying the API ({len(queries)} uploads) ...")
         api_env = env | {"SEARCH_ACCESS_LOG": "0"}
         with running_api(api_env, folder, Layout.default(), args.api_start_timeout) as api:

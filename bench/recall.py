@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from elasticsearch import ApiError
 
 from bench import harness
 from bench.corpus import DIMS, CorpusPlan, build_version, corpus, corpus_stats, real_vectors, unit_rows
-from bench.harness import say
-from bench.searchside import PhaseMeter, elasticsearch_pids
+from bench.harness import PhaseMeter, elasticsearch_pids, say
+from imgsearch import esclient, indices
+from searchapi import queries
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-search-bench"
 INDEX_PREFIX = "bench-recall"
@@ -192,8 +194,6 @@ def variants_of(types: Sequence[str], oversamples: dict[str, list[float]]) -> li
 def knn_request(vector: list[float], top: int, k: int, num_candidates: int, variant: Variant) -> dict:
     """The API's request (searchapi.queries.similarity_search) with collapse off, our num_candidates
     and the variant's rescore_vector."""
-    from searchapi import queries
-
     request = queries.similarity_search(vector, size=top, from_=0, k=k, collapse=False)
     request["knn"]["num_candidates"] = num_candidates
     if (rescore := variant.rescore_vector()) is not None:
@@ -222,7 +222,6 @@ def options() -> harness.Options:
 
 def resolve(args):
     """Parse the lists; derive the variants, k and num_candidates from the API's own builders."""
-    from searchapi import queries
 
     def numbers(text: str, kind=int) -> list:
         return [kind(part) for part in str(text).split(",") if part.strip()]
@@ -286,26 +285,13 @@ def query_stats(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> 
     return {"queries": len(queries)} | {key: round(float(value), 4) for key, value in figures.items()}
 
 
-def elastic_config(index: str, index_type: str):
-    """The project's Elasticsearch settings (ES_* from the environment) for one bench index."""
-    from imgsearch.config import load_elastic_config
-
-    harness.require("ES_URL")
-    env = {key: value for key, value in os.environ.items() if key.startswith("ES_")}
-    env |= {"ES_INDEX": index, "ES_NUMBER_OF_REPLICAS": "0", "ES_VECTOR_INDEX_TYPE": index_type}
-    return load_elastic_config(env)
-
-
 def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) -> dict[str, Any]:
     """`name` from the project's definition with only index_options.type swapped, loaded, force-merged,
     and what it holds: store, segments, files by extension, _disk_usage, memory per vector."""
-    from imgsearch import indices
-
     meta = {"model": model, "created_at": datetime.now(UTC).isoformat(), "created_by": "bench.recall"}
-    config = elastic_config(name, plan.vector_index_type)
+    config = harness.elastic_config(name, plan.vector_index_type)
     body = indices.load_index_definition(config, meta | {"bench": asdict(plan)})
-    if es.indices.exists(index=name):  # a leftover of an interrupted run of this bench
-        es.indices.delete(index=name)
+    es.options(ignore_status=404).indices.delete(index=name)  # a leftover of an interrupted run
     seconds = build_version(es, name, body, real, plan)
     mapping = es.indices.get_mapping(index=name).body[name]["mappings"]["properties"]["feature"]
     stats = es.indices.stats(index=name, metric="docs,store,segments", include_segment_file_sizes=True)
@@ -328,8 +314,6 @@ def build_index(es, plan: CorpusPlan, real: np.ndarray, model: dict, name: str) 
 
 def disk_usage(es, name: str) -> dict[str, Any]:
     """knn_vectors bytes of the vector field and _source bytes."""
-    from elasticsearch import ApiError
-
     slow = es.options(request_timeout=USAGE_TIMEOUT)  # the analysis reads the whole index
     try:
         usage = slow.indices.disk_usage(index=name, run_expensive_tasks=True)
@@ -440,9 +424,7 @@ def settings_of(args, real_source: str, model: dict[str, Any]) -> dict[str, Any]
 
 
 def run(args) -> dict[str, Any]:
-    from imgsearch import esclient, indices
-
-    es = esclient.make_client(elastic_config(INDEX_PREFIX, TYPES[0]))
+    es = esclient.make_client(harness.elastic_config(INDEX_PREFIX, TYPES[0]))
     real, model, real_source = load_real_vectors(args)
     if args.geometry == "centred":  # random weights put every photo ~0.98 cosine from every other; minus
         # their shared mean, clipped and unit length, random pairs spread to ~0.3 cosine, the range of

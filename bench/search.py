@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from elasticsearch import Elasticsearch
 
-from bench import harness, searchside
-from bench.corpus import CorpusPlan, drop_index, ensure_index
-from bench.harness import say
-from bench.loadgen import KeepAliveClient, Outcome, http_worker, latency_stats, run_load, timed_call
-from bench.searchside import PhaseMeter, id_request, upload_request
+from bench import harness, loadgen
+from bench.corpus import CorpusPlan, drop_index, ensure_index, query_jpegs
+from bench.harness import PhaseMeter, say
+from bench.loadgen import http_worker, id_request, latency_stats, run_load, timed_call, upload_request
+from imgsearch.esclient import connection_options, make_client
+from imgsearch.imaging import decode_image
+from imgsearch.indices import server_version
+from searchapi import find_similar, queries
 from tests.support.apiserver import ApiServer, Layout, get_json, running_api
 from tests.support.processes import rss_bytes
 
@@ -27,7 +31,6 @@ PAUSE = 0.02  # between interleaved calls, so one process's idle TensorFlow thre
 # name: (comparison, limit); the value is the summary's figure of that name
 TARGETS = {"upload_minus_model_ms": ("<=", 20.0), "id_p50_ms": ("<", 20.0), "api_overhead_ms": ("<", 5.0)}
 TARGETS["soak_errors"] = ("<=", 0)
-KINDS = ("by id", "upload")
 FIELDS = ["feature", "relation_id"]
 
 
@@ -56,14 +59,6 @@ def options() -> harness.Options:
     return opts
 
 
-def elastic_config(args):
-    from imgsearch.config import load_elastic_config
-
-    harness.require("ES_URL")
-    env = {"ES_URL": os.environ["ES_URL"], "ES_INDEX": args.alias, "ES_NUMBER_OF_REPLICAS": "0"}
-    return load_elastic_config(env | {"ES_VECTOR_INDEX_TYPE": args.index_type})
-
-
 @dataclass
 class Workload:
     """Everything the phases send, prepared before any clock starts."""
@@ -76,9 +71,7 @@ class Workload:
 
     @classmethod
     def prepare(cls, args, es, folder: Path) -> Workload:
-        from imgsearch.imaging import decode_image
-
-        jpegs = searchside.query_jpegs(folder, args.query_photos, args.seed)
+        jpegs = query_jpegs(folder, args.query_photos, args.seed)
         rng = np.random.default_rng(args.seed)
         ids = {c: [str(i) for i in rng.integers(1, args.docs + 1, args.id_requests)] for c in args.levels}
         wanted, stored = sorted({i for level in ids.values() for i in level}), {}
@@ -94,7 +87,7 @@ class Run:
 
     def __init__(self, args, es, index: str, extractor, work: Workload) -> None:
         self.args, self.es, self.index, self.extractor, self.work = args, es, index, extractor, work
-        self.es_pids, self.servers = searchside.elasticsearch_pids(es), []
+        self.es_pids, self.servers = harness.elasticsearch_pids(es), []
 
     def meter(self) -> PhaseMeter:
         api = [pid for server in self.servers for pid in server.pids()]
@@ -103,8 +96,6 @@ class Run:
     def raw_worker(self, series: str):
         """Per-thread callers of the API's Elasticsearch work for a search by id, in this process:
         `raw get+kNN` fetches the stored vector first, `raw kNN` has it already."""
-        from searchapi import find_similar
-
         es, alias, size, stored = self.es, self.args.alias, self.args.size, self.work.stored
 
         def search(image_id: str) -> int:
@@ -123,10 +114,16 @@ class Run:
         args, work = self.args, self.work
         ids = work.ids.get(concurrency, work.soak_ids)[: args.id_requests]
         if series == "upload":
-            count, warm = max(args.upload_requests, concurrency), upload_request(work.jpegs[-1], args.size)
+            count, warm = (
+                max(args.upload_requests, concurrency),
+                upload_request(work.jpegs[-1], args.size),
+            )
             jobs = [upload_request(work.jpegs[n % len(work.jpegs)], args.size) for n in range(count)]
         elif series == "by id":
-            jobs, warm = [id_request(i, args.size) for i in ids], id_request(work.soak_ids[0], args.size)
+            jobs, warm = (
+                [id_request(i, args.size) for i in ids],
+                id_request(work.soak_ids[0], args.size),
+            )
         else:
             jobs, warm = ids, ids[0]
         worker = http_worker(server.host, server.port) if server else self.raw_worker(series)
@@ -142,15 +139,13 @@ class Run:
     def interleaved(self, server: ApiServer) -> list[dict]:
         """Concurrency 1: model, decode+model and upload call by call, in rotating order, so the shared
         machine's slow minutes hit all three alike; the upload row adds the paired differences."""
-        from imgsearch.imaging import decode_image
-
         args, work, extract = self.args, self.work, self.extractor.extract_one
-        send = KeepAliveClient(server.host, server.port)
+        send = loadgen.KeepAliveClient(server.host, server.port)
         calls = {"model": lambda n: timed_call("model", lambda: extract(work.pixels[n]).size)}
         decoded = lambda n: extract(decode_image(work.jpegs[n])).size  # noqa: E731
         calls["decode+model"] = lambda n: timed_call("decode+model", lambda: decoded(n))
         calls["upload"] = lambda n: send(upload_request(work.jpegs[n], args.size))
-        outcomes: dict[str, list[Outcome]] = {kind: [] for kind in calls}
+        outcomes: dict[str, list[loadgen.Outcome]] = {kind: [] for kind in calls}
         send(upload_request(work.jpegs[0], args.size))  # warm the connection
         with self.meter() as cpu:
             for number in range(args.upload_requests):
@@ -178,16 +173,21 @@ class Run:
 
         say(f"  soak: {args.soak_concurrency} clients for {args.soak_seconds:.0f} s ...")
         with self.meter() as cpu:
-            worker, warm = http_worker(server.host, server.port), id_request(work.soak_ids[0], args.size)
+            worker, warm = (
+                http_worker(server.host, server.port),
+                id_request(work.soak_ids[0], args.size),
+            )
             result = run_load(worker, job, args.soak_concurrency, warm, args.soak_seconds)
         outcomes, wall = result.outcomes, result.wall
-        by_kind = {k: latency_stats([o for o in outcomes if o.kind == k], wall, args.size) for k in KINDS}
+        by_kind = {
+            k: latency_stats([o for o in outcomes if o.kind == k], wall, args.size) for k in loadgen.KINDS
+        }
         total = latency_stats(outcomes, wall, args.size) | {"reconnects": result.reconnects}
         mix = {"concurrency": args.soak_concurrency, "upload_share": args.soak_upload_share}
         return mix | {"all": total, "by_kind": by_kind, "cpu": cpu.as_dict()}
 
 
-def paired(first: list[Outcome], second: list[Outcome]) -> float | None:
+def paired(first: list[loadgen.Outcome], second: list[loadgen.Outcome]) -> float | None:
     """Median over rounds of first - second (ms): each pair ran within a second of each other."""
     pairs = zip(first, second, strict=True)
     differences = [(a.seconds - b.seconds) * 1000 for a, b in pairs if a.ok and b.ok]
@@ -225,7 +225,7 @@ def measure(run: Run, env: dict[str, str], folder: Path) -> dict[str, Any]:
         theirs, ours = get_json(server.url + "/ready")[1].get("compute", {}), run.extractor.compute.as_meta()
         if (theirs.get("precision"), theirs.get("compile")) != (ours["precision"], ours["compile"]):
             raise RuntimeError(f"the API computes {theirs}, this process {ours}")
-        searchside.warm_api(server, work.jpegs[0], work.soak_ids[0], args.size)
+        loadgen.warm_api(server, work.jpegs[0], work.soak_ids[0], args.size)
         say("measuring concurrency 1 (model / decode+model / upload interleaved) ...")
         phases = run.interleaved(server)
         for level in args.levels:
@@ -239,7 +239,7 @@ def measure(run: Run, env: dict[str, str], folder: Path) -> dict[str, Any]:
             names.append(other.name)
             with running_api(env, folder, other, args.api_start_timeout) as second:
                 run.servers = [server, second]
-                searchside.warm_api(second, work.jpegs[0], work.soak_ids[0], args.size)
+                loadgen.warm_api(second, work.jpegs[0], work.soak_ids[0], args.size)
                 rounds = product(range(1, LAYOUT_ROUNDS + 1), ("upload", "by id"), (server, second))
                 for number, series, each in rounds:
                     label = f" [{each.layout.name}, round {number}]"
@@ -303,15 +303,13 @@ def disturbed(measured: dict[str, Any], elastic: dict[str, Any]) -> list[str]:
 
 
 def settings_of(args, plan: CorpusPlan, extractor) -> dict[str, Any]:
-    from searchapi import queries
-
     k = queries.initial_k(args.size, 0)
     request = queries.similarity_search([0.0], size=args.size, from_=0, k=k, exclude_relation_id="<own>")
     request["knn"].pop("query_vector")
     names = "smoke docs alias index_type levels id_requests:id_requests_per_level upload_requests:"
     names += "upload_requests_per_level size:page_size soak_seconds soak_concurrency soak_upload_share"
     settings = harness.pick(args, names + " weights seed") | {"corpus": plan.describe()}
-    settings |= {"server": f"{searchside.SERVER}, {Layout.default().name} (gthread)", "es_request": request}
+    settings |= {"server": f"{loadgen.SERVER}, {Layout.default().name} (gthread)", "es_request": request}
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide, 25% portrait), q 85-92"
     model = {"model_device": extractor.device, "model_fingerprint": extractor.info.fingerprint}
     return settings | model | {"model_compute": extractor.compute.as_meta()}
@@ -319,13 +317,9 @@ def settings_of(args, plan: CorpusPlan, extractor) -> dict[str, Any]:
 
 def run(args) -> dict[str, Any] | None:
     """Build or reuse the index, prepare the workload, warm Elasticsearch, measure; results or None."""
-    from elasticsearch import Elasticsearch
-
-    from imgsearch.esclient import connection_options, make_client
     from imgsearch.features import FeatureExtractor
-    from imgsearch.indices import server_version
 
-    config = elastic_config(args)
+    config = harness.elastic_config(args.alias, args.index_type)
     es = make_client(config)
     plan = CorpusPlan(args.docs, args.seed, args.real_photos, config.vector_index_type)
     with tempfile.TemporaryDirectory(prefix="bench-search-") as name:
@@ -387,9 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.drop_only and (results := run(args)):
         harness.write_results(results, REPORT, args)
     if args.drop_only or args.drop:
-        from imgsearch.esclient import make_client
-
-        say(f"deleted: {drop_index(make_client(elastic_config(args)), args.alias) or 'nothing'}")
+        es = make_client(harness.elastic_config(args.alias, args.index_type))
+        say(f"deleted: {drop_index(es, args.alias) or 'nothing'}")
     return 0
 
 

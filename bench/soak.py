@@ -6,7 +6,6 @@ import csv
 import gzip
 import json
 import os
-import resource
 import shlex
 import signal
 import subprocess
@@ -24,22 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from bench import harness
-from bench.corpus import write_photos
-from bench.harness import CpuMeter, say
-from bench.loadgen import HttpRequest, LoadResult, http_worker, latency_stats, run_load
+from bench import harness, loadgen
+from bench.corpus import query_jpegs, write_photos
+from bench.harness import CpuMeter, elasticsearch_pids, say
+from bench.loadgen import KINDS, HttpRequest, KeepAliveClient, LoadResult, latency_stats, run_load
 from bench.loadgen import Outcome as Sample
-from bench.loadgen import timed_http as timed_sample
-from bench.searchside import SERVER, elasticsearch_pids, id_request, query_jpegs, upload_request, warm_api
+from imgsearch.config import load_elastic_config
+from imgsearch.esclient import make_client
+from imgsearch.indices import version_pattern
 from tests.support.apiserver import REPO, Layout, running_api
 
-KINDS = ("by id", "upload")
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
-REBUILDS = {"reuse": [], "recompute": ["--recompute"]}
+# the `indexer full` runs: kind -> (name, extra arguments)
+REBUILDS = {"reuse": ("full (reuse)", []), "recompute": ("full --recompute", ["--recompute"])}
+REBUILDS["initial"] = ("initial full", [])
 ERROR_EXAMPLES = 5
 REPORT_KEYS = "run_id index outcome message elapsed_seconds rows_seen statuses errors previous_indices "
 REPORT_KEYS += "deleted_indices stage_seconds"
-__all__ = ["Sample", "timed_sample"]  # one request's record, and how it is taken (bench.loadgen's)
 
 
 def options() -> harness.Options:
@@ -52,7 +52,7 @@ def options() -> harness.Options:
     opts.add("--upload-share", type=float, default=0.25, help="clients that upload, the others search by id")
     opts.add("--tail-seconds", type=float, default=5.0, help="load kept after the last rebuild")
     opts.add("--swap-window", type=float, default=2.0, help="half width of the window round a swap, seconds")
-    rebuilds = {"nargs": "+", "choices": sorted(REBUILDS), "default": ["reuse", "recompute"]}
+    rebuilds = {"nargs": "+", "choices": ["recompute", "reuse"], "default": ["reuse", "recompute"]}
     opts.add("--rebuilds", **rebuilds, help="`indexer full` runs during the load, in order")
     opts.add("--keep-versions", type=int, default=1, help="INDEXER_KEEP_VERSIONS of the runs")
     opts.add("--poll-interval", type=float, default=0.1, help="seconds between alias polls")
@@ -65,61 +65,43 @@ def options() -> harness.Options:
     return opts
 
 
-class LoadRunner:
-    """One run_load per kind (its own closed-loop clients) in background threads; they share a request
-    budget (--max-requests) and stop together, at any moment."""
+class LoadRunner(threading.Thread):
+    """The closed-loop clients in a background thread, each sending one kind of request (`clients`: a
+    request per job number each); they share a request budget and stop together, at any moment."""
 
-    def __init__(self, port: int, pools: list[tuple[int, Callable]], max_requests: int, size: int) -> None:
-        self.stop, self.started, self.done = threading.Event(), threading.Event(), threading.Event()
+    def __init__(self, port: int, clients: list[Callable[[int], HttpRequest]], budget: int) -> None:
+        super().__init__(name="soak-load", daemon=True)
+        self.stop, self.started, self.budget = threading.Event(), threading.Event(), budget
         self.started_at = self.closed_at = self.ended_at = 0.0
-        self.results: list[LoadResult] = []
-        self.error: BaseException | None = None
-        self.taken, self.lock, self.budget = 0, threading.Lock(), max_requests
-        self.warm, self.worker = id_request("1", size), http_worker("127.0.0.1", port)
-        self.threads = [threading.Thread(target=self.main, args=p, daemon=True) for p in pools if p[0]]
-        self.running = len(self.threads)
+        self.result, self.error = LoadResult(0, 0.0, []), None
+        kinds, self.count = iter(clients), len(clients)
+        self.client = lambda: KeepAliveClient("127.0.0.1", port, next(kinds))
 
-    def take(self, job: Callable[[int], HttpRequest]) -> HttpRequest | None:
-        with self.lock:
-            if not self.started.is_set():
-                self.started_at = time.perf_counter()
-                self.started.set()
-            if self.stop.is_set() or self.taken >= self.budget:
-                self.closed_at = self.closed_at or time.perf_counter()
-                return None
-            self.taken += 1
-            number = self.taken
-        return job(number)
+    def take(self, number: int) -> int | None:
+        if not self.started.is_set():
+            self.started_at = time.perf_counter()
+            self.started.set()
+        if self.stop.is_set() or number >= self.budget:
+            self.closed_at = self.closed_at or time.perf_counter()
+            return None
+        return number
 
-    def main(self, clients: int, job: Callable[[int], HttpRequest]) -> None:
+    def run(self) -> None:
         try:
-            self.results.append(run_load(self.worker, lambda _: self.take(job), clients, self.warm))
+            self.result = run_load(self.client, self.take, self.count, 0)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
-            self.stop.set()
-        finally:
-            with self.lock:
-                self.ended_at, self.running = time.perf_counter(), self.running - 1
-                if self.running == 0:
-                    self.done.set()
+        self.ended_at = time.perf_counter()
 
-    def __enter__(self) -> LoadRunner:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def halt(self) -> None:
         self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=180)
+        self.join(timeout=180)
 
 
 class AliasWatcher(threading.Thread):
     """Polls `<alias>-*/_alias` every `interval` s and records every change (AliasEvent)."""
 
     def __init__(self, es, alias: str, interval: float) -> None:
-        from imgsearch.indices import version_pattern
-
         super().__init__(name="soak-alias", daemon=True)
         self.es, self.alias, self.interval, self.pattern = es, alias, interval, version_pattern(alias)
         self.events: list[AliasEvent] = []
@@ -152,19 +134,14 @@ class AliasWatcher(threading.Thread):
         self.join(timeout=10)
 
 
-def rebuild_name(kind: str) -> str:
-    return {"recompute": "full --recompute", "reuse": "full (reuse)"}.get(kind, "initial full")
-
-
 def run_indexer(kind: str, env: dict[str, str], folder: Path, rows: int, timeout: float, groups) -> dict:
     """`python -m indexer full --no-progress [...]` as a subprocess, its log in a file, CPU meanwhile (the
-    indexer, a reaped child, taken out of the others); what it reported and what was wrong."""
-    name, slug = rebuild_name(kind), f"{kind}-{uuid.uuid4().hex[:6]}"
+    indexer, a reaped child, counted apart from the others); what it reported and what was wrong."""
+    (name, extra), slug = REBUILDS[kind], f"{kind}-{uuid.uuid4().hex[:6]}"
     reports, log_path = folder / "reports" / slug, folder / f"indexer-{slug}.log"
-    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *REBUILDS.get(kind, [])]
+    command = [sys.executable, "-m", "indexer", "full", "--no-progress", *extra]
     say(f"  {time.strftime('%H:%M:%S')} {name}: starting")
-    children = children_cpu_seconds()
-    with open(log_path, "wb") as log, CpuMeter(groups) as meter:
+    with open(log_path, "wb") as log, CpuMeter(groups, "indexer") as meter:
         start, env = time.perf_counter(), {**env, "INDEXER_REPORT_DIR": str(reports)}
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -187,20 +164,8 @@ def run_indexer(kind: str, env: dict[str, str], folder: Path, rows: int, timeout
     times = {"start_s": start, "end_s": end, "wall_s": round(end - start, 3), "exit_code": code}
     run = {"name": name, "command": shlex.join(command), **times, "ok": not problems, "problems": problems}
     run["report"] = {key: (report or {}).get(key) for key in REPORT_KEYS.split()}
-    run["cpu"] = cpu_with_indexer(meter, children_cpu_seconds() - children)
+    run["cpu"] = meter.as_dict()
     return run | {"log_tail": "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])}
-
-
-def children_cpu_seconds() -> float:
-    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
-
-
-def cpu_with_indexer(meter: CpuMeter, indexer_seconds: float) -> dict[str, float]:
-    """CpuMeter's cores with the indexer subprocess taken out of `others`."""
-    cpu = meter.as_dict()
-    cpu["indexer_cores"] = round(indexer_seconds / (meter.wall or 1.0), 3)
-    cpu["other_cores"] = round(max(cpu["other_cores"] - cpu["indexer_cores"], 0.0), 3)
-    return cpu
 
 
 def client_split(concurrency: int, upload_share: float) -> tuple[int, int]:
@@ -350,10 +315,7 @@ class Collected:
 
     alias: str = ""
     table: str = ""
-    load_start: float = 0.0
-    load_end: float = 0.0
-    samples: list[Sample] = field(default_factory=list)
-    reconnects: int = 0
+    load: LoadRunner | None = None
     initial: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
     watcher: AliasWatcher | None = None
@@ -367,25 +329,22 @@ def drive(args, env, load: LoadRunner, groups: dict[str, list[int]], folder: Pat
     if not load.started.wait(timeout=120):
         raise RuntimeError(f"the load did not start: {load.error}")
     deadline = load.started_at + args.seconds
-    with CpuMeter(groups) as meter:
-        load.done.wait(max(load.started_at + args.baseline_seconds - time.perf_counter(), 0.0))
-    got.cpu["before rebuilds"] = cpu_with_indexer(meter, 0.0)
+    with CpuMeter(groups, "indexer") as meter:
+        load.join(max(load.started_at + args.baseline_seconds - time.perf_counter(), 0.0))
+    got.cpu["before rebuilds"] = meter.as_dict()
     for kind in args.rebuilds:
         got.runs.append(run_indexer(kind, env, folder, args.images, args.rebuild_timeout, groups))
         got.cpu[f"during {got.runs[-1]['name']}"] = got.runs[-1]["cpu"]
     stop_at = max(deadline, time.perf_counter() + args.tail_seconds)
     got.extended_s = max(stop_at - deadline, 0.0)
-    with CpuMeter(groups) as meter:
-        load.done.wait(max(stop_at - time.perf_counter(), 0.0))
-    got.cpu["after rebuilds"] = cpu_with_indexer(meter, 0.0)
+    with CpuMeter(groups, "indexer") as meter:
+        load.join(max(stop_at - time.perf_counter(), 0.0))
+    got.cpu["after rebuilds"] = meter.as_dict()
 
 
 def measure(args, folder: Path, got: Collected) -> None:
     """Photos served over HTTP, the throwaway table, the initial `full` run; the API, watcher and load
     started, the rebuilds driven; everything stopped and removed afterwards."""
-    from imgsearch.config import load_elastic_config
-    from imgsearch.esclient import make_client
-
     say(f"writing {args.images} catalog photos and {args.query_photos} query photos ...")
     photos = write_photos(where := folder / "photos", args.images, args.seed)
     jpegs = query_jpegs(folder / "queries", args.query_photos, args.seed)
@@ -402,25 +361,22 @@ def measure(args, folder: Path, got: Collected) -> None:
         api_env = {key: env[key] for key in env if not key.startswith(("INDEXER_", "MYSQL_", "IMAGE_"))}
         say("starting the API (gunicorn) ...")
         api = stack.enter_context(running_api(api_env, folder, Layout.default(), args.api_start_timeout))
-        warm_api(api, jpegs[0], "1", args.size)
+        loadgen.warm_api(api, jpegs[0], "1", args.size)
         es = make_client(load_elastic_config(env), max_retries=1)
         groups = {"api": api.pids(), "elasticsearch": elasticsearch_pids(es)}
         got.watcher = stack.enter_context(AliasWatcher(es, got.alias, args.poll_interval))
         say(f"load: {args.concurrency} clients, {args.seconds:.0f} s ...")
         ids = [str(i) for i in np.random.default_rng(args.seed + 3).integers(1, args.images + 1, 100_000)]
         by_id, uploads = client_split(args.concurrency, args.upload_share)
-        jobs = [(by_id, lambda n: id_request(ids[n % len(ids)], args.size))]
-        jobs += [(uploads, lambda n: upload_request(jpegs[n % len(jpegs)], args.size))]
-        load = stack.enter_context(LoadRunner(api.port, jobs, args.max_requests, args.size))
+        clients = [lambda n: loadgen.id_request(ids[n % len(ids)], args.size)] * by_id
+        clients += [lambda n: loadgen.upload_request(jpegs[n % len(jpegs)], args.size)] * uploads
+        got.load = load = LoadRunner(api.port, clients, args.max_requests)
+        load.start()
         try:
             drive(args, env, load, groups, folder, got)
         finally:
-            load.stop.set()
-            load.done.wait(timeout=180)
+            load.halt()
             got.watcher.__exit__()
-            got.load_start, got.load_end = load.started_at, load.closed_at or load.ended_at
-            got.samples = [sample for result in load.results for sample in result.outcomes]
-            got.reconnects = sum(result.reconnects for result in load.results)
         if load.error:
             raise RuntimeError(f"the load generator failed: {load.error!r}")
 
@@ -449,8 +405,9 @@ def shifted(run: dict[str, Any], zero: float, events: list[AliasEvent]) -> dict[
 
 def analyse(args, got: Collected) -> dict[str, Any]:
     """Windows before, during and after the rebuilds and round each swap; the verdict; everything else."""
-    zero, load_end, watcher = got.load_start, got.load_end - got.load_start, got.watcher
-    samples = sorted((replace(s, start=s.start - zero) for s in got.samples), key=lambda s: s.start)
+    load, watcher = got.load, got.watcher
+    zero, load_end = load.started_at, (load.closed_at or load.ended_at) - load.started_at
+    samples = sorted((replace(s, start=s.start - zero) for s in load.result.outcomes), key=lambda s: s.start)
     events = [event.shifted(zero) for event in watcher.events]
     runs = [shifted(run, zero, watcher.events) for run in got.runs]
     swaps = [e.at for e in events if e.kind == "swap"]
@@ -463,7 +420,7 @@ def analyse(args, got: Collected) -> dict[str, Any]:
     reasons = verdict(errors, [run["ok"] for run in runs], loaded, len(args.rebuilds))
     summary = {"requests": len(samples), "errors": errors}
     summary |= {key: total[key] for key in ("non_2xx", "connection_errors", "statuses")}
-    summary |= {"reconnects": got.reconnects, "short_pages": total["short_pages"]}
+    summary |= {"reconnects": load.result.reconnects, "short_pages": total["short_pages"]}
     summary["per_second"] = round(len(samples) / load_end, 2) if load_end > 0 else None
     summary |= {"load_seconds": round(load_end, 3), "load_extended_s": round(got.extended_s, 3)}
     summary |= {"max_requests_reached": len(samples) >= args.max_requests, "swaps": len(swaps)}
@@ -496,10 +453,10 @@ def settings_of(args, got: Collected) -> dict[str, Any]:
     settings = harness.pick(args, names) | {"alias": got.alias, "table": got.table}
     settings["clients"] = dict(zip(KINDS, client_split(args.concurrency, args.upload_share), strict=True))
     settings["products"] = (args.images + 2) // 3
-    settings["rebuilds"] = [rebuild_name(kind) for kind in args.rebuilds]
+    settings["rebuilds"] = [REBUILDS[kind][0] for kind in args.rebuilds]
     settings["query_photos"] = f"{args.query_photos} JPEGs ~640x480 (600..680 wide), quality 85-92"
     settings["catalog_photos"] = "JPEG 800x600..1600x1200 (25% portrait), quality 85-92, 3 per product"
-    return settings | {"server": f"{SERVER}, {Layout.default().name}"}
+    return settings | {"server": f"{loadgen.SERVER}, {Layout.default().name}"}
 
 
 def write_requests(samples: list[Sample], stem: Path) -> Path:
@@ -565,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     analysed = analyse(args, got)
     samples = analysed.pop("samples")
-    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load_start)
+    started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - got.load.started_at)
     results = harness.envelope(args, before) | {"load_started_at": started.isoformat(timespec="milliseconds")}
     results |= {"settings": settings_of(args, got), **analysed}
     harness.write_results(results, REPORT, args, requests_file=lambda stem: write_requests(samples, stem))

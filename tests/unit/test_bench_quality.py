@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import quality
+from bench import corpus, quality
 from bench.quality import (
     EDITS,
     Edit,
@@ -90,9 +90,10 @@ def test_queries_are_jpegs_and_identity_is_the_catalog_file_itself() -> None:
 def test_edits_change_what_they_claim() -> None:
     image = photo()
     pixels = np.asarray(image)
-    flipped = np.asarray(quality.flip_horizontal(image))
+    edit = {edit.name: edit for edit in EDITS}
+    flipped = np.asarray(edit["flip_h"].apply(image))
     assert np.array_equal(flipped, pixels[:, ::-1])
-    brighter = np.asarray(quality.brightness(image, 1.4), dtype=float)
+    brighter = np.asarray(edit["brightness_+40"].apply(image), dtype=float)
     assert brighter.mean() > pixels.mean()
     padded = np.asarray(quality.pad_square(image))
     assert (padded[0, 0] == 255).all() and (padded[-1, -1] == 255).all()
@@ -141,7 +142,7 @@ def test_second_view_is_another_shot_without_fill() -> None:
 
 def test_padded_batch_has_one_shape() -> None:
     images = [np.full((224, 224, 3), 7, np.uint8)] * 3
-    batch = quality.padded_batch(images, 8)
+    batch = corpus.padded_batch(images, 8)
     assert batch.shape == (8, 224, 224, 3)
     assert (batch[:3] == 7).all() and (batch[3:] == 0).all()
 

@@ -8,11 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.loadgen import HttpRequest, KeepAliveClient
-from bench.searchside import id_request
+from bench.loadgen import HttpRequest, KeepAliveClient, id_request
+from bench.loadgen import Outcome as Sample
+from bench.loadgen import timed_http as timed_sample
 from bench.soak import (
     AliasEvent,
-    Sample,
     alias_events,
     client_split,
     error_examples,
@@ -22,7 +22,6 @@ from bench.soak import (
     run_problems,
     swap_windows,
     swaps_under_load,
-    timed_sample,
     timeline,
     verdict,
     watch_problems,
