@@ -14,8 +14,8 @@ ES9_VERSION := $(shell sed -n 's/^ES9_VERSION=//p' scripts/versions.env)
 ES9_TEST_PORTS ?= ES_PORT=9202 ES_TRANSPORT_PORT=9302 ES_SECURE_PORT=9203 ES_SECURE_TRANSPORT_PORT=9303
 
 .PHONY: help venv backends stack-up stack-down stack-status browser lint format test test-es9 test-unit demo serve clean \
-	bench bench-smoke bench-indexer bench-search bench-recall bench-quality bench-soak
-BENCHES := indexer search recall quality soak
+	bench bench-smoke bench-indexer bench-ingest bench-search bench-recall bench-quality bench-soak
+BENCHES := indexer ingest search recall quality soak
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-smoke: stack-up  ## every benchmark in its quick --smoke mode (a few minut
 
 bench-indexer: stack-up  ## indexer images/s: pipeline vs model ceiling vs naive (BENCH_ARGS="--images 240")
 	$(STACK_ENV) && $(BIN)/python -m bench.indexer $(BENCH_ARGS)
+
+bench-ingest: stack-up  ## documents/s one Elasticsearch node takes: the indexer's bulk sink vs the ceiling vs naive
+	$(STACK_ENV) && $(BIN)/python -m bench.ingest $(BENCH_ARGS)
 
 bench-search: stack-up  ## search latency: upload vs bare model, by id, API vs raw kNN at 100k docs (BENCH_ARGS)
 	$(STACK_ENV) && $(BIN)/python -m bench.search $(BENCH_ARGS)

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from bench import harness
-from bench.searchside import PhaseMeter, elasticsearch_pids
 
 PREFIX = "bench-ingest"
 TARGET = 0.8  # the rule: a fast indexer must not be throttled by its bulk sink
@@ -105,7 +104,7 @@ def phase(es, config, kind: str, count: int, docs: int) -> dict[str, Any]:
         "sink": lambda: sink_into(es, index, docs, count),
     }[kind]
     try:
-        with PhaseMeter(es, PREFIX, {"elasticsearch": elasticsearch_pids(es)}) as meter:
+        with harness.PhaseMeter(es, PREFIX, {"elasticsearch": harness.elasticsearch_pids(es)}) as meter:
             accepted = load()
     finally:
         es.options(ignore_status=404).indices.delete(index=index)

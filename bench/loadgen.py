@@ -65,7 +65,9 @@ class KeepAliveClient:
     worker: the request timed as an Outcome."""
 
     def __init__(self, host: str, port: int, request_of: Callable[[Any], HttpRequest] | None = None) -> None:
-        retry = urllib3.Retry(1, allowed_methods=None, redirect=False)
+        # a connection found dropped is opened again before sending; a request that failed or timed
+        # out once sent is an error, never sent again (that would hide a failing API from the counts)
+        retry = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=False)
         self.pool = urllib3.HTTPConnectionPool(host, port, maxsize=1, timeout=REQUEST_TIMEOUT, retries=retry)
         self.request_of = request_of or (lambda request: request)
 

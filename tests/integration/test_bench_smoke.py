@@ -123,3 +123,19 @@ def test_search_smoke_measures_api_and_raw_knn(stack_urls, es, tmp_path):
     assert all(summary[key] > 0 for key in ("model_p50_ms", "upload_p50_ms", "id_p50_ms", "raw_knn_p50_ms"))
     assert results["index"]["docs"] == 500
     assert es.indices.get(index=f"{alias}*", expand_wildcards="all") == {}
+
+
+def test_ingest_smoke_measures_the_sink_against_the_ceiling_and_cleans_up(stack_urls, es, tmp_path):
+    results = run_bench("ingest", stack_urls, tmp_path, "--docs", "400", "--threads", "1,2", "--streams", "1,2")
+
+    phases = [(phase["kind"], phase["count"]) for phase in results["phases"]]
+    assert phases == [("ceiling", 1), ("ceiling", 2), ("naive", 1), ("sink", 1), ("sink", 2)]
+    assert all(phase["docs"] == 400 and phase["docs_per_second"] > 0 for phase in results["phases"])
+    assert set(results["ratios"]) == {
+        "sink_over_ceiling",
+        "sink_over_naive",
+        "sink_1_streams_over_ceiling",
+        "sink_2_streams_over_ceiling",
+    }
+    assert results["settings"]["sink_streams"] == 2
+    assert es.indices.get(index="bench-ingest-*", expand_wildcards="all").body == {}
