@@ -126,7 +126,8 @@ def test_search_smoke_measures_api_and_raw_knn(stack_urls, es, tmp_path):
 
 
 def test_ingest_smoke_measures_the_sink_against_the_ceiling_and_cleans_up(stack_urls, es, tmp_path):
-    results = run_bench("ingest", stack_urls, tmp_path, "--docs", "400", "--threads", "1,2", "--streams", "1,2")
+    sizes = ("--docs", "400", "--threads", "1,2", "--streams", "1,2")
+    results = run_bench("ingest", stack_urls, tmp_path, *sizes)
 
     phases = [(phase["kind"], phase["count"]) for phase in results["phases"]]
     assert phases == [("ceiling", 1), ("ceiling", 2), ("naive", 1), ("sink", 1), ("sink", 2)]
