@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -133,3 +134,16 @@ def start_cli(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Pop
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+
+
+def assert_each_photo_finds_itself(
+    client, folder: Path, entries: list[CatalogEntry], min_score: float
+) -> None:
+    """Upload every entry's photo to the API test client: its own row is the top hit, above min_score."""
+    for entry in entries:
+        upload = (folder / entry.photo).read_bytes()
+        response = client.post("/search?size=4", data={"image": (io.BytesIO(upload), "q.jpg")})
+        assert response.status_code == 200, response.get_json()
+        top = response.get_json()["hits"][0]
+        assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
+        assert top["score"] > min_score

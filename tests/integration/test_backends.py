@@ -4,14 +4,19 @@ and an index built by the indexer under JAX is searched by an API under TensorFl
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import urllib.request
 
 import pytest
 
 from searchapi import create_app
-from tests.integration.helpers import indexed_catalog, photo_entries, run_cli, seed
+from tests.integration.helpers import (
+    assert_each_photo_finds_itself,
+    indexed_catalog,
+    photo_entries,
+    run_cli,
+    seed,
+)
 from tests.integration.test_api_alias_swap import upload_request
 from tests.support.apiserver import get_json, gunicorn_api
 
@@ -55,10 +60,4 @@ def test_an_api_under_tensorflow_searches_an_index_built_under_jax(
     client = create_app(env, extractor=extractor).test_client()
     stats = client.get("/stats").get_json()
     assert stats["model_matches"] is True and stats["compute"]["backend"] == "tensorflow"
-    for entry in entries:
-        upload = (photo_folder / entry.photo).read_bytes()
-        response = client.post("/search?size=4", data={"image": (io.BytesIO(upload), "q.jpg")})
-        assert response.status_code == 200, response.get_json()
-        top = response.get_json()["hits"][0]
-        assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
-        assert top["score"] > MIN_SCORE
+    assert_each_photo_finds_itself(client, photo_folder, entries, MIN_SCORE)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import time
 
 import pytest
 
 from searchapi import create_app
 from tests.integration.helpers import (
+    assert_each_photo_finds_itself,
     execute_sql,
     indexed_catalog,
     photo_entries,
@@ -36,13 +36,7 @@ def test_an_api_in_one_precision_searches_an_index_built_in_the_other(
         stats = client.get("/stats").get_json()
         assert stats["model_matches"] is True and stats["compute"]["precision"] == searched_in
         assert stats["indices"][0]["compute"]["precision"] == built_in
-        for entry in entries:
-            upload = (photo_folder / entry.photo).read_bytes()
-            response = client.post("/search?size=4", data={"image": (io.BytesIO(upload), "q.jpg")})
-            assert response.status_code == 200, response.get_json()
-            top = response.get_json()["hits"][0]
-            assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
-            assert top["score"] > 0.999
+        assert_each_photo_finds_itself(client, photo_folder, entries, 0.999)
 
 
 @pytest.mark.parametrize(("first", "then"), CROSSED)
