@@ -35,14 +35,21 @@ assert np.array_equal(model.extract(images)[0], vectors)
 np.save(folder / f"{model.compute.backend}.npy", vectors)
 print(json.dumps({"fingerprint": model.info.fingerprint, "compute": model.compute.as_meta()}))
 """
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
 needs_jax = pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None, reason="jax is not installed (requirements-backends.txt)"
+    not installed("jax"), reason="jax is not installed (requirements-backends.txt)"
 )
 
 
 def run_under(backend: str, code: str, *args: str) -> subprocess.CompletedProcess:
     """`code` in a fresh interpreter with KERAS_BACKEND=backend (Keras reads it once, at import)."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
@@ -68,21 +75,28 @@ def write_images(folder: Path) -> None:
             (folder / f"image-{index}.{form.lower()}").write_bytes(buffer.getvalue())
 
 
-@needs_jax
-def test_tensorflow_and_jax_give_the_same_vectors_and_fingerprint(tmp_path):
+@pytest.mark.parametrize(
+    ("other", "compiled"),
+    [
+        pytest.param("jax", "xla", marks=needs_jax),
+        # torch is not in requirements-backends.txt (GBs of CUDA libraries); where it is installed, it runs
+        pytest.param("torch", "eager", marks=pytest.mark.skipif(not installed("torch"), reason="no torch")),
+    ],
+)
+def test_tensorflow_and_another_backend_give_the_same_vectors_and_fingerprint(tmp_path, other, compiled):
     """An index built under one backend is searched by an API under the other (same weights)."""
     write_images(tmp_path)
     results = {}
-    for backend in ("tensorflow", "jax"):
+    for backend in ("tensorflow", other):
         done = run_under(backend, EXTRACT, str(tmp_path))
         assert done.returncode == 0, done.stderr[-3000:]
         results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
         assert results[backend]["compute"]["backend"] == backend
-    assert results["tensorflow"]["fingerprint"] == results["jax"]["fingerprint"]
-    assert results["jax"]["compute"]["compile"] == "xla"
-    tf_vectors, jax_vectors = np.load(tmp_path / "tensorflow.npy"), np.load(tmp_path / "jax.npy")
-    assert tf_vectors.shape == jax_vectors.shape == (6, 512)
-    cosines = (tf_vectors * jax_vectors).sum(axis=1)
+    assert results["tensorflow"]["fingerprint"] == results[other]["fingerprint"]
+    assert results[other]["compute"]["compile"] == compiled
+    tf_vectors, other_vectors = np.load(tmp_path / "tensorflow.npy"), np.load(tmp_path / f"{other}.npy")
+    assert tf_vectors.shape == other_vectors.shape == (6, 512)
+    cosines = (tf_vectors * other_vectors).sum(axis=1)
     assert cosines.min() >= 0.99999, cosines
 
 
@@ -94,7 +108,7 @@ def test_tensorflow_and_jax_give_the_same_vectors_and_fingerprint(tmp_path):
     ],
 )
 def test_an_unknown_or_missing_backend_is_a_clear_error(backend, message):
-    if backend == "torch" and importlib.util.find_spec("torch") is not None:
+    if backend == "torch" and installed("torch"):
         pytest.skip("torch is installed here")
     code = "from imgsearch.features import FeatureExtractor; FeatureExtractor('random')"
     done = run_under(backend, code)
