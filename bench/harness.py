@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +144,11 @@ def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, *
 
 
 def machine_facts() -> dict[str, Any]:
-    """What the numbers were measured on: the CPU and its native bf16 (which decides the precision), TF."""
+    """What the numbers were measured on: the CPU and its native bf16 (which decides the precision), the
+    Keras backend and the GPUs it sees, TensorFlow where installed (bench.offline runs without it)."""
     import keras
-    import tensorflow as tf
 
+    from imgsearch import backends
     from imgsearch.compute import read_cpu_facts
 
     cpu, model = read_cpu_facts(), platform.processor() or "unknown"
@@ -154,17 +157,26 @@ def machine_facts() -> dict[str, Any]:
             model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    threads = tf.config.threading
-    return {
+    backend = backends.selected_backend()
+    facts = {
         "cpu_count": os.cpu_count(),
         "cpu_model": model,
         "cpu_native_bf16": list(cpu.native_bf16),
         "cpu": cpu.describe(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "keras_backend": backend,
+        backend: metadata.version(backend),
+        "gpus": [gpu.name for gpu in backends.accelerators(backend)],
+    }
+    if importlib.util.find_spec("tensorflow") is None:
+        return facts | {"tensorflow": "not installed"}
+    import tensorflow as tf
+
+    threads = tf.config.threading
+    return facts | {
+        "tensorflow": tf.__version__,
         "intra_op_threads": threads.get_intra_op_parallelism_threads(),
         "inter_op_threads": threads.get_inter_op_parallelism_threads(),
     }

@@ -3,6 +3,7 @@
 # The names below are its public surface, the only ones bench/, demo/ and deploy/ may use.
 
 from indexer.config import IndexerConfig, MySqlConfig, load_indexer_config, load_mysql_config
+from indexer.decoding import Decoder, usable_cores
 from indexer.full import FullRebuild
 from indexer.incremental import IncrementalRun
 from indexer.pipeline import RowIndexer, RunOptions
@@ -12,6 +13,7 @@ from indexer.versions import create_build_index, delete_old_versions, finish_bui
 
 __all__ = [
     "CatalogSource",
+    "Decoder",
     "FullRebuild",
     "IncrementalRun",
     "IndexerConfig",
@@ -26,4 +28,5 @@ __all__ = [
     "load_indexer_config",
     "load_mysql_config",
     "swap_alias",
+    "usable_cores",
 ]
