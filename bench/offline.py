@@ -27,7 +27,7 @@ from tests.support.processes import child_pids, process_seconds
 MODEL_SEED = 1234
 TARGET, TARGET_BF16 = ("pipeline_over_ceiling", 0.8), 12_000.0  # the bf16 model's images/s, on a GPU
 UPDATED = datetime(2024, 1, 1, tzinfo=UTC)
-UNUSED_MYSQL = "mysql://bench:unused@127.0.0.1:9/unused"  # validated by the config, never connected
+NO_MYSQL = "mysql://bench:unused@127.0.0.1:9/unused"  # validated by the config, never connected
 PHOTOS = "generated JPEG 1024x768..1600x1200 (25% portrait), quality 85-92, 120-370 KB (mean ~220)"
 Phase = dict[str, Any]
 
@@ -109,7 +109,7 @@ class Bench:
 
     def __init__(self, args: Any, photos: list[Path], servers: list[ServedFolder]) -> None:
         self.args, self.servers = args, [server.pid for server in servers]
-        self.config = load_indexer_config({"MYSQL_URL": UNUSED_MYSQL, "VGG16_WEIGHTS": args.weights})
+        self.config = load_indexer_config(os.environ | {"MYSQL_URL": NO_MYSQL, "VGG16_WEIGHTS": args.weights})
         self.data = [path.read_bytes() for path in photos]
         self.pixels = np.stack([decode_image(data) for data in self.data])
         urls = [f"{servers[n % len(servers)].url}{photos[n % len(photos)].name}" for n in range(args.images)]
