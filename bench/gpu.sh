@@ -83,7 +83,7 @@ run() {
   # only the top pins: their dependencies come from the machine when it has them (its numpy, ml_dtypes)
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-index --find-links "$WHEELS" \
     "${pins[@]}"
-  command -v nvidia-smi >/dev/null && nvidia-smi -L
+  if command -v nvidia-smi >/dev/null; then nvidia-smi -L || true; fi
   for backend in jax torch; do
     if ! "$VENV/bin/python" -c "import $backend" 2>/dev/null; then
       say "$backend: not importable here, skipped"
