@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -153,21 +155,32 @@ def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, *
 
 
 def machine_facts() -> dict[str, Any]:
-    """What the numbers were measured on: the CPU and its native bf16 (which decides the precision), TF."""
+    """What the numbers were measured on: the CPU and its native bf16 (which decides the precision), the
+    Keras backend and the GPUs it sees, TensorFlow where installed (bench.offline runs without it)."""
     import keras
-    import tensorflow as tf
 
-    cpu, threads = read_cpu_facts(), tf.config.threading
-    return {
+    from imgsearch import backends
+
+    cpu, backend = read_cpu_facts(), backends.selected_backend()
+    facts = {
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu.model if cpu.model != "unknown CPU" else platform.processor() or "unknown",
         "cpu_native_bf16": list(cpu.native_bf16),
         "cpu": cpu.describe(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "keras_backend": backend,
+        backend: metadata.version(backend),
+        "gpus": [gpu.name for gpu in backends.accelerators(backend)],
+    }
+    if importlib.util.find_spec("tensorflow") is None:
+        return facts | {"tensorflow": "not installed"}
+    import tensorflow as tf
+
+    threads = tf.config.threading
+    return facts | {
+        "tensorflow": tf.__version__,
         "intra_op_threads": threads.get_intra_op_parallelism_threads(),
         "inter_op_threads": threads.get_inter_op_parallelism_threads(),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import os
+import sys
 import tempfile
 import time
 import urllib.request
@@ -64,6 +65,7 @@ def options() -> harness.Options:
     opts.add("--inter-op-threads", type=int, default=0, help="TensorFlow inter-op threads (0: TF's)")
     opts.add("--require-ratio", type=float, help="exit 1 when pipeline/ceiling is below this")
     opts.add("--seed", type=int, default=0, help="seed of the generated photos")
+    opts.add("--no-services", action="store_true", help="run bench.offline: no Elasticsearch, MySQL, network")
     opts.model()
     return opts
 
@@ -355,6 +357,10 @@ REPORT = harness.Report("Indexer throughput: pipeline vs model ceiling vs naive"
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--no-services" in (argv := sys.argv[1:] if argv is None else list(argv)):
+        from bench import offline
+
+        return offline.main([arg for arg in argv if arg != "--no-services"])
     args = options().parse(argv)
     before = harness.load_before(args.wait_idle)
     import tensorflow as tf

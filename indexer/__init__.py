@@ -4,6 +4,7 @@
 
 from indexer.bulk import BULK_CHUNK_BYTES, BULK_CHUNK_DOCS, DEFAULT_BULK_STREAMS, BulkWriter
 from indexer.config import IndexerConfig, MySqlConfig, load_indexer_config, load_mysql_config
+from indexer.decoding import Decoder, usable_cores
 from indexer.full import FullRebuild
 from indexer.incremental import IncrementalRun
 from indexer.pipeline import RowIndexer, RunOptions
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_BULK_STREAMS",
     "BulkWriter",
     "CatalogSource",
+    "Decoder",
     "FullRebuild",
     "IncrementalRun",
     "IndexerConfig",
@@ -31,4 +33,5 @@ __all__ = [
     "load_indexer_config",
     "load_mysql_config",
     "swap_alias",
+    "usable_cores",
 ]

@@ -8,9 +8,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import mysql.connector
-from mysql.connector import errors as mysql_errors
-
 from imgsearch.documents import CatalogRow
 from imgsearch.retry import mysql_retrying
 from indexer.config import MySqlConfig
@@ -30,7 +27,10 @@ class ChangePosition:
 
 
 def connect(config: MySqlConfig, timeout: float = 10.0):
-    """Open a connection as the project's own user (never root)."""
+    """Open a connection as the project's own user (never root). mysql.connector is imported here, not at
+    the top: `import indexer` then needs no MySQL driver (bench.offline on a GPU machine carries none)."""
+    import mysql.connector
+
     return mysql.connector.connect(
         host=config.host,
         port=config.port,
@@ -142,6 +142,8 @@ class CatalogSource:
 
     def _execute(self, sql: str, params: Sequence[object]) -> list[tuple]:
         """One attempt on the current connection (opened when needed); any database error drops it."""
+        from mysql.connector import errors as mysql_errors
+
         if self._connection is not None and not self._connection.is_connected():
             log.warning("catalog database connection lost; reconnecting at the same keyset position")
             self._drop_connection()

@@ -140,3 +140,44 @@ def test_ingest_smoke_measures_the_sink_against_the_ceiling_and_cleans_up(stack_
     }
     assert results["settings"]["sink_streams"] == 2
     assert es.indices.get(index="bench-ingest-*", expand_wildcards="all").body == {}
+
+
+def test_offline_smoke_needs_no_services_and_accounts_every_row(tmp_path):
+    """`bench.indexer --no-services` (bench/offline.py): no ES_URL, no MYSQL_URL; every phase measured,
+    every pipeline row accounted by the counting sink, the ratios and targets written."""
+    env = {key: value for key, value in os.environ.items() if key not in ("ES_URL", "MYSQL_URL")}
+    command = [
+        sys.executable,
+        "-m",
+        "bench.indexer",
+        "--no-services",
+        "--smoke",
+        "--results-dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=env | {"VGG16_WEIGHTS": "random"},
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-4000:]}"
+    (found,) = tmp_path.glob("indexer-offline-smoke-*.json")
+    assert list(tmp_path.glob("indexer-offline-smoke-*.md"))
+    results = json.loads(found.read_text())
+    phases = {phase["phase"].split(",")[0]: phase for phase in results["phases"]}
+    assert list(phases) == ["model float32", "model bfloat16", "decode", "pipeline", "naive"]
+    assert phases["pipeline"]["statuses"] == {"indexed": results["settings"]["images"]} == {"indexed": 48}
+    assert all(phase["images_per_second"] > 0 for phase in phases.values())
+    assert set(results["ratios"]) == {
+        "pipeline_over_ceiling",
+        "pipeline_over_naive",
+        "pipeline_over_model",
+        "pipeline_over_decode",
+        "bfloat16_over_float32",
+    }
+    assert results["target"]["ratio"] == "pipeline_over_ceiling" and "met" in results["target"]
+    assert results["machine"]["cpu_model"] and "gpus" in results["machine"]
