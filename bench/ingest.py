@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     before = harness.load_before(args.wait_idle)
     config = load_indexer_config(os.environ)
     es = make_client(config.elastic)
-    results = harness.envelope(args, before) | results_of(measure(es, config, args), args)
+    measured = results_of(measure(es, config, args), args)
+    results = harness.envelope(args, before) | measured
     harness.write_results(results, REPORT, args)
     return 0
 
