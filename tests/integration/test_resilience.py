@@ -121,16 +121,25 @@ def test_incremental_killed_mid_run_is_finished_by_the_next_run(es, extractor_pe
 
     checkpoint = ("checkpoint:incremental:all", "id", 6)
     kill_after_checkpoint(es, env, tmp_path / "killed.log", checkpoint, "incremental", "--page-size", "4")
+    at_kill = snapshot(es, env["ES_INDEX"])
     finished = run_cli(env, "incremental", "--batch-size", "2", "--no-progress")
 
     assert finished.returncode == 0, finished.stderr[-3000:]
     last = StateStore(es, env["ES_INDEX"]).last_runs(1)[0]
-    assert last["resumed_from"]["id"] >= 6
+    resumed_from = last["resumed_from"]["id"]
+    assert resumed_from >= 6
     assert last["compute"]["precision"] == extractor_per_precision.compute.precision
-    assert 0 < last["statuses"]["indexed"] <= ROWS - 6
     documents = snapshot(es, env["ES_INDEX"])
-    assert len(documents) == ROWS and {doc["status"] for doc in documents.values()} == {"indexed"}
-    assert len({doc["updated_at"] for doc in documents.values()}) == 1  # all carry the new timestamp
+    assert len(documents) == ROWS
+    (new_timestamp,) = {doc["updated_at"] for doc in documents.values()}  # all carry the new timestamp
+    # Past the checkpoint, rows the killed run had already written (with the new timestamp) are reused
+    # by the resumed run; the others are computed. Rows up to the checkpoint keep the killed run's work.
+    ahead = {n for n in range(resumed_from + 1, ROWS + 1) if at_kill[n]["updated_at"] == new_timestamp}
+    expected = {n: "reused" if n in ahead else "indexed" for n in range(1, ROWS + 1)}
+    assert {n: doc["status"] for n, doc in documents.items()} == expected
+    computed = ROWS - resumed_from - len(ahead)
+    counts = {"indexed": computed, "reused": len(ahead)}
+    assert dict(last["statuses"]) == {status: count for status, count in counts.items() if count}
     assert run_cli(env, "incremental", "--dry-run").stdout.count('"changed_rows": 0') == 1
 
 
