@@ -159,8 +159,7 @@ class BulkWriter:
         if self.error is not None:
             raise RuntimeError(f"bulk writer failed: {self.error}") from self.error
 
-    def _account(self, ok: bool, item: dict[str, object]) -> None:
-        doc_id = str(next(iter(item.values())).get("_id"))
+    def _account(self, doc_id: str, ok: bool, item: dict[str, object]) -> None:
         success = bulk_item_ok(ok, item)
         with self._result_lock:
             self._on_result(doc_id, success, None if success else bulk_error_text(item))
@@ -173,7 +172,7 @@ class BulkStream:
         self,
         es: Elasticsearch,
         feed: ActionFeed,
-        account: Callable[[bool, dict[str, object]], None],
+        account: Callable[[str, bool, dict[str, object]], None],
         retry_seconds: float,
         number: int,
     ) -> None:
@@ -217,8 +216,9 @@ class BulkStream:
                 max_backoff=30,
                 yield_ok=True,
             ):
-                self._feed.answered(str(next(iter(item.values())).get("_id")))
-                self._account(ok, item)
+                doc_id = str(next(iter(item.values())).get("_id"))
+                self._feed.answered(doc_id)
+                self._account(doc_id, ok, item)
                 answered += 1
         except Exception as exc:
             if not answered or not is_elasticsearch_transient(exc):
