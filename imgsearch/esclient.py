@@ -42,7 +42,7 @@ def make_client(
 
 class FastJsonSerializer(OrjsonSerializer):
     """orjson (several times json's speed on vectors, bench.ingest), falling back to the standard json
-    serializer for what orjson refuses and json accepts (such as non-string keys in a request's filter)."""
+    serializer for the documents orjson refuses and json accepts (non-string keys, integers over 64 bits)."""
 
     def dumps(self, data: Any) -> bytes:
         try:
