@@ -293,12 +293,8 @@ def adapter(model: type) -> TypeAdapter:
 
 
 def parse(model: type, params: Mapping[str, object], context: Mapping[str, object] | None = None):
-    """The model validated from `params` (blank values dropped); its first error as a 400.
-
-    A form part whose name werkzeug cannot read arrives under the key None; like any unknown field it
-    is ignored (schemathesis found it turning a valid upload into a 400).
-    """
-    given = {name: value for name, value in params.items() if isinstance(name, str) and not is_blank(value)}
+    """The model validated from `params` (blank values dropped); its first error as a 400."""
+    given = {name: value for name, value in params.items() if not is_blank(value)}
     try:
         return adapter(model).validate_python(given, context=context, by_alias=True, by_name=False)
     except ValidationError as exc:

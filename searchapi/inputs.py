@@ -25,7 +25,8 @@ def services() -> Services:
 def request_parameters() -> Mapping[str, object]:
     """Query string, form fields and a JSON object merged into one mapping (JSON wins, then form)."""
     params: dict[str, object] = dict(MultiDict(request.args).items())
-    params.update(request.form.items())
+    # werkzeug files a part whose name it cannot read (a CR in it) under None: ignored like any unknown field
+    params.update((name, value) for name, value in request.form.items() if name is not None)
     if request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):

@@ -88,16 +88,3 @@ def test_bodies_say_what_a_valid_request_needs(document):
     assert write["required"] == ["id", "relation_id", "image"]
     assert write["properties"]["relation_id"]["minLength"] == 1
     assert write["properties"]["image"]["format"] == "binary"
-
-
-def test_a_form_part_whose_name_werkzeug_cannot_read_is_ignored_like_any_unknown_field():
-    """A carriage return in a part's name makes werkzeug file the value under the key None."""
-    from werkzeug.test import EnvironBuilder
-    from werkzeug.wrappers import Request
-
-    body = b'--b\r\nContent-Disposition: form-data; name="a\rb"\r\n\r\n{}\r\n--b\r\n'
-    body += b'Content-Disposition: form-data; name="size"\r\n\r\n3\r\n--b--\r\n'
-    environ = EnvironBuilder(method="POST", data=body, content_type="multipart/form-data; boundary=b")
-    form = Request(environ.get_environ()).form
-    assert None in form
-    assert parse(SearchOptions, form.to_dict()).size == 3

@@ -68,3 +68,19 @@ def test_bool_words(raw, expected):
 
 def test_a_single_filter_value_becomes_a_list():
     assert filter_parameter({"filter": {"relation_id": "p1"}}, FIELDS) == {"relation_id": ["p1"]}
+
+
+def test_a_form_part_whose_name_werkzeug_cannot_read_is_ignored_like_any_unknown_field():
+    """A carriage return in a part's name makes werkzeug file the value under the key None."""
+    from flask import Flask, request
+
+    from searchapi.inputs import request_parameters
+
+    body = b'--b\r\nContent-Disposition: form-data; name="a\rb"\r\n\r\n{}\r\n--b\r\n'
+    body += b'Content-Disposition: form-data; name="size"\r\n\r\n3\r\n--b--\r\n'
+    content_type = "multipart/form-data; boundary=b"
+    with Flask(__name__).test_request_context(method="POST", data=body, content_type=content_type):
+        assert None in request.form
+        params = request_parameters()
+        assert params == {"size": "3"}
+        assert search_options(params, FIELDS).size == 3
