@@ -28,10 +28,3 @@ def test_a_document_reads_back_the_same_through_either_serializer():
     assert all(type(value) is float for value in document["feature"])
     as_json, as_orjson = JsonSerializer().dumps(document), OrjsonSerializer().dumps(document)
     assert json.loads(as_json) == json.loads(as_orjson) == json.loads(json.dumps(document))
-
-
-def test_the_client_serializer_takes_what_json_takes_that_orjson_refuses():
-    from imgsearch.esclient import FastJsonSerializer
-
-    body = {"query": {"term": {1: "x"}}, "size": 3}
-    assert json.loads(FastJsonSerializer().dumps(body)) == json.loads(JsonSerializer().dumps(body))
