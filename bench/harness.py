@@ -12,7 +12,6 @@ import resource
 import shlex
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ from typing import Any
 from tabulate import tabulate
 
 import indexer
-from demo.catalog import CatalogEntry, load_catalog
 from imgsearch.compute import COMPILE_MODES, PRECISIONS, read_cpu_facts
 from imgsearch.config import ElasticConfig, load_elastic_config
 from imgsearch.esclient import make_client
-from tests.support.catalog import drop_catalog, stack_environment
+from tests.support import catalog
+from tests.support.catalog import product_of
 from tests.support.imageserver import serve_folder_process
 from tests.support.processes import process_seconds
 
@@ -114,25 +113,15 @@ def require(*names: str) -> None:
 def throwaway_catalog(
     photos: Path, prefix: str, weights: str, rows: list, cleanup: dict | None = None, **extra: str
 ) -> Iterator[tuple[dict[str, str], Any]]:
-    """`photos` served by a child process; os.environ plus a throwaway alias `<prefix>-<random>` and table,
-    no replicas, the table filled with `rows` ((id, relation_id, photo), or photo paths: ids from 1,
-    three per product); (env, server); everything removed afterwards (what was, into `cleanup`)."""
+    """`photos` served by a child process; os.environ plus `extra` on a throwaway alias and table filled
+    with `rows` ((id, relation_id, photo), or photo paths: ids from 1, three per product); (env, server);
+    everything removed afterwards (what was, into `cleanup`)."""
     require("ES_URL", "MYSQL_URL")
     rows = [row if isinstance(row, tuple) else (n, product_of(n), row.name) for n, row in enumerate(rows, 1)]
-    name = uuid.uuid4().hex[:10]
-    alias, table = f"{prefix}-{name}", f"{prefix.replace('-', '_')}_{name}"
     with serve_folder_process(photos) as server:
-        stack = stack_environment(os.environ["ES_URL"], os.environ["MYSQL_URL"], alias, table, **extra)
-        env = {**os.environ, **stack, "IMAGE_BASE_URL": server.url, "VGG16_WEIGHTS": weights}
-        try:
-            load_catalog(indexer.load_mysql_config(env), [CatalogEntry(*row) for row in rows])
+        base = {**os.environ, **extra, "IMAGE_BASE_URL": server.url, "VGG16_WEIGHTS": weights}
+        with catalog.throwaway_catalog(base, prefix, rows, cleanup) as env:
             yield env, server
-        finally:
-            (cleanup if cleanup is not None else {}).update(drop_catalog(env))
-
-
-def product_of(row_id: int) -> str:
-    return f"product-{(row_id - 1) // 3 + 1:04d}"
 
 
 def indexer_run(env: dict[str, str], extractor, meter: CpuMeter | None = None, **options: Any):

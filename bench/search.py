@@ -13,15 +13,16 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch
 
-from bench import harness, loadgen
+from bench import harness
 from bench.corpus import CorpusPlan, drop_index, ensure_index, query_jpegs
 from bench.harness import PhaseMeter, say
-from bench.loadgen import http_worker, id_request, latency_stats, run_load, timed_call, upload_request
 from imgsearch.esclient import connection_options, make_client
 from imgsearch.imaging import decode_image
 from imgsearch.indices import server_version
 from searchapi import find_similar, queries
+from tests.support import loadgen
 from tests.support.apiserver import ApiServer, Layout, get_json, running_api
+from tests.support.loadgen import http_worker, id_request, latency_stats, run_load, timed_call, upload_request
 from tests.support.processes import rss_bytes
 
 LAYOUT_ROUNDS = 3

@@ -14,7 +14,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -23,15 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from bench import harness, loadgen
+from bench import harness
 from bench.corpus import query_jpegs, write_photos
 from bench.harness import CpuMeter, elasticsearch_pids, say
-from bench.loadgen import KINDS, HttpRequest, KeepAliveClient, LoadResult, latency_stats, run_load
-from bench.loadgen import Outcome as Sample
 from imgsearch.config import load_elastic_config
 from imgsearch.esclient import make_client
 from imgsearch.indices import version_pattern
+from tests.support import loadgen
 from tests.support.apiserver import REPO, Layout, running_api
+from tests.support.loadgen import KINDS, LoadRunner, latency_stats
+from tests.support.loadgen import Outcome as Sample
 
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
 # the `indexer full` runs: kind -> (name, extra arguments)
@@ -63,39 +63,6 @@ def options() -> harness.Options:
     opts.add("--rebuild-timeout", type=float, default=900.0, help="seconds before a rebuild is stopped")
     opts.api()
     return opts
-
-
-class LoadRunner(threading.Thread):
-    """The closed-loop clients in a background thread, each sending one kind of request (`clients`: a
-    request per job number each); they share a request budget and stop together, at any moment."""
-
-    def __init__(self, port: int, clients: list[Callable[[int], HttpRequest]], budget: int) -> None:
-        super().__init__(name="soak-load", daemon=True)
-        self.stop, self.started, self.budget = threading.Event(), threading.Event(), budget
-        self.started_at = self.closed_at = self.ended_at = 0.0
-        self.result, self.error = LoadResult(0, 0.0, []), None
-        kinds, self.count = iter(clients), len(clients)
-        self.client = lambda: KeepAliveClient("127.0.0.1", port, next(kinds))
-
-    def take(self, number: int) -> int | None:
-        if not self.started.is_set():
-            self.started_at = time.perf_counter()
-            self.started.set()
-        if self.stop.is_set() or number >= self.budget:
-            self.closed_at = self.closed_at or time.perf_counter()
-            return None
-        return number
-
-    def run(self) -> None:
-        try:
-            self.result = run_load(self.client, self.take, self.count, 0)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            self.error = exc
-        self.ended_at = time.perf_counter()
-
-    def halt(self) -> None:
-        self.stop.set()
-        self.join(timeout=180)
 
 
 class AliasWatcher(threading.Thread):

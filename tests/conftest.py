@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import stack
-from tests.support.catalog import TEST_SEED, catalog_environment
+from tests.support.catalog import TEST_SEED, catalog_environment, drop_scratch_tables, scratch_tables
 from tests.support.imageserver import serve_folder
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,7 +21,9 @@ def stack_urls() -> Iterator[tuple[str, str]]:
     """(ES_URL, MYSQL_URL): from the environment, else testcontainers, else a loud failure."""
     found = stack.from_environment()
     if found:
+        before = scratch_tables(found[1])
         yield found
+        drop_scratch_tables(found[1], keep=before)  # the shared stack is left as it was found
         return
     if not stack.docker_available():
         pytest.fail(stack.NO_STACK_MESSAGE, pytrace=False)

@@ -6,9 +6,8 @@ import io
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from demo.catalog import CatalogEntry, load_catalog
@@ -19,6 +18,7 @@ from indexer.incremental import IncrementalRun
 from indexer.pipeline import RunOptions
 from indexer.report import RunReport
 from indexer.source import CatalogSource, connect
+from tests.support.catalog import quick_run_variables, throwaway_catalog
 
 
 def photo_entries(count_products: int = 4, views: int = 2) -> list[CatalogEntry]:
@@ -48,6 +48,16 @@ def seed(env: dict[str, str], entries: list[CatalogEntry]) -> None:
     load_catalog(load_indexer_config(env).mysql, entries)
 
 
+def scratch_catalog(
+    stack_urls: tuple[str, str], report_dir: str, prefix: str, entries: list[CatalogEntry], **extra: str
+) -> AbstractContextManager[dict[str, str]]:
+    """A throwaway alias and table holding `entries`, the test variables and `extra`; the environment,
+    every index of the alias and the table removed afterwards."""
+    es_url, mysql_url = stack_urls
+    base = {"ES_URL": es_url, "MYSQL_URL": mysql_url, **quick_run_variables(report_dir), **extra}
+    return throwaway_catalog(base, prefix, entries)
+
+
 @contextmanager
 def indexed_catalog(
     stack_urls: tuple[str, str],
@@ -61,22 +71,15 @@ def indexed_catalog(
     **options,
 ) -> Iterator[dict[str, str]]:
     """A catalog served by the local image server, indexed by `full` under a fresh alias; yields the
-    environment (ES_INDEX is the alias) and deletes every index of the alias afterwards.
+    environment (ES_INDEX is the alias) and removes every index of the alias and the table afterwards.
     `record_run` stores the run report in `<alias>-runs` as the CLI does."""
     from indexer.state import StateStore
-    from tests.support.catalog import catalog_environment
 
-    alias = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    env = catalog_environment(*stack_urls, alias, report_dir)
-    env["IMAGE_BASE_URL"] = image_server
-    seed(env, entries)
-    try:
+    with scratch_catalog(stack_urls, report_dir, prefix, entries, IMAGE_BASE_URL=image_server) as env:
         report = run_full(env, extractor, **options)
         if record_run:
-            StateStore(es, alias).ensure().record_run(report.as_dict())
+            StateStore(es, env["ES_INDEX"]).ensure().record_run(report.as_dict())
         yield env
-    finally:
-        es.options(ignore_status=404).indices.delete(index=f"{alias}*", expand_wildcards="all")
 
 
 def run_full(env: dict[str, str], extractor, **options) -> RunReport:

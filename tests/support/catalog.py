@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 TEST_SEED = 1234
+SCRATCH_TABLE = re.compile(r"[a-z_]+_[0-9a-f]{10}")  # images_<hex>, <prefix>_<hex>: tables tests make
 
 
 def stack_environment(es_url: str, mysql_url: str, alias: str, table: str, **extra: str) -> dict[str, str]:
@@ -24,19 +28,47 @@ def stack_environment(es_url: str, mysql_url: str, alias: str, table: str, **ext
     }
 
 
+def quick_run_variables(report_dir: str) -> dict[str, str]:
+    """What a test run sets besides the stack: random seeded weights, quick checkpoints, its report folder."""
+    return {
+        "VGG16_WEIGHTS": "random",
+        "VGG16_SEED": str(TEST_SEED),
+        "INDEXER_REPORT_DIR": report_dir,
+        "INDEXER_CHANGE_LAG_SECONDS": "1",
+        "INDEXER_CHECKPOINT_SECONDS": "1",
+    }
+
+
 def catalog_environment(es_url: str, mysql_url: str, alias: str, report_dir: str) -> dict[str, str]:
     """Variables for a run on a fresh `images_<random>` table, random seeded weights, no replicas."""
-    return stack_environment(
-        es_url,
-        mysql_url,
-        alias,
-        f"images_{uuid.uuid4().hex[:10]}",
-        VGG16_WEIGHTS="random",
-        VGG16_SEED=str(TEST_SEED),
-        INDEXER_REPORT_DIR=report_dir,
-        INDEXER_CHANGE_LAG_SECONDS="1",
-        INDEXER_CHECKPOINT_SECONDS="1",
-    )
+    table = f"images_{uuid.uuid4().hex[:10]}"
+    return stack_environment(es_url, mysql_url, alias, table, **quick_run_variables(report_dir))
+
+
+def product_of(row_id: int) -> str:
+    """The product of catalog row `row_id` when every product has three rows."""
+    return f"product-{(row_id - 1) // 3 + 1:04d}"
+
+
+@contextmanager
+def throwaway_catalog(
+    base: Mapping[str, str], prefix: str, rows: Iterable, cleanup: dict | None = None
+) -> Iterator[dict[str, str]]:
+    """`base` (ES_URL, MYSQL_URL and any other variables) on a fresh alias `<prefix>-<random>` and table
+    of the same name, no replicas, the table filled with `rows` (CatalogEntry or (id, relation_id,
+    photo)); every index of the alias and the table dropped afterwards (what was, into `cleanup`)."""
+    from demo.catalog import CatalogEntry, load_catalog
+    from indexer import load_mysql_config
+
+    name = uuid.uuid4().hex[:10]
+    alias, table = f"{prefix}-{name}", f"{prefix.replace('-', '_')}_{name}"
+    env = {**base, **stack_environment(base["ES_URL"], base["MYSQL_URL"], alias, table)}
+    entries = [row if isinstance(row, CatalogEntry) else CatalogEntry(*row) for row in rows]
+    try:
+        load_catalog(load_mysql_config(env), entries)
+        yield env
+    finally:
+        (cleanup if cleanup is not None else {}).update(drop_catalog(env))
 
 
 def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
@@ -70,3 +102,30 @@ def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGINT, previous)
     return done
+
+
+def scratch_tables(mysql_url: str) -> set[str]:
+    """The tables of the MYSQL_URL database named as tests and benches name their throwaway ones."""
+    from indexer import connect, load_mysql_config
+
+    connection = connect(load_mysql_config({"MYSQL_URL": mysql_url}))
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SHOW TABLES")
+        return {name for (name,) in cursor.fetchall() if SCRATCH_TABLE.fullmatch(name)}
+    finally:
+        connection.close()
+
+
+def drop_scratch_tables(mysql_url: str, keep: set[str]) -> None:
+    """Drop the throwaway tables made since `keep` was listed (a test that failed may have left some)."""
+    from indexer import connect, load_mysql_config
+
+    try:
+        made = scratch_tables(mysql_url) - keep
+        connection = connect(load_mysql_config({"MYSQL_URL": mysql_url}))
+        for name in sorted(made):
+            connection.cursor().execute(f"DROP TABLE IF EXISTS `{name}`")
+        connection.close()
+    except Exception:
+        log.exception("could not drop the tests' throwaway tables")

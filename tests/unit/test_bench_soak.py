@@ -8,9 +8,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.loadgen import HttpRequest, KeepAliveClient, id_request
-from bench.loadgen import Outcome as Sample
-from bench.loadgen import timed_http as timed_sample
 from bench.soak import (
     AliasEvent,
     alias_events,
@@ -28,6 +25,9 @@ from bench.soak import (
     window_stats,
 )
 from tests.support.apiserver import free_port
+from tests.support.loadgen import HttpRequest, KeepAliveClient, id_request
+from tests.support.loadgen import Outcome as Sample
+from tests.support.loadgen import timed_http as timed_sample
 
 
 def ok(start: float, seconds: float, kind: str = "by id", hits: int = 5) -> Sample:

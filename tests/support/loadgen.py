@@ -1,4 +1,4 @@
-"""Closed-loop load on the API: its two requests, N threads with a keep-alive connection each, percentiles."""
+"""Closed-loop load on the API (benches and tests): its two requests, keep-alive clients, percentiles."""
 
 from __future__ import annotations
 
@@ -221,3 +221,36 @@ def latency_stats(outcomes: list[Outcome], wall: float | None = None, page_size:
     if wall:
         stats |= {"per_second": round(len(outcomes) / wall, 2), "seconds": round(wall, 3)}
     return stats
+
+
+class LoadRunner(threading.Thread):
+    """The closed-loop clients in a background thread, each sending one kind of request (`clients`: a
+    request per job number each); they share a request budget and stop together, at any moment."""
+
+    def __init__(self, port: int, clients: list[Callable[[int], HttpRequest]], budget: int) -> None:
+        super().__init__(name="api-load", daemon=True)
+        self.stop, self.started, self.budget = threading.Event(), threading.Event(), budget
+        self.started_at = self.closed_at = self.ended_at = 0.0
+        self.result, self.error = LoadResult(0, 0.0, []), None
+        kinds, self.count = iter(clients), len(clients)
+        self.client = lambda: KeepAliveClient("127.0.0.1", port, next(kinds))
+
+    def take(self, number: int) -> int | None:
+        if not self.started.is_set():
+            self.started_at = time.perf_counter()
+            self.started.set()
+        if self.stop.is_set() or number >= self.budget:
+            self.closed_at = self.closed_at or time.perf_counter()
+            return None
+        return number
+
+    def run(self) -> None:
+        try:
+            self.result = run_load(self.client, self.take, self.count, 0)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+        self.ended_at = time.perf_counter()
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.join(timeout=180)
