@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,8 +17,8 @@ from tests.integration.helpers import (
     run_cli,
     seed,
 )
-from tests.integration.test_api_alias_swap import upload_request
 from tests.support.apiserver import get_json, gunicorn_api
+from tests.support.loadgen import KeepAliveClient, upload_request
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,10 +40,11 @@ def test_an_api_under_jax_searches_an_index_built_under_tensorflow(
         stats = get_json(url + "/stats")[1]
         assert stats["model_matches"] is True
         assert stats["indices"][0]["compute"]["backend"] == "tensorflow"
+        client = KeepAliveClient("127.0.0.1", urlsplit(url).port)
         for entry in entries:
-            request = upload_request(url, (photo_folder / entry.photo).read_bytes())
-            with urllib.request.urlopen(request, timeout=60) as response:
-                top = json.loads(response.read())["hits"][0]
+            status, body = client.send(upload_request((photo_folder / entry.photo).read_bytes(), 4))
+            assert status == 200, body
+            top = json.loads(body)["hits"][0]
             assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
             assert top["score"] > MIN_SCORE
 
