@@ -145,7 +145,10 @@ def fault_run(spread, stack_urls, es, extractor, fault_server, tmp_path_factory)
     env = {
         **catalog_environment(*stack_urls, alias, str(tmp_path_factory.mktemp("reports"))),
         "IMAGE_BASE_URL": fault_server.base_url,
-        "IMAGE_FETCH_TIMEOUT": "1",
+        # Each download's deadline is timeout x (retries + 2) = 8 s: the slow server's three 2 s
+        # attempts and their backoff (<= 1.125 s) end by ~7.1 s, and a reset row's three attempts have
+        # ~7 s of slack for a loaded 2-core machine (at 1 s the 4 s budget ran out once in CI).
+        "IMAGE_FETCH_TIMEOUT": "2",
         "IMAGE_FETCH_RETRIES": "2",
         "IMAGE_MAX_BYTES": str(MAX_BYTES),
     }
