@@ -41,12 +41,15 @@ def test_an_api_under_jax_searches_an_index_built_under_tensorflow(
         assert stats["model_matches"] is True
         assert stats["indices"][0]["compute"]["backend"] == "tensorflow"
         client = KeepAliveClient("127.0.0.1", urlsplit(url).port)
-        for entry in entries:
-            status, body = client.send(upload_request((photo_folder / entry.photo).read_bytes(), 4))
-            assert status == 200, body
-            top = json.loads(body)["hits"][0]
-            assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
-            assert top["score"] > MIN_SCORE
+        try:
+            for entry in entries:
+                status, body = client.send(upload_request((photo_folder / entry.photo).read_bytes(), 4))
+                assert status == 200, body
+                top = json.loads(body)["hits"][0]
+                assert (top["id"], top["relation_id"]) == (str(entry.id), entry.relation_id)
+                assert top["score"] > MIN_SCORE
+        finally:
+            client.close()
 
 
 def test_an_api_under_tensorflow_searches_an_index_built_under_jax(

@@ -15,7 +15,7 @@ from PIL import Image
 from demo.catalog import CatalogEntry, sample_photo
 from imgsearch import indices
 from indexer.report import RunReport
-from tests.integration.helpers import run_full, seed
+from tests.integration.helpers import execute_sql, run_full, seed
 from tests.support.catalog import catalog_environment
 from tests.support.imageserver import FaultServer, serve_faults
 
@@ -160,20 +160,8 @@ def fault_run(spread, stack_urls, es, extractor, fault_server, tmp_path_factory)
         hits = es.search(index=alias, size=len(CASES) + 5)["hits"]["hits"]
         yield FaultRun(env, report, {hit["_id"]: hit["_source"] for hit in hits})
     finally:
-        drop_catalog_table(env)
+        execute_sql(env, "DROP TABLE IF EXISTS `{table}`")
         es.options(ignore_status=404).indices.delete(index=f"{alias}*", expand_wildcards="all")
-
-
-def drop_catalog_table(env: dict[str, str]) -> None:
-    from indexer.config import load_mysql_config
-    from indexer.source import connect
-
-    config = load_mysql_config(env)
-    connection = connect(config)
-    try:
-        connection.cursor().execute(f"DROP TABLE IF EXISTS `{config.table}`")
-    finally:
-        connection.close()
 
 
 def test_fault_files_are_what_they_claim(fault_folder):

@@ -104,28 +104,34 @@ def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
     return done
 
 
-def scratch_tables(mysql_url: str) -> set[str]:
-    """The tables of the MYSQL_URL database named as tests and benches name their throwaway ones."""
+@contextmanager
+def mysql_cursor(mysql_url: str) -> Iterator[Any]:
+    """A cursor on one connection to the MYSQL_URL database, closed afterwards."""
     from indexer import connect, load_mysql_config
 
     connection = connect(load_mysql_config({"MYSQL_URL": mysql_url}))
     try:
-        cursor = connection.cursor()
-        cursor.execute("SHOW TABLES")
-        return {name for (name,) in cursor.fetchall() if SCRATCH_TABLE.fullmatch(name)}
+        yield connection.cursor()
     finally:
         connection.close()
 
 
+def listed_scratch_tables(cursor: Any) -> set[str]:
+    cursor.execute("SHOW TABLES")
+    return {name for (name,) in cursor.fetchall() if SCRATCH_TABLE.fullmatch(name)}
+
+
+def scratch_tables(mysql_url: str) -> set[str]:
+    """The tables of the MYSQL_URL database named as tests and benches name their throwaway ones."""
+    with mysql_cursor(mysql_url) as cursor:
+        return listed_scratch_tables(cursor)
+
+
 def drop_scratch_tables(mysql_url: str, keep: set[str]) -> None:
     """Drop the throwaway tables made since `keep` was listed (a test that failed may have left some)."""
-    from indexer import connect, load_mysql_config
-
     try:
-        made = scratch_tables(mysql_url) - keep
-        connection = connect(load_mysql_config({"MYSQL_URL": mysql_url}))
-        for name in sorted(made):
-            connection.cursor().execute(f"DROP TABLE IF EXISTS `{name}`")
-        connection.close()
+        with mysql_cursor(mysql_url) as cursor:
+            for name in sorted(listed_scratch_tables(cursor) - keep):
+                cursor.execute(f"DROP TABLE IF EXISTS `{name}`")
     except Exception:
         log.exception("could not drop the tests' throwaway tables")
