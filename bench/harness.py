@@ -154,6 +154,7 @@ def machine_facts() -> dict[str, Any]:
     facts = {
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu.model if cpu.model != "unknown CPU" else platform.processor() or "unknown",
+        "cpu_vendor": cpu.vendor,
         "cpu_native_bf16": list(cpu.native_bf16),
         "cpu": cpu.describe(),
         "python": platform.python_version(),

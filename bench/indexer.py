@@ -331,6 +331,9 @@ def results_of(args, measured: Measured, settings: dict[str, Any]) -> dict[str, 
     flagged = [p["phase"] for p in phases if p["phase"] not in REUSE_PHASES and is_disturbed(p["cpu"])]
     target = {"ratio": ratio, "value": value, "met": ratios[ratio] >= value}
     target |= {"reuse_over_pipeline": TARGET_REUSE_SPEEDUP, "reuse_met": all(reuse) if reuse else None}
+    fastest = max(measured.matrix, key=lambda phase: phase.rate).extra
+    chosen = settings["compute"]
+    target["chosen_is_fastest"] = all(fastest[key] == chosen[key] for key in ("precision", "compile"))
     results = {"settings": settings, "ceilings": ceilings, "summary": summary, "phases": phases}
     return results | {"ratios": ratios, "disturbed_phases": flagged, "target": target}
 
@@ -344,7 +347,8 @@ def context(results: dict[str, Any]) -> list[str]:
         f"Pipeline / ceiling is the median over runs of the run's rate over the faster ceiling pass next to "
         f"it; the target is {results['target']['ratio']} ≥ {results['target']['value']}: "
         f"**{'met' if results['target']['met'] else 'NOT met'}**; reuse / pipeline ≥ "
-        f"{TARGET_REUSE_SPEEDUP:.0f}x: {results['target']['reuse_met']}.",
+        f"{TARGET_REUSE_SPEEDUP:.0f}x: {results['target']['reuse_met']}. The chosen precision and compile "
+        f"mode are the fastest of the model matrix: **{results['target']['chosen_is_fastest']}**.",
     ]
 
 

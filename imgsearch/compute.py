@@ -24,6 +24,9 @@ BACKEND_AUTO_COMPILE = {
     "torch": "eager PyTorch (torch.compile, VGG16_COMPILE=inductor, is not measured)",
 }
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# AVX512_BF16 alone outruns float32 only on AMD (Zen 4: its bf16 dot product does twice an FMA's work);
+# on Intel without AMX (Xeon model 207, AMX not exposed) bf16 measured 5.67 vs float32's 10.50 img/s.
+FAST_AVX512_BF16_VENDORS = ("AuthenticAMD",)
 BF16_GPU_COMPUTE_CAPABILITY = (8, 0)  # Ampere and newer have bf16 tensor cores
 CPU_FLOAT32_BATCH = 8
 CPU_BFLOAT16_BATCH = 32  # bf16 b32 vs b8: 84.5 vs 70.9 img/s on Xeon AMX, a tie on Zen 4 (14.00 vs 14.02)
@@ -36,16 +39,23 @@ _STDERR_LOCK = threading.Lock()  # descriptor 2 is process-wide: one redirection
 
 @dataclass(frozen=True)
 class CpuFacts:
-    """The CPU's model name and the flags that decide bf16 (read from /proc/cpuinfo on Linux)."""
+    """The CPU's model name, vendor and the flags that decide bf16 (read from /proc/cpuinfo on Linux)."""
 
     model: str
     flags: frozenset[str]
     cores: int
+    vendor: str = "unknown"
 
     @property
     def native_bf16(self) -> tuple[str, ...]:
         """The CPU flags that compute bf16 natively (empty: bf16 would be emulated, and slower)."""
         return tuple(flag for flag in NATIVE_BF16_CPU_FLAGS if flag in self.flags)
+
+    @property
+    def fast_bf16(self) -> bool:
+        """bf16 runs faster than float32 here: AMX, or AVX512_BF16 from a vendor where it measured faster."""
+        avx512_bf16 = "avx512_bf16" in self.flags and self.vendor in FAST_AVX512_BF16_VENDORS
+        return "amx_bf16" in self.flags or avx512_bf16
 
     @property
     def has_avx512(self) -> bool:
@@ -70,16 +80,14 @@ class GpuFacts:
 
 
 def parse_cpuinfo(text: str, cores: int) -> CpuFacts:
-    """CpuFacts from the text of /proc/cpuinfo (the first processor's model name and flags)."""
-    model, flags = "unknown CPU", frozenset[str]()
+    """CpuFacts from the text of /proc/cpuinfo (the first processor's model name, vendor and flags)."""
+    first: dict[str, str] = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model == "unknown CPU":
-            model = value.strip()
-        elif key == "flags" and not flags:
-            flags = frozenset(value.split())
-    return CpuFacts(model=model, flags=flags, cores=cores)
+        first.setdefault(key.strip(), value.strip())
+    flags = frozenset(first.get("flags", "").split())
+    model, vendor = first.get("model name") or "unknown CPU", first.get("vendor_id") or "unknown"
+    return CpuFacts(model=model, flags=flags, cores=cores, vendor=vendor)
 
 
 def read_cpu_facts(path: str = "/proc/cpuinfo") -> CpuFacts:
@@ -175,7 +183,8 @@ class ComputePlan:
 
 
 def choose_precision(requested: str, cpu: CpuFacts, gpus: list[GpuFacts]) -> tuple[str, str]:
-    """(float32 | bfloat16, why): `auto` takes bf16 only where the hardware computes it natively."""
+    """(float32 | bfloat16, why): `auto` takes bf16 only where the hardware computes it natively and
+    faster than float32 (CpuFacts.fast_bf16)."""
     if requested != "auto":
         return requested, f"VGG16_PRECISION={requested}"
     if gpus:
@@ -183,8 +192,13 @@ def choose_precision(requested: str, cpu: CpuFacts, gpus: list[GpuFacts]) -> tup
         if gpu.native_bf16:
             return "bfloat16", f"auto: GPU {gpu.name} (compute capability {gpu.compute_capability}) has bf16"
         return "float32", f"auto: GPU {gpu.name} has no bf16 tensor cores (or an unknown capability)"
-    if cpu.native_bf16:
+    if cpu.fast_bf16:
         return "bfloat16", f"auto: the CPU computes bf16 natively ({', '.join(cpu.native_bf16)})"
+    if cpu.native_bf16:
+        return "float32", (
+            f"auto: avx512_bf16 without AMX on a {cpu.vendor} CPU runs bf16 slower than float32 "
+            "(1.85x slower on an Intel Xeon without AMX, docs/hardware.md)"
+        )
     return "float32", "auto: the CPU has no native bf16 (no amx_bf16/avx512_bf16); emulated bf16 is slower"
 
 

@@ -172,7 +172,7 @@ class ModelConfig(EnvSettings):
     precision: Annotated[str, choice(*PRECISIONS)] = env_var(
         "VGG16_PRECISION",
         "auto",
-        "auto: bfloat16 where the CPU (AMX, AVX512_BF16) or GPU computes it natively, else float32; "
+        "auto: bfloat16 where the CPU (AMX; AVX512_BF16 on AMD) or GPU computes it faster, else float32; "
         "vectors stay float32 unit vectors either way",
     )
     compile_mode: Annotated[str, choice(*COMPILE_MODES)] = env_var(

@@ -36,6 +36,7 @@ def run_bench(name: str, stack_urls: tuple[str, str], results: Path, *extra: str
 
 
 def test_indexer_smoke_runs_every_phase_and_cleans_up(stack_urls, es, tmp_path):
+    from imgsearch.compute import read_cpu_facts
     from indexer import connect, load_mysql_config
 
     results = run_bench("indexer", stack_urls, tmp_path)
@@ -60,6 +61,8 @@ def test_indexer_smoke_runs_every_phase_and_cleans_up(stack_urls, es, tmp_path):
         "full_reuse_over_pipeline",
         "incremental_over_pipeline",
     }
+    assert isinstance(results["target"]["chosen_is_fastest"], bool)  # vs the precision x compile matrix
+    assert results["machine"]["cpu_vendor"] == read_cpu_facts().vendor
 
     alias, table = results["settings"]["alias"], results["settings"]["table"]
     assert es.indices.get(index=f"{alias}*", expand_wildcards="all") == {}

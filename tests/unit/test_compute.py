@@ -10,23 +10,26 @@ ZEN3 = "fpu sse sse2 avx avx2 fma f16c"
 ZEN4 = "fpu sse2 avx avx2 fma avx512f avx512bw avx512_bf16 avx512_vnni"
 XEON_AMX = "fpu sse2 avx avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8"
 SKYLAKE = "fpu sse2 avx avx2 avx512f avx512bw"
+XEON_NO_AMX = "fpu sse2 avx avx2 avx512f avx512_bf16 avx512_fp16 avx512_vnni"  # AMX not exposed (a VM)
+VENDORS = {ZEN3: "AuthenticAMD", ZEN4: "AuthenticAMD"}  # the rest: GenuineIntel
 
 
-def cpuinfo(model: str, flags: str) -> str:
-    block = f"processor\t: {{n}}\nvendor_id\t: x\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
+def cpuinfo(model: str, flags: str, vendor: str = "GenuineIntel") -> str:
+    block = f"processor\t: {{n}}\nvendor_id\t: {vendor}\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
     return block.format(n=0) + block.format(n=1)
 
 
 def cpu(flags: str) -> CpuFacts:
-    return parse_cpuinfo(cpuinfo("Test CPU", flags), cores=2)
+    return parse_cpuinfo(cpuinfo("Test CPU", flags, VENDORS.get(flags, "GenuineIntel")), cores=2)
 
 
 def test_parse_cpuinfo_reads_model_flags_and_native_bf16():
     facts = parse_cpuinfo(cpuinfo("Intel(R) Xeon(R) Platinum 8481C", XEON_AMX), cores=2)
-    assert facts.model == "Intel(R) Xeon(R) Platinum 8481C"
+    assert (facts.model, facts.vendor) == ("Intel(R) Xeon(R) Platinum 8481C", "GenuineIntel")
     assert facts.native_bf16 == ("amx_bf16", "avx512_bf16") and facts.has_avx512
     assert "amx_bf16" in facts.describe() and "2 cores" in facts.describe()
     assert parse_cpuinfo("", cores=1).native_bf16 == ()  # no /proc/cpuinfo: nothing is native
+    assert (parse_cpuinfo("", cores=1).model, parse_cpuinfo("", cores=1).vendor) == ("unknown CPU", "unknown")
 
 
 @pytest.mark.parametrize(
@@ -35,6 +38,7 @@ def test_parse_cpuinfo_reads_model_flags_and_native_bf16():
         (ZEN3, "float32", "xla", 8),  # AVX2 only: emulated bf16 is slower; XLA measured +3-5%
         (SKYLAKE, "float32", "graph", 8),  # AVX-512 without bf16
         (ZEN4, "bfloat16", "graph", 32),  # avx512_bf16 (measured 14.00 vs 6.70 img/s float32 graph)
+        (XEON_NO_AMX, "float32", "graph", 8),  # Intel avx512_bf16 alone (measured bf16 5.67 vs 10.50 img/s)
         (XEON_AMX, "bfloat16", "graph", 32),  # AMX (measured 84.5 vs 10.9 img/s float32)
     ],
 )
@@ -49,6 +53,17 @@ def test_auto_never_picks_bf16_without_native_support():
     for flags in (ZEN3, SKYLAKE, ""):
         plan = plan_compute("auto", "auto", cpu(flags), [])
         assert plan.precision == "float32" and "no native bf16" in plan.reason
+
+
+def test_intel_avx512_bf16_without_amx_keeps_float32_and_says_why():
+    """The same flags that make Zen 4 take bf16 keep float32 on Intel and on an unknown vendor."""
+    for vendor in ("GenuineIntel", "unknown"):
+        facts = parse_cpuinfo(cpuinfo("Test CPU", ZEN4, vendor), cores=2)
+        plan = plan_compute("auto", "auto", facts, [])
+        assert facts.native_bf16 == ("avx512_bf16",) and not facts.fast_bf16
+        assert (plan.precision, plan.compile, plan.batch_size) == ("float32", "graph", 8)
+        assert f"avx512_bf16 without AMX on a {vendor} CPU runs bf16 slower" in plan.reason
+    assert plan_compute("auto", "auto", cpu(XEON_AMX), []).precision == "bfloat16"  # AMX: any vendor
 
 
 def test_forced_values_win_and_are_named():
