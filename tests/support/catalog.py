@@ -76,7 +76,6 @@ def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
     meanwhile; failures are logged and recorded in the returned dict, never raised."""
     from imgsearch.config import load_elastic_config
     from imgsearch.esclient import make_client
-    from indexer import connect, load_mysql_config
 
     alias, table = env["ES_INDEX"], env["MYSQL_TABLE"]
     done: dict[str, Any] = {}
@@ -92,9 +91,8 @@ def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
         log.exception("could not delete the indices of %s", alias)
         done["index_error"] = str(exc)
     try:
-        connection = connect(load_mysql_config(env))
-        connection.cursor().execute(f"DROP TABLE IF EXISTS `{table}`")
-        connection.close()
+        with mysql_cursor(env) as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
         done["dropped_table"] = table
     except Exception as exc:
         log.exception("could not drop the table %s", table)
@@ -105,11 +103,11 @@ def drop_catalog(env: dict[str, str]) -> dict[str, Any]:
 
 
 @contextmanager
-def mysql_cursor(mysql_url: str) -> Iterator[Any]:
-    """A cursor on one connection to the MYSQL_URL database, closed afterwards."""
+def mysql_cursor(env: Mapping[str, str]) -> Iterator[Any]:
+    """A cursor on one connection to the database of env's MYSQL_* variables, closed afterwards."""
     from indexer import connect, load_mysql_config
 
-    connection = connect(load_mysql_config({"MYSQL_URL": mysql_url}))
+    connection = connect(load_mysql_config(env))
     try:
         yield connection.cursor()
     finally:
@@ -117,20 +115,21 @@ def mysql_cursor(mysql_url: str) -> Iterator[Any]:
 
 
 def listed_scratch_tables(cursor: Any) -> set[str]:
+    """The scratch tables (SCRATCH_TABLE) of the cursor's database."""
     cursor.execute("SHOW TABLES")
     return {name for (name,) in cursor.fetchall() if SCRATCH_TABLE.fullmatch(name)}
 
 
 def scratch_tables(mysql_url: str) -> set[str]:
     """The tables of the MYSQL_URL database named as tests and benches name their throwaway ones."""
-    with mysql_cursor(mysql_url) as cursor:
+    with mysql_cursor({"MYSQL_URL": mysql_url}) as cursor:
         return listed_scratch_tables(cursor)
 
 
 def drop_scratch_tables(mysql_url: str, keep: set[str]) -> None:
     """Drop the throwaway tables made since `keep` was listed (a test that failed may have left some)."""
     try:
-        with mysql_cursor(mysql_url) as cursor:
+        with mysql_cursor({"MYSQL_URL": mysql_url}) as cursor:
             for name in sorted(listed_scratch_tables(cursor) - keep):
                 cursor.execute(f"DROP TABLE IF EXISTS `{name}`")
     except Exception:

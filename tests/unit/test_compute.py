@@ -28,8 +28,8 @@ def test_parse_cpuinfo_reads_model_flags_and_native_bf16():
     assert (facts.model, facts.vendor) == ("Intel(R) Xeon(R) Platinum 8481C", "GenuineIntel")
     assert facts.native_bf16 == ("amx_bf16", "avx512_bf16") and facts.has_avx512
     assert "amx_bf16" in facts.describe() and "2 cores" in facts.describe()
-    assert parse_cpuinfo("", cores=1).native_bf16 == ()  # no /proc/cpuinfo: nothing is native
-    assert (parse_cpuinfo("", cores=1).model, parse_cpuinfo("", cores=1).vendor) == ("unknown CPU", "unknown")
+    unknown = parse_cpuinfo("", cores=1)  # no /proc/cpuinfo: nothing is native
+    assert (unknown.native_bf16, unknown.model, unknown.vendor) == ((), "unknown CPU", "unknown")
 
 
 @pytest.mark.parametrize(
