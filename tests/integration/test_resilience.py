@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,6 +12,7 @@ from imgsearch import indices
 from indexer.state import StateStore
 from tests.integration.helpers import execute_sql, run_cli, run_full, seed, start_cli
 from tests.support import stack
+from tests.support.gate import PhotoGate, release_until, serve_held, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("drop_table")]
 
@@ -32,14 +33,6 @@ def catalog(rows: int = ROWS) -> list[CatalogEntry]:
     ]
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
-    give_up = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 OTHER_PRECISION = {"float32": "bfloat16", "bfloat16": "float32"}
 
 
@@ -56,18 +49,42 @@ def checkpoint_passed(es, alias: str, doc_id: str, key: str, minimum: int) -> Ca
     return passed
 
 
-def run_until_checkpoint(es, env, log, checkpoint: tuple[str, str, int], *args: str):
-    """Start the CLI and return it once the checkpoint `(doc id, field, minimum)` has been passed."""
-    process = start_cli(env, log, *args, "--batch-size", "2", "--no-progress")
-    wait_for(checkpoint_passed(es, env["ES_INDEX"], *checkpoint), f"checkpoint {checkpoint}")
+@pytest.fixture
+def gate(photo_folder) -> Iterator[PhotoGate]:
+    """The test photos behind a gate: the run under test fetches each only when the test lets it."""
+    with serve_held(photo_folder) as held:
+        yield held
+
+
+def held_env(env: dict[str, str], gate: PhotoGate) -> dict[str, str]:
+    """The run's environment with its photos behind the gate; a held download does not time out."""
+    return {**env, **FAST_CHECKPOINTS, "IMAGE_BASE_URL": gate.base_url, "IMAGE_FETCH_TIMEOUT": "120"}
+
+
+def run_held_at(env, gate: PhotoGate, log, reached: Callable[[], bool], *args: str):
+    """Start the CLI and return it held mid-run, once `reached()` holds: photos are let through one
+    at a time until then, and never all of them, so however fast the machine the run is still going
+    when the test disturbs it. One fetch worker, so photos are asked for in row order."""
+    process = start_cli(env, log, *args, "--workers", "1", "--batch-size", "2", "--no-progress")
+    try:
+        release_until(gate, reached, lambda: process.poll() is None, limit=ROWS - 4)
+    except AssertionError as failure:
+        process.kill()
+        raise AssertionError(f"{failure}\n{log.read_text()[-3000:]}") from None
     return process
 
 
-def kill_after_checkpoint(es, env, log, checkpoint: tuple[str, str, int], *args: str) -> None:
+def run_held_past_checkpoint(es, env, gate: PhotoGate, log, checkpoint: tuple[str, str, int], *args: str):
+    """The CLI held mid-run once the checkpoint `(doc id, field, minimum)` has been saved."""
+    return run_held_at(env, gate, log, checkpoint_passed(es, env["ES_INDEX"], *checkpoint), *args)
+
+
+def kill_after_checkpoint(es, env, gate, log, checkpoint: tuple[str, str, int], *args: str) -> None:
     """SIGKILL the CLI mid-run, right after a checkpoint: nothing can be cleaned up."""
-    process = run_until_checkpoint(es, env, log, checkpoint, *args)
+    process = run_held_past_checkpoint(es, env, gate, log, checkpoint, *args)
     process.kill()
     process.wait()
+    gate.open()
 
 
 def snapshot(es, alias: str) -> dict[int, dict]:
@@ -90,16 +107,25 @@ def assert_same_index(es, alias: str, clean_alias: str) -> None:
 
 
 def test_full_killed_mid_run_resumes_to_the_same_index_as_a_clean_run(
-    es, extractor_in, precision, env, tmp_path
+    es, extractor_in, precision, env, gate, tmp_path
 ):
     """Killed and resumed in `precision`; the clean run computes in the other one (another machine)."""
     seed(env, catalog())
     clean_env = {**env, "ES_INDEX": env["ES_INDEX"] + "-clean"}
-    run_full(clean_env, extractor_in(OTHER_PRECISION[precision]))
-    env = {**env, **FAST_CHECKPOINTS, "VGG16_PRECISION": precision}
+    gate.open()  # the clean run is not held; image_url must be the same in both indices
+    run_full({**clean_env, "IMAGE_BASE_URL": gate.base_url}, extractor_in(OTHER_PRECISION[precision]))
+    gate.close()
+    env = {**held_env(env, gate), "VGG16_PRECISION": precision}
 
     kill_after_checkpoint(
-        es, env, tmp_path / "killed.log", ("checkpoint:full:all", "after_id", 6), "full", "--page-size", "4"
+        es,
+        env,
+        gate,
+        tmp_path / "killed.log",
+        ("checkpoint:full:all", "after_id", 6),
+        "full",
+        "--page-size",
+        "4",
     )
     assert indices.aliased_indices(es, env["ES_INDEX"]) == []  # nothing was served half-built
 
@@ -112,15 +138,20 @@ def test_full_killed_mid_run_resumes_to_the_same_index_as_a_clean_run(
     assert last["resumed_from"]["after_id"] >= 6 and last["compute"]["precision"] == precision
 
 
-def test_incremental_killed_mid_run_is_finished_by_the_next_run(es, extractor_per_precision, env, tmp_path):
+def test_incremental_killed_mid_run_is_finished_by_the_next_run(
+    es, extractor_per_precision, env, gate, tmp_path
+):
     seed(env, catalog())
+    env = {**held_env(env, gate), "VGG16_PRECISION": extractor_per_precision.compute.precision}
+    gate.open()
     run_full(env, extractor_per_precision)
+    gate.close()
     execute_sql(env, "UPDATE `{table}` SET updated_at = NOW()")
     time.sleep(1.1)
-    env = {**env, **FAST_CHECKPOINTS, "VGG16_PRECISION": extractor_per_precision.compute.precision}
 
     checkpoint = ("checkpoint:incremental:all", "id", 6)
-    kill_after_checkpoint(es, env, tmp_path / "killed.log", checkpoint, "incremental", "--page-size", "4")
+    log = tmp_path / "killed.log"
+    kill_after_checkpoint(es, env, gate, log, checkpoint, "incremental", "--page-size", "4")
     at_kill = snapshot(es, env["ES_INDEX"])
     finished = run_cli(env, "incremental", "--batch-size", "2", "--no-progress")
 
@@ -150,35 +181,43 @@ def restartable(stack_urls):
 
 
 @pytest.mark.usefixtures("restartable")
-def test_elasticsearch_restart_mid_run_is_waited_out(es, env, tmp_path):
+def test_elasticsearch_restart_mid_run_is_waited_out(es, env, gate, tmp_path):
+    """Held past a checkpoint, then Elasticsearch stops; the run is let on, meets the outage, and
+    only then does Elasticsearch come back."""
     seed(env, catalog())
-    env = {**env, **FAST_CHECKPOINTS, "INDEXER_ES_RETRY_SECONDS": "240"}
+    env = {**held_env(env, gate), "INDEXER_ES_RETRY_SECONDS": "240"}
     log = tmp_path / "run.log"
 
-    run = run_until_checkpoint(
-        es, env, log, ("checkpoint:full:all", "after_id", 4), "full", "--page-size", "4"
-    )
-    stack.restart("es")
+    checkpoint = ("checkpoint:full:all", "after_id", 4)
+    run = run_held_past_checkpoint(es, env, gate, log, checkpoint, "full", "--page-size", "4")
+    stack.stop_elasticsearch()
+    try:
+        gate.open()
+        # the outage really happened mid-run
+        wait_for(lambda: "Elasticsearch unavailable" in log.read_text(), "the run to meet the outage", 120)
+    finally:
+        stack.start_elasticsearch()
     code = run.wait(timeout=400)
 
     output = log.read_text()
     assert code == 0, output[-3000:]
-    assert "Elasticsearch unavailable" in output  # the outage really happened mid-run
     es.cluster.health(wait_for_status="yellow", timeout="60s")
     assert es.count(index=env["ES_INDEX"])["count"] == ROWS
     assert sorted(snapshot(es, env["ES_INDEX"])) == list(range(1, ROWS + 1))
 
 
 @pytest.mark.usefixtures("restartable")
-def test_mariadb_restart_mid_run_reconnects_at_the_keyset_position(es, env, tmp_path):
+def test_mariadb_restart_mid_run_reconnects_at_the_keyset_position(es, env, gate, tmp_path):
+    """Held after 4 photos (the pipeline reads at most a few pages ahead, so most rows are still
+    unread), MariaDB restarts; the run is let on and must read the rest over a new connection."""
     seed(env, catalog())
-    env = {**env, **FAST_CHECKPOINTS}
+    env = held_env(env, gate)
     log = tmp_path / "run.log"
 
-    run = run_until_checkpoint(
-        es, env, log, ("checkpoint:full:all", "after_id", 4), "full", "--workers", "1", "--page-size", "2"
-    )
+    args = ("full", "--page-size", "2")
+    run = run_held_at(env, gate, log, lambda: gate.admitted >= 4, *args)
     stack.restart("mariadb")
+    gate.open()
     code = run.wait(timeout=400)
 
     output = log.read_text()

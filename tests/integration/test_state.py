@@ -17,6 +17,7 @@ from indexer.partition import Partition
 from indexer.report import ROW_COUNTS, RunReport
 from indexer.state import RUNS_MAPPINGS, LockHeld, LockLost, RunLock, StateStore, now_ms
 from tests.integration.helpers import photo_entries, run_cli, seed, start_cli
+from tests.support.gate import release_until, serve_held, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,20 +109,23 @@ def test_cli_exits_4_when_locked_and_records_every_run(es, env):
 
 
 @pytest.mark.usefixtures("drop_table")
-def test_sigterm_stops_cleanly_releasing_the_lock(es, env, tmp_path):
+def test_sigterm_stops_cleanly_releasing_the_lock(es, env, photo_folder, tmp_path):
+    """SIGTERM while the run is held mid-way (its photos wait behind a gate), so it cannot finish first."""
     seed(env, [entry for _ in range(3) for entry in photo_entries(4, 2)][:8])
     log = tmp_path / "run.log"
-    run = start_cli(
-        {**env, "INDEXER_CHECKPOINT_SECONDS": "0"}, log, "full", "--batch-size", "2", "--no-progress"
-    )
     store = StateStore(es, env["ES_INDEX"])
-    give_up = time.monotonic() + 120
-    while time.monotonic() < give_up:
-        if es.indices.exists(index=store.index) and store.get("checkpoint:full:all"):
-            break
-        time.sleep(0.2)
-    os.kill(run.pid, signal.SIGTERM)
-    code = run.wait(timeout=120)
+
+    def checkpointed() -> bool:
+        return es.indices.exists(index=store.index) and store.get("checkpoint:full:all") is not None
+
+    with serve_held(photo_folder) as gate:
+        held = {**env, "INDEXER_CHECKPOINT_SECONDS": "0", "IMAGE_BASE_URL": gate.base_url}
+        run = start_cli(held, log, "full", "--workers", "1", "--batch-size", "2", "--no-progress")
+        release_until(gate, checkpointed, lambda: run.poll() is None, limit=6)
+        os.kill(run.pid, signal.SIGTERM)
+        wait_for(lambda: "SIGTERM received" in log.read_text(), "the run to take the signal")
+        gate.open()  # the run moves on to its next row, where it stops
+        code = run.wait(timeout=120)
     assert code == 1, log.read_text()[-2000:]
     assert "stopped by SIGTERM" in log.read_text()
     assert store.get("lock:all") is None
