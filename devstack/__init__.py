@@ -1,1 +1,1 @@
-"""The local stack (Elasticsearch nodes and clusters, MariaDB) and the kit that tests, bench and demo share."""
+"""The local stack (Elasticsearch nodes and clusters, MariaDB) and the kit tests, bench and demo share."""
