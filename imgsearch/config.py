@@ -42,13 +42,30 @@ ALIAS_RULE = matches(ALIAS, "must be a lowercase index/alias name, got {!r}")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
+def check_node_url(url: str) -> str:
+    """One node's URL of ES_URL: http(s), with a host, without credentials (ES_URL is logged)."""
+    try:
+        parts = urlsplit(url)
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        parts, has_credentials = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"ES_URL must be an http(s) URL, got {url!r}")
+    if has_credentials:
+        raise ConfigError(
+            "ES_URL must not contain credentials (it is logged); use ES_API_KEY or ES_USERNAME/ES_PASSWORD"
+        )
+    return url
+
+
 class ElasticConfig(EnvSettings):
     """Where the index lives and how it is built; credentials and TLS (ES_*)."""
 
     url: str = env_var(
         "ES_URL",
         "http://127.0.0.1:9200",
-        "Elasticsearch URL, http:// or https:// (no credentials: it is logged)",
+        "Elasticsearch URL, http:// or https:// (no credentials: it is logged); a cluster's nodes "
+        "comma separated, so the client fails over when one dies",
     )
     alias: Annotated[str, ALIAS_RULE] = env_var(
         "ES_INDEX", "images", "alias the shop searches; versions are named <ES_INDEX>-<UTC timestamp>"
@@ -93,8 +110,13 @@ class ElasticConfig(EnvSettings):
     )
 
     @property
+    def urls(self) -> list[str]:
+        """Every node of ES_URL, in order (one URL, or several comma separated)."""
+        return [url.strip() for url in self.url.split(",")]
+
+    @property
     def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "https"
+        return urlsplit(self.urls[0]).scheme == "https"
 
     @property
     def credentials_from(self) -> str:
@@ -108,19 +130,10 @@ class ElasticConfig(EnvSettings):
     @field_validator("url")
     @classmethod
     def check_url(cls, url: str) -> str:
-        try:
-            parts = urlsplit(url)
-            has_credentials = parts.username is not None or parts.password is not None
-        except ValueError:
-            parts, has_credentials = None, False
-        if parts is None or parts.scheme not in ("http", "https"):
-            raise ConfigError(f"ES_URL must be an http(s) URL, got {url!r}")
-        if has_credentials:
-            raise ConfigError(
-                "ES_URL must not contain credentials (it is logged); "
-                "use ES_API_KEY or ES_USERNAME/ES_PASSWORD"
-            )
-        return url
+        nodes = [check_node_url(node.strip()) for node in url.split(",")]
+        if len({urlsplit(node).scheme for node in nodes}) > 1:
+            raise ConfigError(f"ES_URL mixes http and https nodes: {url!r}")
+        return ",".join(nodes)
 
     @field_validator("api_key")
     @classmethod

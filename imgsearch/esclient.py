@@ -24,14 +24,17 @@ def make_client(
     max_retries: int = 3,
     retry_on_timeout: bool = True,
 ) -> Elasticsearch:
-    """The one Elasticsearch client factory: config.url with its credentials and TLS settings.
+    """The one Elasticsearch client factory: every node of ES_URL with its credentials and TLS settings.
+
+    With several nodes a request that cannot connect to one is sent to the next (within max_retries),
+    and the transport leaves a dead node aside for a while, so a cluster that loses a node keeps serving.
 
     Batch work (indexer, admin, tools) takes the defaults: ES_REQUEST_TIMEOUT and retries on timeouts.
     The API passes its own short timeout and no retry on timeout, so a slow cluster becomes a 503.
     Created on demand, never at import time.
     """
     return Elasticsearch(
-        config.url,
+        config.urls,
         request_timeout=config.request_timeout if request_timeout is None else request_timeout,
         max_retries=max_retries,
         retry_on_timeout=retry_on_timeout,

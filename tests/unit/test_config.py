@@ -331,3 +331,24 @@ def test_gunicorn_settings_defaults_and_log_level_in_any_case():
     settings = load_server_settings({"SEARCH_LOG_LEVEL": "WARNING", "SEARCH_ACCESS_LOG": "0"})
     assert (settings.bind, settings.workers, settings.threads) == ("127.0.0.1:8000", 1, 8)
     assert (settings.log_level, settings.access_log, settings.metrics_dir) == ("warning", False, None)
+
+
+def test_a_cluster_is_every_node_of_es_url_comma_separated():
+    nodes = "http://127.0.0.1:9200, http://127.0.0.1:9204,http://127.0.0.1:9205"
+    config = load_elastic_config({"ES_URL": nodes})
+    assert config.urls == ["http://127.0.0.1:9200", "http://127.0.0.1:9204", "http://127.0.0.1:9205"]
+    assert load_elastic_config({}).urls == ["http://127.0.0.1:9200"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://a:9200,https://b:9200", "ES_URL mixes http and https nodes"),
+        ("https://a:9200,https://elastic:pw@b:9200", "ES_URL must not contain credentials"),
+        ("http://a:9200,", "ES_URL must be an http(s) URL, got ''"),
+        ("http://a:9200,b:9200", "ES_URL must be an http(s) URL, got 'b:9200'"),
+    ],
+)
+def test_every_node_of_a_cluster_url_is_checked(url, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_elastic_config({"ES_URL": url})

@@ -323,3 +323,12 @@ def test_a_cluster_that_cannot_create_the_security_index_is_explained(monkeypatc
         assert security.main(["setup"]) == security.EXIT_FAILED
     assert "cannot store native roles, users or API keys" in caplog.text and reason in caplog.text
     assert "ES_API_KEY=" not in capsys.readouterr().out
+
+
+def test_the_client_gets_every_node_of_a_cluster_with_the_same_options():
+    config = load_elastic_config(
+        {"ES_URL": "https://a:9200,https://b:9204", "ES_SSL_FINGERPRINT": "ab" * 32, "ES_API_KEY": KEY}
+    )
+    nodes = make_client(config).transport.node_pool.all()
+    assert sorted((node.config.host, node.config.port) for node in nodes) == [("a", 9200), ("b", 9204)]
+    assert {node.config.ssl_assert_fingerprint for node in nodes} == {"ab" * 32}
