@@ -23,13 +23,13 @@ from typing import Any
 from tabulate import tabulate
 
 import indexer
+from devstack.kit import catalog
+from devstack.kit.catalog import product_of
+from devstack.kit.imageserver import serve_folder_process
+from devstack.kit.processes import process_seconds
 from imgsearch.compute import COMPILE_MODES, PRECISIONS, read_cpu_facts
 from imgsearch.config import ElasticConfig, load_elastic_config
 from imgsearch.esclient import make_client
-from tests.support import catalog
-from tests.support.catalog import product_of
-from tests.support.imageserver import serve_folder_process
-from tests.support.processes import process_seconds
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IDLE_LOAD = 0.5  # 1-minute load average under which the machine counts as quiet

@@ -17,12 +17,12 @@ from PIL import Image
 
 from bench import harness
 from bench.harness import CpuMeter, is_disturbed, say
+from devstack.kit.imageserver import ServedFolder, serve_folder_process
+from devstack.kit.processes import child_pids, process_seconds
 from imgsearch.documents import CatalogRow, indexed_document
 from imgsearch.features import FeatureExtractor
 from imgsearch.imaging import decode_image
 from indexer import Decoder, RowIndexer, RunOptions, RunReport, load_indexer_config, usable_cores
-from tests.support.imageserver import ServedFolder, serve_folder_process
-from tests.support.processes import child_pids, process_seconds
 
 MODEL_SEED = 1234
 TARGET, TARGET_BF16 = ("pipeline_over_ceiling", 0.8), 12_000.0  # the bf16 model's images/s, on a GPU

@@ -20,10 +20,10 @@ from bench import harness
 from bench.corpus import extract_all
 from bench.harness import say
 from demo.catalog import sample_photo
+from devstack.kit.apiserver import ApiServer, Layout, get_json, running_api
+from devstack.kit.loadgen import SERVER, KeepAliveClient, upload_request
 from imgsearch.config import load_elastic_config
 from imgsearch.esclient import make_client
-from tests.support.apiserver import ApiServer, Layout, get_json, running_api
-from tests.support.loadgen import SERVER, KeepAliveClient, upload_request
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 CATALOG_QUALITY = 92  # JPEG quality of the catalog files and of the edited queries (unless an edit sets one)

@@ -16,14 +16,14 @@ from elasticsearch import Elasticsearch
 from bench import harness
 from bench.corpus import CorpusPlan, drop_index, ensure_index, query_jpegs
 from bench.harness import PhaseMeter, say
+from devstack.kit import loadgen
+from devstack.kit.apiserver import ApiServer, Layout, get_json, running_api
+from devstack.kit.loadgen import http_worker, id_request, latency_stats, run_load, timed_call, upload_request
+from devstack.kit.processes import rss_bytes
 from imgsearch.esclient import connection_options, make_client
 from imgsearch.imaging import decode_image
 from imgsearch.indices import server_version
 from searchapi import find_similar, queries
-from tests.support import loadgen
-from tests.support.apiserver import ApiServer, Layout, get_json, running_api
-from tests.support.loadgen import http_worker, id_request, latency_stats, run_load, timed_call, upload_request
-from tests.support.processes import rss_bytes
 
 LAYOUT_ROUNDS = 3
 ES_WARM_REQUESTS = 1000  # untimed get + kNN requests before anything is measured

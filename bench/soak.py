@@ -25,13 +25,13 @@ import numpy as np
 from bench import harness
 from bench.corpus import query_jpegs, write_photos
 from bench.harness import CpuMeter, elasticsearch_pids, say
+from devstack.kit import loadgen
+from devstack.kit.apiserver import REPO, Layout, running_api
+from devstack.kit.loadgen import KINDS, LoadRunner, latency_stats
+from devstack.kit.loadgen import Outcome as Sample
 from imgsearch.config import load_elastic_config
 from imgsearch.esclient import make_client
 from imgsearch.indices import version_pattern
-from tests.support import loadgen
-from tests.support.apiserver import REPO, Layout, running_api
-from tests.support.loadgen import KINDS, LoadRunner, latency_stats
-from tests.support.loadgen import Outcome as Sample
 
 MODEL_SEED = "1234"  # VGG16_SEED of the indexer runs and the API alike
 # the `indexer full` runs: kind -> (name, extra arguments)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.kit.catalog import TEST_SEED, catalog_environment, drop_scratch_tables, scratch_tables
+from devstack.kit.imageserver import serve_folder
 from tests.support import stack
-from tests.support.catalog import TEST_SEED, catalog_environment, drop_scratch_tables, scratch_tables
-from tests.support.imageserver import serve_folder
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

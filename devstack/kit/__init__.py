@@ -1,1 +1,1 @@
-"""What tests, bench/ and demo/ share: throwaway catalogs, image servers, the API server, load, process accounting."""
+"""What tests, bench and demo share: throwaway catalogs, image servers, the API server, load, /proc facts."""

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from demo.catalog import CatalogEntry, load_catalog
+from devstack.kit.catalog import quick_run_variables, throwaway_catalog
 from imgsearch.esclient import make_client
 from indexer.config import load_indexer_config
 from indexer.full import FullRebuild
@@ -18,7 +19,6 @@ from indexer.incremental import IncrementalRun
 from indexer.pipeline import RunOptions
 from indexer.report import RunReport
 from indexer.source import CatalogSource, connect
-from tests.support.catalog import quick_run_variables, throwaway_catalog
 
 
 def photo_entries(count_products: int = 4, views: int = 2) -> list[CatalogEntry]:

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devstack.kit.apiserver import get_json, gunicorn_api
+from devstack.kit.loadgen import LoadRunner, id_request, upload_request
 from tests.integration.helpers import photo_entries, run_full, scratch_catalog
-from tests.support.apiserver import get_json, gunicorn_api
-from tests.support.loadgen import LoadRunner, id_request, upload_request
 
 pytestmark = [pytest.mark.integration]
 

@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 import pytest
 
+from devstack.kit.apiserver import free_port
+from devstack.kit.catalog import catalog_environment
 from searchapi import create_app
 from tests.integration.helpers import photo_entries, run_full, seed
-from tests.support.apiserver import free_port
-from tests.support.catalog import catalog_environment
 from tests.support.fakedns import FakeDns
 from tests.support.tlscerts import TlsFiles, make_tls_files, openssl_available
 from tests.support.trickyserver import TrickyServer, serve_tricky

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devstack.kit.apiserver import get_json, gunicorn_api
+from devstack.kit.loadgen import KeepAliveClient, upload_request
 from searchapi import create_app
 from tests.integration.helpers import (
     assert_each_photo_finds_itself,
@@ -17,8 +19,6 @@ from tests.integration.helpers import (
     run_cli,
     seed,
 )
-from tests.support.apiserver import get_json, gunicorn_api
-from tests.support.loadgen import KeepAliveClient, upload_request
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from demo.catalog import CatalogEntry, sample_photo
+from devstack.kit.catalog import catalog_environment
+from devstack.kit.imageserver import FaultServer, serve_faults
 from imgsearch import indices
 from indexer.report import RunReport
 from tests.integration.helpers import execute_sql, run_full, seed
-from tests.support.catalog import catalog_environment
-from tests.support.imageserver import FaultServer, serve_faults
 
 pytestmark = pytest.mark.integration
 

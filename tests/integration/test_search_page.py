@@ -25,9 +25,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from demo.catalog import CatalogEntry
+from devstack.kit.catalog import catalog_environment
 from searchapi import create_app
 from tests.integration.helpers import photo_entries, run_full, seed
-from tests.support.catalog import catalog_environment
 
 pytestmark = [pytest.mark.integration]
 

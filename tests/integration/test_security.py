@@ -28,11 +28,11 @@ import pytest
 from elasticsearch import AuthenticationException, AuthorizationException, Elasticsearch
 
 from deploy.elasticsearch import security
+from devstack.kit.catalog import catalog_environment
 from imgsearch.config import load_elastic_config
 from imgsearch.esclient import failure_message, make_client
 from searchapi import create_app
 from tests.integration.helpers import REPO, photo_entries, run_cli, seed
-from tests.support.catalog import catalog_environment
 from tests.support.stack import secure_node_for_tests
 
 pytestmark = [pytest.mark.integration]

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.imageserver import FaultServer, ImageHandler
+from devstack.kit.imageserver import FaultServer, ImageHandler
 from tests.support.tlscerts import TlsFiles
 
 ENDLESS_CHUNK = b"\0" * 65536

@@ -24,10 +24,10 @@ from bench.soak import (
     watch_problems,
     window_stats,
 )
-from tests.support.apiserver import free_port
-from tests.support.loadgen import HttpRequest, KeepAliveClient, id_request
-from tests.support.loadgen import Outcome as Sample
-from tests.support.loadgen import timed_http as timed_sample
+from devstack.kit.apiserver import free_port
+from devstack.kit.loadgen import HttpRequest, KeepAliveClient, id_request
+from devstack.kit.loadgen import Outcome as Sample
+from devstack.kit.loadgen import timed_http as timed_sample
 
 
 def ok(start: float, seconds: float, kind: str = "by id", hits: int = 5) -> Sample:

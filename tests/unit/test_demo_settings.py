@@ -6,10 +6,10 @@ import pytest
 
 from demo.__main__ import demo_environment, photo_hosts
 from demo.catalog import write_photo_files
+from devstack.kit.imageserver import serve_folder
 from searchapi.config import load_search_config
 from searchapi.errors import ApiError
 from searchapi.urlfetch import fetch_image_url
-from tests.support.imageserver import serve_folder
 
 MAX_BYTES = 10 * 1024 * 1024
 

@@ -71,7 +71,7 @@ def test_the_machine_chooses_precision_and_compile_mode(extractor):
 def test_xla_and_graph_give_the_same_vectors(images):
     """float32 runs XLA on AVX2 CPUs and TF's graph elsewhere: an index built on one matches queries on
     the other."""
-    from tests.support.catalog import TEST_SEED
+    from devstack.kit.catalog import TEST_SEED
 
     graph, xla = (
         FeatureExtractor("random", seed=TEST_SEED, precision="float32", compile_mode=mode)

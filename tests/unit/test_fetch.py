@@ -8,11 +8,11 @@ import time
 
 import pytest
 
+from devstack.kit.imageserver import serve_faults, serve_folder
 from imgsearch.errors import RowFailure, RowStatus
 from imgsearch.retry import Backoff, parse_retry_after
 from indexer.config import load_fetch_config
 from indexer.fetch import MAX_BACKOFF_SECONDS, ImageFetcher, resolve_photo
-from tests.support.imageserver import serve_faults, serve_folder
 
 BODY = os.urandom(3000)
 

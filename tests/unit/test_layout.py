@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("imgsearch", "indexer", "searchapi", "demo")
-TOOLING = ("bench", "demo", "deploy", "kibana", "docker")
+TOOLING = ("bench", "demo", "deploy", "kibana", "docker", "devstack")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
@@ -55,8 +55,19 @@ def top(module: str) -> str:
     return module.split(".")[0]
 
 
+def folders_outside_tests() -> tuple[str, ...]:
+    """Every top-level folder of the repository but tests/ (and hidden ones: .venv, .git)."""
+    return tuple(
+        sorted(
+            path.name
+            for path in ROOT.iterdir()
+            if path.is_dir() and path.name != "tests" and not path.name.startswith(".")
+        )
+    )
+
+
 def test_the_core_imports_nothing_of_ours():
-    ours = {"indexer", "searchapi", "bench", "demo", "deploy", "kibana", "tests"}
+    ours = {"indexer", "searchapi", "bench", "demo", "deploy", "kibana", "devstack", "tests"}
     assert offenders(("imgsearch",), lambda module: top(module) in ours) == []
 
 
@@ -70,6 +81,11 @@ def test_tooling_uses_only_the_public_surface_of_indexer_and_searchapi():
         return top(module) in {"indexer", "searchapi"} and "." in module
 
     assert offenders(TOOLING, reaches_inside) == []
+
+
+def test_nothing_outside_tests_imports_tests():
+    assert {"bench", "demo", "devstack", "imgsearch"} <= set(folders_outside_tests())
+    assert offenders(folders_outside_tests(), lambda module: top(module) == "tests") == []
 
 
 @pytest.mark.parametrize("package", ["indexer", "searchapi"])

@@ -224,7 +224,7 @@ class ServedFolder:
 def serve_folder_process(folder: Path) -> Iterator[ServedFolder]:
     """Serve `folder` as serve_faults does, from a child process: like a real image host, serving then
     costs the caller no GIL time, and its CPU can be measured apart (benches)."""
-    command = [sys.executable, "-u", "-m", "tests.support.imageserver", str(folder)]
+    command = [sys.executable, "-u", "-m", "devstack.kit.imageserver", str(folder)]
     server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = server.stdout.readline().strip() if server.stdout else ""
@@ -237,7 +237,7 @@ def serve_folder_process(folder: Path) -> Iterator[ServedFolder]:
 
 
 def main(argv: list[str]) -> None:
-    """`python -m tests.support.imageserver FOLDER`: print the base URL, serve until terminated."""
+    """`python -m devstack.kit.imageserver FOLDER`: print the base URL, serve until terminated."""
     with serve_faults(Path(argv[0])) as server:
         print(server.base_url, flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})

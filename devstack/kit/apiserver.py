@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.processes import child_pids, process_seconds
+from devstack.kit.processes import child_pids, process_seconds
 
 REPO = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = REPO / "searchapi" / "gunicorn.conf.py"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import urllib3
 
-from tests.support.apiserver import ApiServer
+from devstack.kit.apiserver import ApiServer
 
 REQUEST_TIMEOUT = 120.0
 SERVER = "gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'"
