@@ -47,6 +47,12 @@ def first_command(*names: str) -> str:
     return next((name for name in names if shutil.which(name)), names[-1])
 
 
+def service_command() -> list[str] | None:
+    if shutil.which("service"):
+        return ["service", "mariadb"]
+    return ["/etc/init.d/mariadb"] if Path("/etc/init.d/mariadb").exists() else None
+
+
 def server_installed() -> bool:
     found = shutil.which("mariadbd") or shutil.which("mysqld")
     return bool(found) or Path("/usr/sbin/mariadbd").exists() or Path("/usr/sbin/mysqld").exists()
@@ -101,11 +107,8 @@ class MariaDB:
             raise StackError(f"cannot write {self.config_file}")
 
     def service(self, action: str) -> bool:
-        if shutil.which("service"):
-            return self.run(as_root(["service", "mariadb", action]), None).returncode == 0
-        if Path("/etc/init.d/mariadb").exists():
-            return self.run(as_root(["/etc/init.d/mariadb", action]), None).returncode == 0
-        return False
+        command = service_command()
+        return command is not None and self.run(as_root([*command, action]), None).returncode == 0
 
     def wait_for(self, check: Callable[[], bool], seconds: int) -> bool:
         for _ in range(seconds):

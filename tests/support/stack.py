@@ -1,29 +1,41 @@
-"""Find the real Elasticsearch and MySQL for integration tests: env vars, else testcontainers."""
+"""Find the real Elasticsearch and MySQL for integration tests: env vars, else testcontainers; and
+stop, start or restart the local stack's services (devstack) for the outage tests."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-VERSIONS_FILE = Path(__file__).resolve().parents[2] / "scripts" / "versions.env"
+from devstack import elasticsearch, mariadb, settings
+from devstack.layout import es_url, wanted_nodes
+from devstack.settings import REPO, SettingsError, pinned_versions
+
+__all__ = [
+    "NO_STACK_MESSAGE",
+    "docker_available",
+    "from_environment",
+    "local_stack_serves",
+    "pinned_versions",
+    "restart",
+    "run_stack",
+    "secure_node_for_tests",
+    "secure_node_stopped",
+    "start_containers",
+    "start_elasticsearch",
+    "start_mariadb",
+    "stop_elasticsearch",
+    "stop_mariadb",
+]
+
 NO_STACK_MESSAGE = (
     "Integration tests need a real Elasticsearch and MySQL/MariaDB. Run `make test` (it runs "
     "`make stack-up` and exports ES_URL and MYSQL_URL), or export ES_URL and MYSQL_URL yourself, "
     "or install a Docker engine so testcontainers can start them."
 )
-
-
-def pinned_versions() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in VERSIONS_FILE.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip().strip('"')
-    return values
 
 
 def docker_available() -> bool:
@@ -63,52 +75,75 @@ def start_containers():
     return es_url, mysql_url, stop
 
 
-STACK_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
-
-
-def local_stack_serves(es_url: str) -> bool:
-    """True when ES_URL is the Elasticsearch that scripts/stack.sh started (so tests may restart it)."""
-    if not STACK_SCRIPT.exists():
+def local_stack_serves(es_url_value: str) -> bool:
+    """True when ES_URL is the Elasticsearch of the local stack (devstack, with this process's
+    environment: ports, ES_NODES, STACK_HOME), so tests may stop and restart it."""
+    try:
+        return es_url(wanted_nodes(settings.load())) == es_url_value
+    except SettingsError:
         return False
-    env = subprocess.run(["bash", str(STACK_SCRIPT), "env"], capture_output=True, text=True, check=False)
-    return f"ES_URL={es_url}" in env.stdout
 
 
 def restart(service: str) -> None:
     """Restart one local service: 'es' or 'mariadb' (blocks until it answers again)."""
-    subprocess.run(["bash", str(STACK_SCRIPT), f"restart-{service}"], check=True, timeout=300)
+    if service not in ("es", "mariadb"):
+        raise ValueError(f"unknown service {service!r}: 'es' or 'mariadb'")
+    if service == "es":
+        stop_elasticsearch()
+        start_elasticsearch()
+    else:
+        mariadb.restart(local_mariadb())
 
 
 def stop_elasticsearch() -> None:
-    """Stop the local Elasticsearch (blocks until its process is gone)."""
-    subprocess.run(["bash", str(STACK_SCRIPT), "stop-es"], check=True, timeout=120)
+    """Stop the local Elasticsearch, every node (blocks until the processes are gone)."""
+    elasticsearch.down(settings.load())
 
 
 def start_elasticsearch() -> None:
-    """Start the local Elasticsearch again (blocks until it answers)."""
-    subprocess.run(["bash", str(STACK_SCRIPT), "start-es"], check=True, timeout=300)
+    """Start the local Elasticsearch again (blocks until it is healthy)."""
+    elasticsearch.up(settings.load())
+
+
+def local_mariadb() -> mariadb.MariaDB:
+    return mariadb.MariaDB(settings.load().mysql_port)
+
+
+def stop_mariadb() -> None:
+    """Stop the local MariaDB (blocks until it no longer answers)."""
+    mariadb.down(local_mariadb())
+
+
+def start_mariadb() -> None:
+    """Start the local MariaDB again (blocks until the app's login works)."""
+    mariadb.up(local_mariadb())
 
 
 def run_stack(command: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`scripts/stack.sh <command>` with this process's environment (ports, STACK_HOME); never raises
-    for its exit status."""
+    """`python -m devstack <command>` (what scripts/stack.sh runs) with this process's environment
+    (ports, STACK_HOME); never raises for its exit status."""
     return subprocess.run(
-        ["bash", str(STACK_SCRIPT), command], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "devstack", command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def secure_node_stopped() -> bool:
-    """True only when `stack.sh status-secure` says the security-on node is stopped (a node that
-    answers, or whose process is still starting, counts as running)."""
+    """True only when `status-secure` says the security-on node is stopped (a node that answers, or
+    whose process is still starting, counts as running)."""
     status = run_stack("status-secure", timeout=60)
     return status.returncode == 0 and status.stdout.strip().endswith(": stopped")
 
 
 @contextmanager
 def secure_node_for_tests() -> Iterator[subprocess.CompletedProcess]:
-    """`stack.sh up-secure` for the block, which gets its result to check. Afterwards a node that was
-    stopped before is stopped again, also when starting it failed or the block raised; one that ran
-    before is left running."""
+    """`up-secure` for the block, which gets its result to check. Afterwards a node that was stopped
+    before is stopped again, also when starting it failed or the block raised; one that ran before is
+    left running."""
     stopped_before = secure_node_stopped()
     try:
         yield run_stack("up-secure")
