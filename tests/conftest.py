@@ -38,7 +38,7 @@ def stack_urls() -> Iterator[tuple[str, str]]:
 def es(stack_urls):
     from elasticsearch import Elasticsearch
 
-    client = Elasticsearch(stack_urls[0], request_timeout=30)
+    client = Elasticsearch(stack_urls[0].split(","), request_timeout=30)
     client.cluster.health(wait_for_status="yellow", timeout="30s")
     return client
 
