@@ -105,10 +105,7 @@ def nodes_to_start(settings: Settings, nodes: tuple[Node, ...]) -> tuple[Node, .
         )
         return ()
     if running == settings.es_version:
-        down = tuple(node for node in nodes if node is not answering and not probe.answers(node.endpoint))
-        if not down:
-            log(f"reusing Elasticsearch already answering on {es_url(nodes)} (version {running})")
-        return down
+        return nodes_down(nodes, running)
     ours = [running for running in running_stacks(settings) if running.nodes == nodes]
     if not ours:
         raise StackError(
@@ -118,6 +115,23 @@ def nodes_to_start(settings: Settings, nodes: tuple[Node, ...]) -> tuple[Node, .
     log(f"Elasticsearch {running} runs on {answering.url}; replacing it with {settings.es_version}")
     stop(ours[0])
     return nodes
+
+
+def nodes_down(nodes: tuple[Node, ...], version: str) -> tuple[Node, ...]:
+    """The nodes of a stack of the right version that do not answer. A cluster's node port that answers
+    for another cluster (a node someone else started there) stops `up` instead of being counted in."""
+    answering = [node for node in nodes if probe.answers(node.endpoint)]
+    for node in answering if len(nodes) > 1 else ():
+        name = probe.cluster_name(node.endpoint)
+        if name not in (None, node.cluster):
+            raise StackError(
+                f"Elasticsearch of the cluster {name} answers on {node.url}, a port of this stack's "
+                f"{node.cluster}; stop it or set ES_PORT"
+            )
+    down = tuple(node for node in nodes if node not in answering)
+    if not down:
+        log(f"reusing Elasticsearch already answering on {es_url(nodes)} (version {version})")
+    return down
 
 
 def up(settings: Settings) -> None:

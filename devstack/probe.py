@@ -63,6 +63,12 @@ def version(endpoint: Endpoint, timeout: float = 3) -> str | None:
     return next((node.get("version") for node in nodes.values()), None)
 
 
+def cluster_name(endpoint: Endpoint, timeout: float = 5) -> str | None:
+    """The name of the cluster the node answering there belongs to (also before it has a master)."""
+    body = get_json(endpoint, "/_nodes/_local?filter_path=cluster_name", timeout)
+    return body.get("cluster_name") if isinstance(body, dict) else None
+
+
 def health(endpoint: Endpoint, timeout: float = 5) -> str | None:
     body = get_json(endpoint, "/_cluster/health", timeout)
     return body.get("status") if isinstance(body, dict) else None

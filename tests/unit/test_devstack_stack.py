@@ -29,8 +29,8 @@ PINS = pinned_versions()
 class FakeNode(ThreadingHTTPServer):
     """Answers the health and version probes like a node of `version` (None: version unreadable)."""
 
-    def __init__(self, port: int, version: str | None) -> None:
-        self.version, self.paths = version, []
+    def __init__(self, port: int, version: str | None, cluster: str = layout.MULTI_CLUSTER) -> None:
+        self.version, self.cluster, self.paths = version, cluster, []
         super().__init__(("127.0.0.1", port), FakeHandler)
 
 
@@ -40,7 +40,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.paths.append(self.path)
         body: dict = {"status": "green", "timed_out": False}
-        if self.path.startswith("/_nodes/_local"):
+        if self.path.startswith("/_nodes/_local?filter_path=cluster_name"):
+            body = {"cluster_name": self.server.cluster}
+        elif self.path.startswith("/_nodes/_local"):
             body = {"nodes": {"x": {"version": self.server.version}}} if self.server.version else {}
         data = json.dumps(body).encode()
         self.send_response(200)
@@ -195,6 +197,20 @@ def test_only_the_dead_node_of_a_cluster_is_started_again(machine, starts):
     with fake_nodes([port, port + 20], PINS["ES_VERSION"]):
         elasticsearch.up(make(ES_NODES="3"))
     assert starts == ["imgsearch-node-2"]
+
+
+def test_a_node_of_another_cluster_on_a_cluster_port_stops_up(machine):
+    """As when a node someone else started answers on ES_PORT+10: it is not counted in."""
+    make, port = machine
+    with (
+        fake_nodes([port, port + 20], PINS["ES_VERSION"]),
+        fake_nodes([port + 10], PINS["ES_VERSION"]) as (other,),
+    ):
+        other.cluster = layout.SINGLE_CLUSTER
+        with pytest.raises(
+            StackError, match=f"cluster imgsearch-local answers on http://127.0.0.1:{port + 10}"
+        ):
+            elasticsearch.up(make(ES_NODES="3"))
 
 
 def test_a_cluster_asked_where_our_single_node_runs_replaces_it(machine, starts, capsys):
