@@ -130,13 +130,19 @@ def ensure_traversable(user: str, folder: Path) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """The process runs: it exists and is not a zombie (a node killed with -9 is one until its new
+    parent, init, reaps it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill -0
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def read_pid(pidfile: Path) -> int | None:

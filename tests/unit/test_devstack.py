@@ -9,12 +9,13 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from devstack import cli, distribution, java, layout, node, settings, shim, status
+from devstack import cli, distribution, host, java, layout, node, settings, shim, status
 from devstack.host import StackError
 from devstack.settings import SettingsError, pinned_versions
 
@@ -325,3 +326,17 @@ def test_env_imports_nothing_heavy():
     ).stdout
     for heavy in ("urllib.request", "ssl", "elasticsearch", "pydantic", "zipfile", "hashlib"):
         assert f"'{heavy}'" not in loaded, heavy
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_dead(tmp_path):
+    process = subprocess.Popen(["sleep", "30"])
+    pidfile = tmp_path / "node.pid"
+    pidfile.write_text(f"{process.pid}\n")
+    assert host.read_pid(pidfile) == process.pid
+    process.kill()
+    deadline = time.monotonic() + 10
+    while host.read_pid(pidfile) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert host.read_pid(pidfile) is None
+    os.kill(process.pid, 0)  # still there: a zombie, since nothing has waited for it yet
+    process.wait()
