@@ -249,8 +249,8 @@ def up(settings: Settings) -> None:
         raise StackError(f"secure Elasticsearch did not become healthy on {node.endpoint.url}")
     if not shim_loaded(node, built.source_hash):
         raise StackError(f"the secure node did not load the analysis shim {built.source_hash} ({node.logs})")
-    pid, url = read_pid(node.pidfile) or "?", node.endpoint.url
-    log(f'secure Elasticsearch is up on {url} (pid {pid}); use: eval "$(scripts/stack.sh env-secure)"')
+    shown, url = read_pid(node.pidfile) or "?", node.endpoint.url
+    log(f'secure Elasticsearch is up on {url} (pid {shown}); use: eval "$(scripts/stack.sh env-secure)"')
 
 
 def down(node: SecureNode) -> None:
