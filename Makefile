@@ -34,7 +34,7 @@ $(BIN)/.backends: $(BIN)/.installed requirements-backends.txt
 
 backends: $(BIN)/.backends  ## add the optional Keras backends (JAX) to .venv
 
-stack-up: venv  ## install (if needed) and start Elasticsearch + MariaDB locally (no Docker; ES_VERSION=<9.x> for 9.x)
+stack-up: venv  ## install (if needed) and start Elasticsearch + MariaDB locally (no Docker; ES_VERSION=<9.x> for 9.x, ES_NODES=3 for a cluster)
 	$(STACK) up
 
 stack-down:  ## stop the local Elasticsearch and MariaDB (and the security-on node if the tests started it)
