@@ -21,6 +21,7 @@ from devstack.node import (
     Runtime,
     has_data,
     launch,
+    launched,
     log_tail,
     render_config,
     stop_processes,
@@ -196,7 +197,7 @@ def start_nodes(settings: Settings, nodes: Sequence[Node], runtime: Runtime) -> 
         )
         binary = runtime.es_home / "bin" / "elasticsearch"
         launchers.append((node, launch(binary, node.conf, node.pidfile, node.logs, runtime)))
-    failed = [node for node, launcher in launchers if launcher.wait(timeout=settings.es_start_timeout) != 0]
+    failed = [node for node, launcher in launchers if not launched(launcher, settings.es_start_timeout)]
     for node in failed:
         log(f"Elasticsearch launcher of {node.name} failed")
         log_tail(node.logs, node.cluster)

@@ -121,6 +121,16 @@ def launch(binary: Path, conf: Path, pidfile: Path, logs: Path, runtime: Runtime
         )
 
 
+def launched(launcher: subprocess.Popen[bytes], timeout: int) -> bool:
+    """The launcher exited 0 within the timeout (with -d it returns once the node has started)."""
+    try:
+        return launcher.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        log(f"the launcher did not return within {timeout}s")
+        return False
+
+
 def log_tail(logs: Path, cluster: str, lines: int = 60) -> None:
     """The last lines of a node's log and launcher output, on stderr."""
     for path in (logs / f"{cluster}.log", logs / "launcher.out"):

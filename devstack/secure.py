@@ -21,7 +21,15 @@ from devstack import host, probe, shim
 from devstack.certs import ensure_certs, fingerprint
 from devstack.elasticsearch import adopt_folder, prepare_runtime
 from devstack.host import StackError, log, read_pid, run
-from devstack.node import Runtime, heap_options, launch, log_tail, stop_processes, write_config_folder
+from devstack.node import (
+    Runtime,
+    heap_options,
+    launch,
+    launched,
+    log_tail,
+    stop_processes,
+    write_config_folder,
+)
 from devstack.settings import Settings
 
 CLUSTER = "imgsearch-secure"
@@ -240,7 +248,7 @@ def up(settings: Settings) -> None:
             f"analysis shim {built.source_hash})"
         )
         launcher = launch(node.home / "bin" / "elasticsearch", node.conf, node.pidfile, node.logs, runtime)
-        if launcher.wait() != 0:
+        if not launched(launcher, settings.es_start_timeout):
             log("secure Elasticsearch launcher failed")
             log_tail(node.logs, CLUSTER)
             raise StackError("secure Elasticsearch launcher failed")
