@@ -72,7 +72,7 @@ test-unit: backends  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit
 
 demo: stack-up  ## index the demo catalog of real photos and serve the search page
-	$(STACK_ENV) && ES_NUMBER_OF_REPLICAS=$${ES_NUMBER_OF_REPLICAS:-0} $(BIN)/python -m demo
+	$(STACK_ENV) && ES_NUMBER_OF_REPLICAS=$${ES_NUMBER_OF_REPLICAS:-$$(( $${ES_NODES:-1} > 1 ? 1 : 0 ))} $(BIN)/python -m demo
 
 serve: stack-up  ## serve the API with gunicorn (searchapi/gunicorn.conf.py) on the local stack's alias
 	$(STACK_ENV) && $(BIN)/gunicorn -c searchapi/gunicorn.conf.py 'searchapi:create_app()'

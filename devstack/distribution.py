@@ -4,10 +4,11 @@ The checksum. `mvn dependency:get` checks the checksums it downloads, but only w
 Maven's default checksum policy, and says nothing about a zip already in the local repository. So the
 zip is checked here, before it is unpacked, against the strongest published checksum found: a
 `.sha512`/`.sha256`/`.sha1` file next to it in the local repository (Maven's resolver stores the `.sha1`
-it downloaded there, so this works offline from the cache), else one fetched from Maven Central and
-kept next to the zip. A mismatch stops the stack. Where no checksum is published or reachable (offline
-with a zip that came without one), the stack warns and relies on the CRC-32 of every zip member, which
-the unpacking checks: a truncated or corrupted download still fails, a substituted one would not.
+it downloaded there, so this works offline from the cache), else one that Maven fetches by the zip's
+coordinates with the checksum's extension (`...:zip.sha512`) into the same place. A mismatch stops
+the stack. Where no checksum is published or reachable (offline with a zip that came without one),
+the stack warns and relies on the CRC-32 of every zip member, which the unpacking checks: a truncated
+or corrupted download still fails, a substituted one would not.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from devstack.host import Apt, StackError, log, run
 from devstack.settings import Settings
 
-MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 ALGORITHMS = ("sha512", "sha256", "sha1")
 GROUP_PATH = "org/elasticsearch/distribution/integ-test-zip/elasticsearch"
 _reported: set[Path] = set()
@@ -54,26 +54,24 @@ def checksum_text(text: str) -> str | None:
     return digest if digest and all(c in "0123456789abcdef" for c in digest) else None
 
 
-def fetch_remote_checksum(relative: str, algorithm: str) -> str | None:
-    import urllib.request
+def fetch_remote_checksum(coordinates: str, algorithm: str, repository: Path) -> bool:
+    """Ask Maven for the `<algorithm>` checksum file of an artifact (quietly; False when it has none)."""
+    if shutil.which("mvn") is None:
+        return False
+    command = ["mvn", "-q", "-B", "dependency:get", f"-Dartifact={coordinates}.{algorithm}"]
+    done = run([*command, "-Dtransitive=false", f"-Dmaven.repo.local={repository}"], capture_output=True)
+    return done.returncode == 0
 
-    try:
-        with urllib.request.urlopen(f"{MAVEN_CENTRAL}/{relative}.{algorithm}", timeout=10) as response:
-            return checksum_text(response.read().decode("ascii", "replace"))
-    except (OSError, ValueError):
-        return None
 
-
-def published_checksum(zip_file: Path, relative: str) -> tuple[str, str] | None:
-    """(algorithm, hex digest): from a checksum file next to the zip, else from Maven Central."""
-    for algorithm in ALGORITHMS:
-        local = zip_file.with_name(f"{zip_file.name}.{algorithm}")
-        if local.is_file() and (digest := checksum_text(local.read_text(errors="replace"))):
-            return algorithm, digest
-    for algorithm in ALGORITHMS:
-        if digest := fetch_remote_checksum(relative, algorithm):
-            zip_file.with_name(f"{zip_file.name}.{algorithm}").write_text(digest + "\n")
-            return algorithm, digest
+def published_checksum(zip_file: Path, coordinates: str, repository: Path) -> tuple[str, str] | None:
+    """(algorithm, hex digest): from a checksum file next to the zip, else one Maven fetches there."""
+    for fetch in (False, True):
+        for algorithm in ALGORITHMS:
+            local = zip_file.with_name(f"{zip_file.name}.{algorithm}")
+            if fetch and not fetch_remote_checksum(coordinates, algorithm, repository):
+                continue
+            if local.is_file() and (digest := checksum_text(local.read_text(errors="replace"))):
+                return algorithm, digest
     return None
 
 
@@ -82,9 +80,9 @@ def file_digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
-def verify(zip_file: Path, relative: str) -> None:
+def verify(zip_file: Path, coordinates: str, repository: Path) -> None:
     """Stop on a checksum mismatch; warn where no checksum could be found."""
-    published = published_checksum(zip_file, relative)
+    published = published_checksum(zip_file, coordinates, repository)
     if published is None:
         log(f"WARNING: no published checksum found for {zip_file} (offline?); relying on its CRC-32s")
         return
@@ -121,7 +119,7 @@ def ensure_unpacked(settings: Settings) -> Path:
         log(f"reusing cached zip {zip_file}")
     else:
         maven_get(artifact(settings.es_version), settings.maven_repo_local, zip_file)
-    verify(zip_file, f"{GROUP_PATH}/{settings.es_version}/{zip_file.name}")
+    verify(zip_file, artifact(settings.es_version), settings.maven_repo_local)
     staging = settings.stack_home / f".unpack-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     log(f"unpacking into {home}")

@@ -223,24 +223,28 @@ def test_the_zip_is_checked_against_the_checksum_next_to_it(tmp_path, monkeypatc
     archive = make_zip(tmp_path / "es.zip")
     digest = hashlib.sha1(archive.read_bytes()).hexdigest()
     (tmp_path / "es.zip.sha1").write_text(f"{digest}  es.zip\n")
-    distribution.verify(archive, "g/es.zip")
+    distribution.verify(archive, "g:es:1:zip", tmp_path)
     (tmp_path / "es.zip.sha1").write_text("0" * 40)
     with pytest.raises(StackError, match=r"sha1 .* but 0{40} is published"):
-        distribution.verify(archive, "g/es.zip")
+        distribution.verify(archive, "g:es:1:zip", tmp_path)
 
 
-def test_a_missing_checksum_is_fetched_and_kept_and_none_at_all_is_a_warning(tmp_path, monkeypatch, capsys):
+def test_a_missing_checksum_is_fetched_by_maven_and_none_at_all_is_a_warning(tmp_path, monkeypatch, capsys):
     archive = make_zip(tmp_path / "es.zip")
     digest = hashlib.sha512(archive.read_bytes()).hexdigest()
     asked = []
-    monkeypatch.setattr(
-        distribution, "fetch_remote_checksum", lambda path, algo: asked.append(algo) or digest
-    )
-    distribution.verify(archive, "g/es.zip")
-    assert asked == ["sha512"] and (tmp_path / "es.zip.sha512").read_text().strip() == digest
+
+    def maven_fetches(coordinates, algorithm, repository):
+        asked.append((coordinates, algorithm, repository))
+        (tmp_path / f"es.zip.{algorithm}").write_text(digest + "\n")
+        return True
+
+    monkeypatch.setattr(distribution, "fetch_remote_checksum", maven_fetches)
+    distribution.verify(archive, "g:es:1:zip", tmp_path)
+    assert asked == [("g:es:1:zip", "sha512", tmp_path)]
     (tmp_path / "es.zip.sha512").unlink()
-    monkeypatch.setattr(distribution, "fetch_remote_checksum", lambda *_: None)
-    distribution.verify(archive, "g/es.zip")
+    monkeypatch.setattr(distribution, "fetch_remote_checksum", lambda *_: False)
+    distribution.verify(archive, "g:es:1:zip", tmp_path)
     assert "no published checksum" in capsys.readouterr().err
 
 
