@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -167,4 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, StackError) as error:
         print(f"[stack] ERROR: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `status | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

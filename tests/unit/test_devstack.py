@@ -344,3 +344,18 @@ def test_a_killed_process_not_yet_reaped_counts_as_dead(tmp_path):
     assert host.read_pid(pidfile) is None
     os.kill(process.pid, 0)  # still there: a zombie, since nothing has waited for it yet
     process.wait()
+
+
+def test_a_reader_that_hangs_up_is_no_traceback(monkeypatch):
+    """`stack.sh status | head -1`: the command's BrokenPipeError ends it quietly, exit 0."""
+
+    def hung_up(_settings):
+        raise BrokenPipeError
+
+    monkeypatch.setitem(cli.COMMANDS, "status", (hung_up, "status"))
+    saved = os.dup(sys.stdout.fileno())
+    try:
+        assert cli.main(["status"]) == 0
+    finally:
+        os.dup2(saved, sys.stdout.fileno())
+        os.close(saved)
