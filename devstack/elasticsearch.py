@@ -16,7 +16,7 @@ from pathlib import Path
 
 from devstack import distribution, host, java, probe
 from devstack.host import StackError, log, read_pid
-from devstack.layout import Node, es_url, nodes_of, run_folder, wanted_nodes
+from devstack.layout import Node, cluster_sizes_on_disk, es_url, nodes_of, run_folder, wanted_nodes
 from devstack.node import (
     Runtime,
     has_data,
@@ -46,8 +46,6 @@ def describe(count: int) -> str:
 
 
 def shapes_on_disk(settings: Settings) -> list[int]:
-    from devstack.layout import cluster_sizes_on_disk
-
     return [1, *cluster_sizes_on_disk(settings)]
 
 

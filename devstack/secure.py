@@ -23,7 +23,6 @@ from devstack.elasticsearch import adopt_folder, prepare_runtime
 from devstack.host import StackError, log, read_pid, run
 from devstack.node import (
     Runtime,
-    heap_options,
     launch,
     launched,
     log_tail,
@@ -110,9 +109,14 @@ def plugins(node: SecureNode) -> str | None:
     return answer[1] if answer is not None and 200 <= answer[0] < 300 else None
 
 
+def lists_shim(plugin_descriptions: str, source_hash: str = "") -> bool:
+    """The node's plugin descriptions name the analysis shim (of that source build, when given)."""
+    return f"analysis shim, source {source_hash}" in plugin_descriptions
+
+
 def shim_loaded(node: SecureNode, source_hash: str = "") -> bool:
     text = plugins(node)
-    return text is not None and f"analysis shim, source {source_hash}" in text
+    return text is not None and lists_shim(text, source_hash)
 
 
 def ensure_home(node: SecureNode, es_home: Path, built: shim.Shim) -> None:
@@ -160,7 +164,6 @@ def configure(settings: Settings, runtime: Runtime, node: SecureNode, built: shi
     write_config_folder(node.conf, runtime, render_config(settings, node), settings.secure.heap)
     for name in ("users", "users_roles", "roles.yml"):
         (node.conf / name).touch()
-    (node.conf / "jvm.options.d" / "imgsearch-heap.options").write_text(heap_options(settings.secure.heap))
     ensure_home(node, runtime.es_home, built)
     host.give_to(runtime.user, runtime.es_home, node.root)
     host.ensure_traversable(runtime.user, settings.stack_home)
@@ -209,7 +212,7 @@ def reuse_or_replace(node: SecureNode, built: shim.Shim) -> bool:
         url = node.endpoint.url
         log(f"WARNING: the secure node answers on {url} but its plugins could not be read; leaving it as is")
         return True
-    if f"analysis shim, source {built.source_hash}" in text:
+    if lists_shim(text, built.source_hash):
         url, digest = node.endpoint.url, built.source_hash
         log(f"reusing secure Elasticsearch already answering on {url} (analysis shim {digest} loaded)")
         return True

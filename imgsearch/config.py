@@ -111,8 +111,8 @@ class ElasticConfig(EnvSettings):
 
     @property
     def urls(self) -> list[str]:
-        """Every node of ES_URL, in order (one URL, or several comma separated)."""
-        return [url.strip() for url in self.url.split(",")]
+        """Every node of ES_URL, in order (the validator has stripped each of them)."""
+        return self.url.split(",")
 
     @property
     def uses_tls(self) -> bool:

@@ -65,12 +65,6 @@ class PhotoGate(ThreadingHTTPServer):
         with self._turn:
             return self._admitted
 
-    @property
-    def waiting(self) -> int:
-        """Requests that have arrived and are held now."""
-        with self._turn:
-            return self._arrived - self._admitted
-
     def wait_for_arrival(self, timeout: float = 120.0) -> bool:
         """Block until a request is held that no release has let through yet (False after `timeout`)."""
         with self._turn:
